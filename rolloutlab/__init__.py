@@ -1,0 +1,1 @@
+"""rolloutlab: judge and steer progressive delivery from a notebook."""

@@ -1,0 +1,76 @@
+"""The one exception tree of rolloutlab.
+
+Every error a user can meet derives from :class:`RolloutlabError`, so
+``except rolloutlab.RolloutlabError`` catches all of them, and each message says
+what was wrong, where, and how to fix it.
+
+    RolloutlabError
+    ├── DataError          a recording or data file is malformed (names file, row/column)
+    ├── SpecError          a spec / manifest is invalid (names the field and the fix)
+    ├── SourceError        getting data failed
+    │   ├── ConnectionFailed   server unreachable or timed out
+    │   ├── QueryError         the server rejected a query (bad PromQL, 4xx/5xx)
+    │   └── EmptyResult        a query returned no series (names the variant)
+    └── ActuationError     changing the world failed (router write, Kubernetes API)
+        ├── ValidationFailed   refused before writing (bad weight, missing route)
+        └── ConflictError      concurrent modification persisted past retries
+
+Data problems inside statistics never raise: they give a neutral result with a
+reason. Misuse (wrong types, bad spec, bad files) raises one of these.
+"""
+
+from __future__ import annotations
+
+
+class RolloutlabError(Exception):
+    """Base of every rolloutlab error."""
+
+
+class DataError(RolloutlabError, ValueError):
+    """A recording or input file is malformed."""
+
+
+class SpecError(RolloutlabError, ValueError):
+    """A spec (Flagger Canary manifest or rolloutlab YAML) is invalid."""
+
+
+class SourceError(RolloutlabError):
+    """Fetching data from a source failed."""
+
+
+class ConnectionFailed(SourceError):
+    """The server could not be reached, or did not answer in time."""
+
+
+class QueryError(SourceError):
+    """The server rejected or failed a query; the message carries its error text."""
+
+
+class EmptyResult(SourceError):
+    """A query returned no data for a variant that was expected."""
+
+
+class ActuationError(RolloutlabError):
+    """A write to the traffic router or cluster failed."""
+
+
+class ValidationFailed(ActuationError, ValueError):
+    """A write was refused before anything was sent (bad weight, missing route)."""
+
+
+class ConflictError(ActuationError):
+    """The object kept changing under us past the retry limit."""
+
+
+__all__ = [
+    "RolloutlabError",
+    "DataError",
+    "SpecError",
+    "SourceError",
+    "ConnectionFailed",
+    "QueryError",
+    "EmptyResult",
+    "ActuationError",
+    "ValidationFailed",
+    "ConflictError",
+]
