@@ -1,0 +1,122 @@
+"""The result types every judge shares: per-metric results, per-tick states, the verdict."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+Decision = Literal["promote", "continue", "rollback"]
+Classification = Literal["pass", "fail", "nodata", "inconclusive"]
+DECISIONS: tuple[Decision, ...] = ("promote", "continue", "rollback")
+CLASSIFICATIONS: tuple[Classification, ...] = ("pass", "fail", "nodata", "inconclusive")
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One metric's evidence at one tick.
+
+    ``estimate``/``ci`` are in ``unit`` (e.g. ``"ratio"`` for canary/primary error-rate
+    ratio, ``"ms"``, ``"%"``). ``reason`` is a plain-language sentence for people.
+    ``details`` holds judge-specific values (Kayenta's label, Flagger's raw value, ...).
+    """
+
+    name: str
+    classification: Classification
+    reason: str
+    estimate: float | None = None
+    ci: tuple[float, float] | None = None
+    p_value: float | None = None
+    unit: str = ""
+    critical: bool = True
+    approximate: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+    def __repr__(self) -> str:
+        est = (
+            "" if self.estimate is None else f" {self.estimate:.4g}{self.unit and ' ' + self.unit}"
+        )
+        return f"<{self.name}: {self.classification}{est}>"
+
+
+@dataclass(frozen=True)
+class TickState:
+    """What a judge saw and decided at the end of one tick (the replay timeline's row).
+
+    ``state`` carries the judge's running state in plain numbers (Flagger's
+    ``failed_checks``, Kayenta's ``score``, rolloutlab's per-metric evidence).
+    """
+
+    timestamp: datetime
+    weight: float | None
+    decision: Decision
+    metrics: tuple[MetricResult, ...] = ()
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A judge's decision on a rollout up to some tick.
+
+    ``decided_at`` is the tick where the decision was reached (None for continue);
+    ``metrics`` the per-metric results at that tick (or the last one); ``ticks`` the
+    whole per-tick history, which is what a replay shows.
+    """
+
+    judge: str
+    decision: Decision
+    decided_at: datetime | None
+    metrics: tuple[MetricResult, ...]
+    reason: str
+    ticks: tuple[TickState, ...] = ()
+    spec: Any = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def metric(self, name: str) -> MetricResult:
+        """The result for metric ``name`` (KeyError listing the names otherwise)."""
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(
+            f"no metric {name!r} in this verdict; it has {[m.name for m in self.metrics]}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: decision, when, why, per-metric results and the tick history."""
+        return _jsonable(
+            {
+                "judge": self.judge,
+                "decision": self.decision,
+                "decided_at": self.decided_at,
+                "reason": self.reason,
+                "metrics": [m.to_dict() for m in self.metrics],
+                "ticks": [t.to_dict() for t in self.ticks],
+                "details": self.details,
+            }
+        )
+
+    def __repr__(self) -> str:
+        when = f" at {self.decided_at:%Y-%m-%d %H:%M} UTC" if self.decided_at else ""
+        return f"<Verdict {self.judge}: {self.decision}{when} · {len(self.metrics)} metrics>"
+
+
+def _jsonable(value: Any) -> Any:
+    """Datetimes to ISO strings, tuples to lists, non-finite floats to None."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return _jsonable(value.item())
+    return value
