@@ -1,1 +1,53 @@
-"""rolloutlab: judge and steer progressive delivery from a notebook."""
+"""rolloutlab: judge and steer progressive delivery (canary, A/B) from a notebook.
+
+The public API is the names in ``__all__``; each loads on first use, so
+``import rolloutlab`` stays fast and optional heavy parts (kubernetes, ipywidgets)
+are only imported when asked for.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from rolloutlab.errors import (
+    ActuationError,
+    DataError,
+    QueryError,
+    RolloutlabError,
+    SourceError,
+    SpecError,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Recording": "rolloutlab.sources.recording",
+    "load": "rolloutlab.sources.recording",
+    "simulate": "rolloutlab.sources.simulate",
+    "Scenario": "rolloutlab.sources.simulate",
+}
+
+__all__ = [
+    "ActuationError",
+    "DataError",
+    "QueryError",
+    "RolloutlabError",
+    "SourceError",
+    "SpecError",
+    "__version__",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rolloutlab' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -123,7 +123,16 @@ def _first(mask: pl.Series) -> int:
 def _cast_timestamp(frame: pl.DataFrame, source: str) -> pl.DataFrame:
     ts = frame["timestamp"]
     if ts.dtype == pl.String:
-        parsed = ts.str.to_datetime(time_unit="us", strict=False)
+        naive = ~ts.str.strip_chars().str.contains(r"(?i)(z|[+-]\d{2}:?\d{2})$")
+        if naive.any():
+            row = _first(naive)
+            raise _fail(
+                source,
+                f"naive timestamp {ts[row]!r} (no time zone) in column 'timestamp'",
+                "Timestamps must be UTC-aware: write them with a 'Z' or '+00:00' offset.",
+                row,
+            )
+        parsed = ts.str.to_datetime(time_unit="us", strict=False, time_zone="UTC")
         bad = parsed.is_null() & ts.is_not_null()
         if bad.any():
             row = _first(bad)

@@ -1,0 +1,152 @@
+"""Recordings: the tidy format's validation at the boundary, and lossless save/load."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rolloutlab
+from rolloutlab.errors import DataError
+from rolloutlab.frames import SCHEMA, increments
+from rolloutlab.sources.recording import Recording, load
+
+GOOD_CSV = """timestamp,variant,metric,kind,le,value
+2026-01-01T10:01:00Z,primary,requests,counter,,900
+2026-01-01T10:01:00Z,canary,requests,counter,,100
+2026-01-01T10:01:00Z,canary,latency_ms,bucket,50,60
+2026-01-01T10:01:00Z,canary,latency_ms,bucket,+Inf,100
+2026-01-01T10:01:00Z,canary,weight,gauge,,10
+"""
+
+
+def write(tmp_path, text, name="rec.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_csv_loads_with_types(tmp_path):
+    rec = load(write(tmp_path, GOOD_CSV))
+    assert rec.frame.schema == pl.Schema(SCHEMA)
+    assert rec.frame.height == 5
+    assert rec.variants == ["primary", "canary"]
+    inf_row = rec.frame.filter(pl.col("kind") == "bucket").sort("le")["le"].to_list()
+    assert inf_row == [50.0, float("inf")]
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda t: t.replace(",kind,", ",sort,"), r"missing column\(s\) \['kind'\]"),
+        (lambda t: t.replace("bucket,50", "histogram,50"), "row 3: unknown kind 'histogram'"),
+        (lambda t: t.replace("10:01:00Z,primary", "10:01:00,primary"), "row 1: naive timestamp"),
+        (lambda t: t.replace(",,900", ",,-900"), "row 1: negative increase -900"),
+        (lambda t: t.replace("bucket,50", "bucket,"), "row 3: bucket row without 'le'"),
+        (lambda t: t.replace(",,100\n2026", ",,1OO\n2026", 1), "row 2: unparseable number '1OO'"),
+        (
+            lambda t: t.replace(
+                "2026-01-01T10:01:00Z,canary,weight", "2026-13-45T10:00Z,canary,weight"
+            ),
+            "row 5: unparseable timestamp '2026-13-45T10:00Z'",
+        ),
+        (lambda t: t.replace("counter,,100", "counter,5,100", 1), "row 2: 'le' set on a row"),
+    ],
+)
+def test_malformed_csv_names_file_row_and_fix(tmp_path, edit, expected):
+    path = write(tmp_path, edit(GOOD_CSV))
+    with pytest.raises(DataError, match=expected) as info:
+        load(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_and_unknown_files(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        load(tmp_path / "nope.parquet")
+    with pytest.raises(DataError, match="unknown file type '.txt'"):
+        load(write(tmp_path, "x", "rec.txt"))
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        load(write(tmp_path, "not parquet", "rec.parquet"))
+
+
+def test_metadata_travels_with_parquet_and_csv(tmp_path):
+    rec = load(write(tmp_path, GOOD_CSV))
+    rec.meta.update({"source": "http://prom:9090", "queries": {"requests": "sum(...)"}})
+    for name in ("r.parquet", "r.csv"):
+        back = load(rec.save(tmp_path / name))
+        assert back.meta == rec.meta
+        assert back.frame.equals(rec.frame)
+    assert json.loads((tmp_path / "r.csv.meta.json").read_text())["format_version"] == 1
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    rec = load(write(tmp_path, GOOD_CSV))
+    rec.meta["format_version"] = 2
+    with pytest.raises(DataError, match="format v2 is not supported"):
+        load(rec.save(tmp_path / "r.parquet"))
+
+
+def test_save_refuses_unknown_suffix(tmp_path):
+    rec = load(write(tmp_path, GOOD_CSV))
+    with pytest.raises(DataError, match=r"\.parquet \(recommended\) or \.csv"):
+        rec.save(tmp_path / "r.xlsx")
+
+
+def test_window_and_summary():
+    rec = rolloutlab.simulate("aa", seed=3, duration_min=10)
+    part = rec.window(end=rec.start + timedelta(minutes=4))
+    assert part.frame["timestamp"].n_unique() == 5
+    summary = rec.summary()
+    requests = summary.filter(pl.col("metric") == "requests")
+    latency = summary.filter(pl.col("metric") == "latency_ms")
+    # every request is one latency observation: the +Inf bucket totals equal the requests
+    assert requests["total"].to_list() == latency["total"].to_list()
+
+
+def test_counter_reset_follows_prometheus():
+    # 5, 9, 2 (restart), 4: increases 4, then 2 (the new reading), then 2
+    assert increments([5, 9, 2, 4]).tolist() == [4.0, 2.0, 2.0]
+
+
+KIND_ROWS = st.sampled_from(["counter", "gauge", "bucket"])
+
+
+@st.composite
+def frames_(draw):
+    n = draw(st.integers(0, 25))
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = []
+    for _ in range(n):
+        kind = draw(KIND_ROWS)
+        value = draw(
+            st.floats(min_value=0, max_value=1e12, allow_nan=False)
+            if kind != "gauge"
+            else st.floats(allow_nan=True, allow_infinity=True)
+        )
+        le = draw(st.one_of(st.floats(0, 1e6), st.just(float("inf")))) if kind == "bucket" else None
+        rows.append(
+            {
+                "timestamp": base + timedelta(seconds=draw(st.integers(0, 10**7))),
+                "variant": draw(st.sampled_from(["primary", "canary", "B", "arm é"])),
+                "metric": draw(st.sampled_from(["requests", "errors", "latency_ms", "x,y"])),
+                "kind": kind,
+                "le": le,
+                "value": value,
+            }
+        )
+    return pl.DataFrame(rows, schema=SCHEMA)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(frame=frames_(), suffix=st.sampled_from([".parquet", ".csv"]))
+def test_save_load_is_lossless(tmp_path, frame, suffix):
+    rec = Recording(frame, {"note": "ünïcode", "nested": {"a": [1, 2]}})
+    back = load(rec.save(tmp_path / f"rec{suffix}"))
+    assert back.meta == rec.meta
+    assert back.frame.equals(rec.frame)  # NaN == NaN and inf == inf under equals()
