@@ -1,0 +1,465 @@
+# ruff: noqa: F811  (pytest fixtures imported from kube_emulator are shadowed by parameters)
+"""Routers against a kmock Kubernetes emulator over real HTTP, with the real sync client.
+
+kmock limits (see kube_emulator.py): it ignores ``dryRun`` and never answers 409 on
+its own; the emulator there honours ``dryRun=All`` like an API server and scripts
+409/403/500 answers before touching the object. Tests check what rolloutlab sends
+(``dryRun=All``, ``fieldManager``, merge-patch content type, ``resourceVersion``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import socket
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from kube_emulator import (  # noqa: F401  (fixtures)
+    NGINX,
+    NS,
+    KubeEmulator,
+    audit_log,
+    canary_ingress,
+    flagger_canary,
+    http_proxy,
+    http_route,
+    kube,
+    traefik_service,
+    traffic_split,
+    virtual_service,
+)
+
+from rolloutlab.control.audit import AuditLog
+from rolloutlab.control.kube import load_client
+from rolloutlab.control.routers import (
+    ContourRouter,
+    IstioRouter,
+    KubeRouter,
+    NginxRouter,
+    SMIRouter,
+    Weights,
+    router,
+)
+from rolloutlab.errors import ActuationError, ConflictError, SpecError, ValidationFailed
+
+pytestmark = pytest.mark.timeout(60)
+
+VS = "networking.istio.io/v1beta1/virtualservices"
+
+
+def _set_backend_weights(path: tuple[Any, ...], key: str) -> Callable[[dict, Weights], None]:
+    """Expected-object builder: put weights into a backend list by name."""
+
+    def apply(obj: dict, weights: Weights) -> None:
+        node: Any = obj
+        for step in path:
+            node = node[step]
+        for backend in node:
+            name = backend["destination"]["host"] if key == "destination.host" else backend[key]
+            if name == "podinfo-primary":
+                backend["weight"] = weights.primary
+            elif name == "podinfo-canary":
+                backend["weight"] = weights.canary
+
+    return apply
+
+
+def _set_nginx(obj: dict, weights: Weights) -> None:
+    obj["metadata"]["annotations"][NGINX + "canary-weight"] = str(weights.canary)
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: str
+    resource: str
+    object_name: str
+    seed: Callable[[], dict[str, Any]]
+    expect: Callable[[dict, Weights], None]
+
+
+CASES = [
+    Case(
+        "istio",
+        VS,
+        "podinfo",
+        virtual_service,
+        _set_backend_weights(("spec", "http", 0, "route"), "destination.host"),
+    ),
+    Case(
+        "gatewayapi",
+        "gateway.networking.k8s.io/v1/httproutes",
+        "podinfo",
+        http_route,
+        _set_backend_weights(("spec", "rules", 0, "backendRefs"), "name"),
+    ),
+    Case(
+        "linkerd",
+        "split.smi-spec.io/v1alpha2/trafficsplits",
+        "podinfo",
+        traffic_split,
+        _set_backend_weights(("spec", "backends"), "service"),
+    ),
+    Case(
+        "nginx",
+        "networking.k8s.io/v1/ingresses",
+        "podinfo-canary",
+        canary_ingress,
+        _set_nginx,
+    ),
+    Case(
+        "traefik",
+        "traefik.io/v1alpha1/traefikservices",
+        "podinfo",
+        traefik_service,
+        _set_backend_weights(("spec", "weighted", "services"), "name"),
+    ),
+    Case(
+        "contour",
+        "projectcontour.io/v1/httpproxies",
+        "podinfo",
+        http_proxy,
+        _set_backend_weights(("spec", "routes", 0, "services"), "name"),
+    ),
+]
+
+
+def make(kube: KubeEmulator, kind: str = "istio", **kwargs: Any) -> KubeRouter:
+    """The factory's router on the emulator, with fast retries."""
+    return router(kind, "podinfo", NS, client=kube.client(), retries=2, backoff=0.001, **kwargs)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.kind for c in CASES])
+def test_read_set_read_back(kube: KubeEmulator, audit_log: AuditLog, case: Case) -> None:
+    seeded = case.seed()
+    kube.seed(case.resource, seeded)
+    r = make(kube, case.kind, audit=audit_log)
+
+    assert r.weights() == Weights(100, 0)
+    change = r.set_weight(25, reason="tick 1 passed")
+
+    assert (change.before, change.after, change.dry_run) == (
+        Weights(100, 0),
+        Weights(75, 25),
+        False,
+    )
+    assert r.weights() == Weights(75, 25)
+    expected = copy.deepcopy(seeded)
+    case.expect(expected, Weights(75, 25))
+    assert kube.object(case.resource, NS, case.object_name) == expected  # nothing else touched
+
+    (patch,) = kube.requests("PATCH")
+    assert patch.headers["Content-Type"] == "application/merge-patch+json"
+    assert patch.params == {"fieldManager": "rolloutlab"}
+    assert patch.data["metadata"]["resourceVersion"] == "1"  # optimistic concurrency
+    (record,) = audit_log.records()
+    assert (record.kind, record.namespace, record.name, record.action) == (
+        r.kind,
+        NS,
+        case.object_name,
+        "set_weight",
+    )
+    assert (record.before, record.after) == (
+        {"primary": 100, "canary": 0},
+        {"primary": 75, "canary": 25},
+    )
+    assert (record.reason, record.dry_run) == ("tick 1 passed", False)
+    assert record.user and record.time.endswith("+00:00")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.kind for c in CASES])
+def test_dry_run_previews_without_writing(
+    kube: KubeEmulator, audit_log: AuditLog, case: Case
+) -> None:
+    seeded = case.seed()
+    kube.seed(case.resource, seeded)
+    r = make(kube, case.kind, audit=audit_log)
+
+    change = r.set_weight(40, reason="preview", dry_run=True)
+
+    assert change.dry_run and change.after == Weights(60, 40)
+    assert "-podinfo-canary: 0" in change.diff and "+podinfo-canary: 40" in change.diff
+    assert "dry run" in repr(change) and change.diff in str(change)
+    (patch,) = kube.requests("PATCH")
+    assert patch.params["dryRun"] == "All"  # the server is asked not to persist
+    assert kube.object(case.resource, NS, case.object_name) == seeded
+    assert r.weights() == Weights(100, 0)
+    (record,) = audit_log.records()
+    assert record.dry_run
+
+
+def test_missing_object_is_refused(kube: KubeEmulator, audit_log: AuditLog) -> None:
+    kube.seed(VS, {**virtual_service(), "metadata": {"name": "other", "namespace": NS}})
+    r = make(kube, audit=audit_log)
+
+    with pytest.raises(ValidationFailed, match=r"VirtualService test/podinfo not found"):
+        r.set_weight(10, reason="x")
+    with pytest.raises(ValidationFailed, match="not found"):
+        r.weights()
+    assert kube.requests("PATCH") == [] and audit_log.records() == []
+
+
+def test_missing_canary_route_names_what_it_looked_for(
+    kube: KubeEmulator, audit_log: AuditLog
+) -> None:
+    broken = virtual_service()
+    del broken["spec"]["http"][0]["route"][1]
+    kube.seed(VS, broken)
+    r = make(kube, audit=audit_log)
+
+    with pytest.raises(ValidationFailed) as info:
+        r.set_weight(10, reason="x")
+    message = str(info.value)
+    assert "'podinfo-canary'" in message and "['podinfo-primary']" in message
+    assert "spec.http[0].route" in message
+    assert kube.requests("PATCH") == [] and audit_log.records() == []
+
+
+def test_custom_names_and_missing_list(kube: KubeEmulator, audit_log: AuditLog) -> None:
+    kube.seed("split.smi-spec.io/v1alpha2/trafficsplits", traffic_split())
+    r = SMIRouter("podinfo", NS, client=kube.client(), canary="podinfo-v2", audit=audit_log)
+    with pytest.raises(ValidationFailed, match="'podinfo-v2'.*found.*'podinfo-canary'"):
+        r.weights()
+
+    kube.seed("projectcontour.io/v1/httpproxies", {**http_proxy(), "spec": {}})
+    contour = ContourRouter("podinfo", NS, client=kube.client(), audit=audit_log)
+    with pytest.raises(ValidationFailed, match=r"no spec\.routes\[0\]\.services list"):
+        contour.set_weight(5, reason="x")
+    assert kube.requests("PATCH") == []
+
+
+def test_nginx_refuses_an_ingress_that_is_not_a_canary(kube: KubeEmulator) -> None:
+    ingress = canary_ingress()
+    del ingress["metadata"]["annotations"][NGINX + "canary"]
+    kube.seed("networking.k8s.io/v1/ingresses", ingress)
+    r = NginxRouter("podinfo", NS, client=kube.client())
+    with pytest.raises(ValidationFailed, match="not an NGINX canary Ingress"):
+        r.set_weight(10, reason="x")
+    assert kube.requests("PATCH") == []
+
+
+def test_conflict_once_is_retried_against_a_fresh_read(
+    kube: KubeEmulator, audit_log: AuditLog
+) -> None:
+    kube.seed(VS, virtual_service())
+    kube.fail("PATCH", 409, name="podinfo", message="the object has been modified")
+    r = make(kube, audit=audit_log)
+
+    change = r.set_weight(30, reason="x")
+
+    assert change.after == Weights(70, 30)
+    assert len(kube.requests("PATCH")) == 2  # one conflict, one retry
+    assert r.weights() == Weights(70, 30)
+    assert len(audit_log.records()) == 1
+
+
+def test_persistent_conflict_raises_conflict_error(kube: KubeEmulator, audit_log: AuditLog) -> None:
+    kube.seed(VS, virtual_service())
+    kube.fail("PATCH", 409, times=99, message="the object has been modified")
+    r = make(kube, audit=audit_log)
+
+    with pytest.raises(ConflictError, match="VirtualService test/podinfo.*3 attempts.*409"):
+        r.set_weight(30, reason="x")
+    assert len(kube.requests("PATCH")) == 3
+    assert r.weights() == Weights(100, 0) and audit_log.records() == []
+
+
+def test_forbidden_fails_at_once_with_the_api_message(
+    kube: KubeEmulator, audit_log: AuditLog
+) -> None:
+    kube.seed(VS, virtual_service())
+    kube.fail("PATCH", 403, message='user "alice" cannot patch virtualservices')
+    r = make(kube, audit=audit_log)
+
+    with pytest.raises(ActuationError) as info:
+        r.set_weight(30, reason="x")
+    message = str(info.value)
+    assert "VirtualService test/podinfo" in message and "HTTP 403" in message
+    assert 'user "alice" cannot patch' in message
+    assert len(kube.requests("PATCH")) == 1  # not retried
+    assert kube.object(VS, NS, "podinfo") == virtual_service()
+    assert audit_log.records() == []
+
+
+def test_repeated_server_errors_give_up(kube: KubeEmulator, audit_log: AuditLog) -> None:
+    kube.seed(VS, virtual_service())
+    kube.fail("PATCH", 500, times=99, message="etcd unavailable")
+    r = make(kube, audit=audit_log)
+
+    with pytest.raises(ActuationError, match="after 3 attempts: HTTP 500.*etcd unavailable"):
+        r.set_weight(30, reason="x")
+    assert kube.object(VS, NS, "podinfo") == virtual_service()
+    assert audit_log.records() == []
+
+
+def test_transient_read_error_is_retried(kube: KubeEmulator) -> None:
+    kube.seed(VS, virtual_service())
+    kube.fail("GET", 503, name="podinfo")
+    assert make(kube).set_weight(10, reason="x").after == Weights(90, 10)
+
+
+def test_unreachable_server_is_an_actuation_error(audit_log: AuditLog) -> None:
+    from kubernetes import client
+
+    with socket.socket() as sock:  # a free port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    configuration = client.Configuration(host=f"http://127.0.0.1:{port}")
+    configuration.retries = 0
+    r = IstioRouter("podinfo", NS, client=client.ApiClient(configuration), retries=1, backoff=0.001)
+    with pytest.raises(ActuationError, match="cannot reach the API server"):
+        r.set_weight(10, reason="x")
+
+
+@pytest.mark.parametrize("weight", [-1, 101, 12.5, math.nan, "10", True, None])
+def test_bad_weight_is_refused_before_any_request(
+    kube: KubeEmulator, audit_log: AuditLog, weight: Any
+) -> None:
+    kube.seed(VS, virtual_service())
+    r = make(kube, audit=audit_log)
+    with pytest.raises(ValidationFailed, match="canary weight"):
+        r.set_weight(weight, reason="x")
+    assert kube.requests() == [] and audit_log.records() == []
+
+
+def test_whole_floats_and_bounds_are_accepted(kube: KubeEmulator) -> None:
+    kube.seed(VS, virtual_service())
+    r = make(kube)
+    assert r.set_weight(100.0, reason="x").after == Weights(0, 100)
+    assert r.set_weight(0, reason="x").after == Weights(100, 0)
+
+
+def test_blank_reason_is_refused(kube: KubeEmulator) -> None:
+    kube.seed(VS, virtual_service())
+    with pytest.raises(ValidationFailed, match="reason"):
+        make(kube).set_weight(10, reason=" ")
+    assert kube.requests() == []
+
+
+def test_unchanged_weight_writes_nothing(kube: KubeEmulator, audit_log: AuditLog) -> None:
+    kube.seed(VS, virtual_service(90, 10))
+    change = make(kube, audit=audit_log).set_weight(10, reason="x")
+    assert not change.changed and change.diff == ""
+    assert kube.requests("PATCH") == [] and audit_log.records() == []
+
+
+def test_flagger_owned_route_is_refused(kube: KubeEmulator, audit_log: AuditLog) -> None:
+    owned = virtual_service(
+        ownerReferences=[
+            {"apiVersion": "flagger.app/v1beta1", "kind": "Canary", "name": "podinfo", "uid": "u1"}
+        ]
+    )
+    kube.seed(VS, owned)
+    with pytest.raises(ValidationFailed, match=r"managed by Flagger.*FlaggerGates\('podinfo'"):
+        make(kube, audit=audit_log).set_weight(10, reason="x")
+    assert kube.requests("PATCH") == [] and audit_log.records() == []
+
+
+def test_route_of_a_flagger_canary_is_refused(kube: KubeEmulator, audit_log: AuditLog) -> None:
+    kube.seed(VS, virtual_service())
+    kube.seed("flagger.app/v1beta1/canaries", flagger_canary())
+    with pytest.raises(ValidationFailed, match="Canary test/podinfo"):
+        make(kube, audit=audit_log).set_weight(10, reason="x")
+    assert kube.requests("PATCH") == []
+    assert make(kube).weights() == Weights(100, 0)  # reading is fine
+
+
+def test_on_change_receives_each_record(kube: KubeEmulator, audit_log: AuditLog) -> None:
+    kube.seed(VS, virtual_service())
+    seen: list[Any] = []
+    r = make(kube, audit=audit_log, on_change=seen.append)
+    r.set_weight(10, reason="a", dry_run=True)
+    r.set_weight(10, reason="b")
+    assert [(x.reason, x.dry_run) for x in seen] == [("a", True), ("b", False)]
+    assert seen == audit_log.records()
+
+
+def test_failing_on_change_warns_but_keeps_the_change(
+    kube: KubeEmulator, audit_log: AuditLog
+) -> None:
+    kube.seed(VS, virtual_service())
+
+    def broken(record: Any) -> None:
+        raise RuntimeError("recording closed")
+
+    r = make(kube, audit=audit_log, on_change=broken)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r.set_weight(10, reason="x")
+    assert "recording closed" in str(caught[0].message)
+    assert r.weights() == Weights(90, 10) and len(audit_log.records()) == 1
+
+
+def test_default_audit_log_follows_the_environment(kube: KubeEmulator, audit_log: AuditLog) -> None:
+    kube.seed(VS, virtual_service())
+    router("istio", "podinfo", NS, client=kube.client()).set_weight(10, reason="x")
+    assert [r.after for r in AuditLog().records()] == [{"primary": 90, "canary": 10}]
+    assert AuditLog().path == audit_log.path
+
+
+def test_factory_kinds() -> None:
+    from kubernetes.client import ApiClient, Configuration
+
+    client = ApiClient(Configuration(host="http://127.0.0.1:9"))  # never contacted
+    assert load_client(client) is client
+    assert isinstance(router("osm", "a", "b", client=client), SMIRouter)
+    assert isinstance(router("Linkerd", "a", "b", client=client), SMIRouter)
+    r = router("istio", "podinfo", "test", client=client)
+    assert (r.primary, r.canary, r.name) == ("podinfo-primary", "podinfo-canary", "podinfo")
+    assert "VirtualService test/podinfo" in r.describe()
+    assert router("nginx", "web", "b", client=client).ref.name == "web-canary"
+    with pytest.raises(SpecError, match="unknown router kind 'envoy'"):
+        router("envoy", "a", "b", client=client)
+
+
+def test_audit_log_round_trip_and_bad_lines(tmp_path: Any) -> None:
+    from rolloutlab.control.audit import AuditRecord
+    from rolloutlab.errors import DataError
+
+    log = AuditLog(tmp_path / "sub" / "audit.jsonl")
+    assert log.records() == []
+    record = AuditRecord.now(
+        kind="istio", namespace="n", name="x", action="set_weight",
+        before={"primary": 100, "canary": 0}, after={"primary": 90, "canary": 10}, reason="r",
+    )  # fmt: skip
+    log.append(record)
+    assert log.records() == [record]
+    line = json.loads(log.path.read_text())
+    assert line["from"] == {"primary": 100, "canary": 0} and line["to"]["canary"] == 10
+    with log.path.open("a") as file:
+        file.write("not json\n")
+    with pytest.raises(DataError, match="line 2"):
+        log.records()
+
+
+def test_load_client_sources(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    with pytest.raises(ActuationError, match="no Kubernetes configuration"):
+        load_client()
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "a", "cluster": {"server": "http://127.0.0.1:1"}},
+            {"name": "b", "cluster": {"server": "http://127.0.0.1:2"}},
+        ],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [
+            {"name": "a", "context": {"cluster": "a", "user": "u"}},
+            {"name": "b", "context": {"cluster": "b", "user": "u"}},
+        ],
+        "current-context": "a",
+    }
+    path = tmp_path / "config"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    assert load_client().configuration.host == "http://127.0.0.1:1"
+    assert load_client(context="b").configuration.host == "http://127.0.0.1:2"
+    with pytest.raises(ActuationError, match="context='nope'"):
+        load_client(context="nope")
