@@ -1,0 +1,303 @@
+"""Promotion and rollback of plain Deployments in Flagger's style, and Flagger's own gates.
+
+Flagger's layout: the canary workload is the Deployment ``<target>``, the primary
+is ``<target>-primary``, and a router splits traffic between their services.
+
+- promote: copy the canary's pod template into the primary, route 100 % to the
+  primary, scale the canary to 0;
+- rollback: route 100 % to the primary, scale the canary to 0.
+
+Steps run in that order, each audited; if one fails the error says which steps
+were done and which were not. Where Flagger manages the target, rolloutlab refuses
+and :class:`FlaggerGates` drives Flagger through its loadtester instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rolloutlab.control.audit import AuditLog, Auditor, AuditRecord, OnChange
+from rolloutlab.control.kube import (
+    Kube,
+    ObjectRef,
+    Resource,
+    flagger_canary,
+    flagger_refusal,
+    retrying,
+)
+from rolloutlab.control.routers import Change, Router, check_reason
+from rolloutlab.errors import ActuationError
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+DEPLOYMENT = Resource("apps", "v1", "deployments", "Deployment")
+
+
+@dataclass(frozen=True)
+class Steps:
+    """What a promote or rollback did: step names in order, with each step's record."""
+
+    action: str
+    done: tuple[str, ...]
+    results: tuple[AuditRecord | Change, ...]
+
+    def __repr__(self) -> str:
+        return f"Steps({self.action}: {', '.join(self.done)})"
+
+
+class DeploymentCanary:
+    """A canary Deployment ``target`` and its primary ``<target>-primary``, behind ``router``.
+
+    The route step is audited by the router itself (to the router's log).
+    """
+
+    kind = "deployment"
+
+    def __init__(
+        self,
+        target: str,
+        namespace: str,
+        *,
+        router: Router,
+        client: ApiClient | None = None,
+        primary: str | None = None,
+        audit: AuditLog | None = None,
+        on_change: OnChange | None = None,
+        retries: int = 4,
+        backoff: float = 0.2,
+        timeout: float = 10.0,
+    ) -> None:
+        self.target = target
+        self.namespace = namespace
+        self.router = router
+        self.canary_ref = ObjectRef(DEPLOYMENT, namespace, target)
+        self.primary_ref = ObjectRef(DEPLOYMENT, namespace, primary or f"{target}-primary")
+        self.retries = retries
+        self.backoff = backoff
+        self._kube = Kube(client, timeout=timeout)
+        self._audit = Auditor(audit, on_change)
+
+    def __repr__(self) -> str:
+        return f"DeploymentCanary({self.target!r}, {self.namespace!r})"
+
+    def describe(self) -> str:
+        return (
+            f"deployments: canary {self.canary_ref}, primary {self.primary_ref}, "
+            f"via {self.router.describe()}"
+        )
+
+    def promote(self, *, reason: str) -> Steps:
+        """Copy the canary's pod template to the primary, route 100 % to it, scale canary to 0."""
+        return self._run(
+            "promote",
+            reason,
+            [
+                ("copy-template", self._copy_template),
+                ("route-to-primary", self._route_to_primary),
+                ("scale-canary-to-0", self._scale_canary_to_zero),
+            ],
+        )
+
+    def rollback(self, *, reason: str) -> Steps:
+        """Route 100 % to the primary and scale the canary to 0; the primary is untouched."""
+        return self._run(
+            "rollback",
+            reason,
+            [
+                ("route-to-primary", self._route_to_primary),
+                ("scale-canary-to-0", self._scale_canary_to_zero),
+            ],
+        )
+
+    def _run(
+        self,
+        action: str,
+        reason: str,
+        steps: list[tuple[str, Callable[[str], AuditRecord | Change]]],
+    ) -> Steps:
+        reason = check_reason(reason)
+        canary = self._retrying(
+            lambda: flagger_canary(self._kube, self.namespace, {self.target}),
+            "looking for a Flagger Canary of",
+        )
+        if canary:
+            raise flagger_refusal(
+                f"Deployment {self.namespace}/{self.target}", canary, self.namespace
+            )
+        done: list[str] = []
+        results: list[AuditRecord | Change] = []
+        for step, run in steps:
+            try:
+                results.append(run(reason))
+            except Exception as exc:
+                pending = [name for name, _ in steps[len(done) :]]
+                raise ActuationError(
+                    f"{action} of {self.namespace}/{self.target} stopped at step {step!r}: {exc}. "
+                    f"Done: {', '.join(done) or 'nothing'}. Not done: {', '.join(pending)}."
+                ) from exc
+            done.append(step)
+        return Steps(action, tuple(done), tuple(results))
+
+    def _retrying(self, attempt: Callable[[], Any], what: str) -> Any:
+        return retrying(
+            attempt, what=f"{what} {self.canary_ref}", retries=self.retries, backoff=self.backoff
+        )
+
+    def _copy_template(self, reason: str) -> AuditRecord:
+        """Primary gets the canary's ``spec.template``, labels kept matching its own selector."""
+
+        def attempt() -> tuple[dict[str, Any], dict[str, Any]]:
+            canary = self._kube.get(self.canary_ref)
+            primary = self._kube.get(self.primary_ref)
+            template = copy.deepcopy(canary["spec"]["template"])
+            selector = ((primary.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+            metadata = template.setdefault("metadata", {})
+            metadata["labels"] = {**(metadata.get("labels") or {}), **selector}
+            patch = [{"op": "replace", "path": "/spec/template", "value": template}]
+            return primary, self._kube.patch(self.primary_ref, patch)
+
+        before, after = self._retrying(attempt, "copying the pod template of")
+        return self._record(
+            self.primary_ref, "copy-template", _images(before), _images(after), reason
+        )
+
+    def _route_to_primary(self, reason: str) -> Change:
+        return self.router.set_weight(0, reason=reason)
+
+    def _scale_canary_to_zero(self, reason: str) -> AuditRecord:
+        def attempt() -> tuple[dict[str, Any], dict[str, Any]]:
+            before = self._kube.get(self.canary_ref)
+            return before, self._kube.patch(self.canary_ref, {"spec": {"replicas": 0}})
+
+        before, after = self._retrying(attempt, "scaling")
+        return self._record(
+            self.canary_ref,
+            "scale",
+            {"replicas": before.get("spec", {}).get("replicas")},
+            {"replicas": after.get("spec", {}).get("replicas")},
+            reason,
+        )
+
+    def _record(
+        self, ref: ObjectRef, action: str, before: Any, after: Any, reason: str
+    ) -> AuditRecord:
+        return self._audit(
+            AuditRecord.now(
+                kind=self.kind,
+                namespace=ref.namespace,
+                name=ref.name,
+                action=action,
+                before=before,
+                after=after,
+                reason=reason,
+            )
+        )
+
+
+def _images(deployment: dict[str, Any]) -> dict[str, list[str]]:
+    """The container images of a Deployment's pod template (what a promotion changes)."""
+    containers = deployment["spec"]["template"].get("spec", {}).get("containers") or []
+    return {"images": [container.get("image", "") for container in containers]}
+
+
+@dataclass(frozen=True)
+class FlaggerGates:
+    """Steer a Flagger-managed canary through Flagger's loadtester gates, not the router.
+
+    Flagger owns the route of a canary it manages, so rolloutlab does not write to it.
+    Flagger asks webhooks instead: a ``confirm-promotion`` webhook pointing at the
+    loadtester's ``/gate/check`` holds promotion until the gate is opened, and a
+    ``rollback`` webhook at ``/rollback/check`` rolls back once opened. Add
+    :meth:`webhooks` to the Canary's ``spec.analysis.webhooks``, then call
+    :meth:`open`, :meth:`close`, :meth:`rollback` from the notebook.
+
+    The loadtester must be reachable from here: ``loadtester`` defaults to its
+    in-cluster address ``http://flagger-loadtester.<namespace>``; from a laptop use
+    ``kubectl -n <ns> port-forward svc/flagger-loadtester 8080:80`` and
+    ``loadtester="http://localhost:8080"``. Gates live in the loadtester's memory
+    (lost on restart); Flagger only acts on them at its next analysis tick.
+    """
+
+    canary: str
+    namespace: str
+    loadtester: str | None = None
+    audit: AuditLog | None = None
+    on_change: OnChange | None = None
+    timeout: float = 10.0
+
+    @property
+    def url(self) -> str:
+        return (self.loadtester or f"http://flagger-loadtester.{self.namespace}").rstrip("/")
+
+    def webhooks(self) -> list[dict[str, str]]:
+        """The two ``spec.analysis.webhooks`` entries that put promotion and rollback in your hands."""
+        return [
+            {
+                "name": "rolloutlab-promotion-gate",
+                "type": "confirm-promotion",
+                "url": f"{self.url}/gate/check",
+            },
+            {
+                "name": "rolloutlab-rollback-gate",
+                "type": "rollback",
+                "url": f"{self.url}/rollback/check",
+            },
+        ]
+
+    def open(self, *, reason: str) -> AuditRecord:
+        """Open the gate: Flagger promotes at its next tick (if the analysis passes)."""
+        return self._post("/gate/open", reason)
+
+    def close(self, *, reason: str) -> AuditRecord:
+        """Close the gate again: Flagger holds before promotion."""
+        return self._post("/gate/close", reason)
+
+    def rollback(self, *, reason: str) -> AuditRecord:
+        """Ask Flagger to roll back at its next tick; :meth:`cancel_rollback` afterwards so the
+        next release is not rolled back too."""
+        return self._post("/rollback/open", reason)
+
+    def cancel_rollback(self, *, reason: str) -> AuditRecord:
+        """Close the rollback gate."""
+        return self._post("/rollback/close", reason)
+
+    def _post(self, endpoint: str, reason: str) -> AuditRecord:
+        reason = check_reason(reason)
+        body = json.dumps({"name": self.canary, "namespace": self.namespace}).encode()
+        request = urllib.request.Request(
+            self.url + endpoint,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            raise ActuationError(
+                f"Flagger loadtester {self.url}{endpoint} answered HTTP {exc.code}: "
+                f"{exc.read()[:300].decode(errors='replace')}"
+            ) from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise ActuationError(
+                f"cannot reach Flagger's loadtester at {self.url} ({exc}); from outside the "
+                "cluster port-forward it and pass loadtester='http://localhost:8080'"
+            ) from exc
+        return Auditor(self.audit, self.on_change)(
+            AuditRecord.now(
+                kind="flagger-gate",
+                namespace=self.namespace,
+                name=self.canary,
+                action=endpoint.strip("/"),
+                before=None,
+                after={"endpoint": endpoint, "status": status},
+                reason=reason,
+            )
+        )
