@@ -1,0 +1,701 @@
+"""The live Prometheus source: fetch both variants' per-step increments into a Recording.
+
+Works against Prometheus and the servers that share its query API (Thanos, Mimir/Cortex
+with ``X-Scope-OrgID``, VictoriaMetrics). Built on prometheus-api-client's
+``PrometheusConnect.custom_query_range`` with explicit timeouts and retries, so a dead
+server fails in well under a second instead of after its default ~6 s of back-off.
+
+Time: every timestamp in and out is UTC-aware. Naive datetimes are rejected (they are
+ambiguous; prometheus-api-client would read them as local time). Evaluation times lie on
+the epoch-aligned grid of ``step``: ``start`` is rounded up and ``end`` down to it, and the
+value at ``t`` is the increase over the window ``(t - step, t]`` (see
+:mod:`rolloutlab.sources.presets` for the exact alignment).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
+
+from rolloutlab import frames
+from rolloutlab.errors import ConnectionFailed, EmptyResult, QueryError, SpecError
+from rolloutlab.sources.presets import Preset, Variants, get_preset, regex_escape
+from rolloutlab.sources.promjson import matrix_to_frame
+from rolloutlab.sources.recording import Recording
+
+#: Prometheus refuses query_range results with more points than this per series.
+MAX_POINTS = 11_000
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+_CANONICAL_KINDS = {"requests": "counter", "errors": "counter", "latency_ms": "bucket"}
+_TEMPLATE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+Auth = str | tuple[str, str] | requests.auth.AuthBase | None
+
+
+class PartialDataWarning(UserWarning):
+    """Some steps of a variant's metric came back empty (the message lists them)."""
+
+
+class Prometheus:
+    """A Prometheus-compatible query API at ``url``.
+
+    ``auth`` is a bearer token (str), a ``(user, password)`` pair for basic auth, or any
+    ``requests`` auth object; ``headers`` are sent with every request (e.g.
+    ``{"X-Scope-OrgID": "tenant"}``). ``timeout`` bounds each request in seconds (connecting
+    is bounded by ``min(timeout, 5)``); ``retries`` re-tries refused connections and 502/504
+    gateway errors with a 0.1 s back-off; ``verify`` is ``requests``' TLS setting (bool or a
+    CA bundle path). ``max_workers`` queries run at once; ranges beyond ``max_points`` steps
+    are split into chunks.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        auth: Auth = None,
+        timeout: float = 30.0,
+        retries: int = 2,
+        verify: bool | str = True,
+        max_workers: int = 4,
+        max_points: int = MAX_POINTS,
+    ) -> None:
+        if not re.match(r"^https?://[^/]+", url or ""):
+            raise SpecError(f"Prometheus url must look like http://host:9090, got {url!r}")
+        if max_points < 1 or max_workers < 1:
+            raise SpecError("max_points and max_workers must be at least 1")
+        self.url = url.rstrip("/")
+        self.timeout = float(timeout)
+        self.max_workers = max_workers
+        self.max_points = max_points
+        headers = dict(headers or {})
+        basic = None
+        if isinstance(auth, str):
+            headers["Authorization"] = f"Bearer {auth}"
+        elif auth is not None:
+            basic = auth
+        session = requests.Session()
+        session.verify = verify
+        retry = Retry(
+            total=retries,
+            connect=retries,
+            read=0,
+            status=retries,
+            backoff_factor=0.1,
+            status_forcelist=(502, 504),
+            allowed_methods=None,
+            raise_on_status=False,
+        )
+        self._client = PrometheusConnect(
+            url=self.url,
+            headers=headers,
+            auth=basic,
+            retry=retry,
+            session=session,
+            timeout=(min(self.timeout, 5.0), self.timeout),
+        )
+
+    def __repr__(self) -> str:
+        return f"Prometheus({self.url!r})"
+
+    def close(self) -> None:
+        """Release the HTTP connections."""
+        self._client.close()
+
+    def __enter__(self) -> Prometheus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- raw queries -------------------------------------------------------------------
+
+    def query_range(
+        self, query: str, start: Any, end: Any, step: Any = "1m"
+    ) -> list[dict[str, Any]]:
+        """The raw ``query_range`` result list, chunked past ``max_points`` and stitched.
+
+        ``start``/``end`` are snapped inward to the epoch-aligned step grid.
+        """
+        step_s = parse_step(step)
+        first, last = _grid(to_utc(start, "start"), to_utc(end, "end"), step_s)
+        merged: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+        for chunk_start, chunk_end in _chunks(first, last, step_s, self.max_points):
+            for series in self._query(query, chunk_start, chunk_end, step_s):
+                key = tuple(sorted(series["metric"].items()))
+                if key in merged:
+                    merged[key]["values"].extend(series["values"])
+                else:
+                    merged[key] = {"metric": series["metric"], "values": list(series["values"])}
+        return list(merged.values())
+
+    def _query(self, query: str, start: int, end: int, step_s: int) -> list[dict[str, Any]]:
+        """One ``query_range`` call, every failure turned into a rolloutlab error."""
+        try:
+            return self._client.custom_query_range(
+                query,
+                start_time=datetime.fromtimestamp(start, UTC),
+                end_time=datetime.fromtimestamp(end, UTC),
+                step=f"{step_s}s",
+            )
+        except PrometheusApiClientException as exc:
+            raise self._http_error(str(exc), query) from None
+        except requests.exceptions.Timeout:
+            raise ConnectionFailed(
+                f"Prometheus at {self.url} did not answer within {self.timeout:g} s "
+                f"(query: {query}). Raise timeout= or fetch a shorter range."
+            ) from None
+        except requests.exceptions.SSLError as exc:
+            raise ConnectionFailed(
+                f"TLS failed talking to Prometheus at {self.url}: {_reason(exc)}. "
+                "Pass verify='/path/to/ca.pem' (or verify=False to skip the check)."
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise ConnectionFailed(
+                f"cannot reach Prometheus at {self.url}: {_reason(exc)}. "
+                "Check the URL and port, and that the server is running."
+            ) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise QueryError(
+                f"{self.url} answered query_range with something that is not a Prometheus "
+                f"API response ({type(exc).__name__}: {exc}). Is the URL the Prometheus "
+                "root (e.g. http://host:9090, or http://mimir/prometheus)?"
+            ) from None
+
+    def _http_error(self, text: str, query: str) -> QueryError:
+        """A QueryError carrying Prometheus' own error text from a non-200 answer."""
+        match = re.match(r"HTTP Status Code (\d+) \((.*)\)$", text, re.DOTALL)
+        status, detail = (int(match.group(1)), match.group(2)) if match else (0, text)
+        try:
+            body = ast.literal_eval(detail)
+            payload = json.loads(body)
+            detail = f"{payload.get('errorType', 'error')}: {payload.get('error', body)}"
+        except (ValueError, SyntaxError, TypeError, AttributeError):
+            if isinstance(detail, str) and detail.startswith(("b'", 'b"')):
+                detail = ast.literal_eval(detail).decode("utf-8", "replace").strip()
+        hint = {
+            401: " Check auth= (bearer token or user/password).",
+            403: " Check auth= and headers= (e.g. X-Scope-OrgID for Mimir/Cortex).",
+            404: " Is the URL the Prometheus root?",
+        }.get(status, "")
+        what = "rejected the query" if 400 <= status < 500 else "failed"
+        return QueryError(
+            f"Prometheus at {self.url} {what} (HTTP {status}): {detail}.{hint}\n  query: {query}"
+        )
+
+    # -- recordings --------------------------------------------------------------------
+
+    def fetch(
+        self,
+        preset: str | Preset | None = "istio",
+        *,
+        start: Any,
+        end: Any,
+        step: Any = "1m",
+        target: str | None = None,
+        namespace: str | None = None,
+        variant_label: str | None = None,
+        variants: Mapping[str, str] | Sequence[str] | None = None,
+        queries: Mapping[str, Any] | str | Path | None = None,
+        selector: Mapping[str, str] | None = None,
+        missing: Literal["warn", "raise"] = "warn",
+        progress: bool | None = None,
+    ) -> Recording:
+        """Fetch ``requests``, ``errors`` (counters) and ``latency_ms`` (buckets) per variant.
+
+        Variants default to Flagger's naming on the preset's label (``<target>-primary`` is
+        ``primary``, ``<target>`` is ``canary``); ``variants`` maps variant names to label
+        value regexes (or lists literal label values, each its own variant) for A/B/n, on
+        ``variant_label`` if given. ``queries`` (a dict or a YAML/JSON file, see
+        :func:`load_queries`) add or replace metrics; with ``preset=None`` only they are
+        fetched. ``selector`` adds equality label matchers to the preset's queries.
+
+        Raises :class:`EmptyResult` naming each variant and metric with no data at all;
+        steps missing for some variant/metric warn (:class:`PartialDataWarning`) or, with
+        ``missing="raise"``, raise :class:`EmptyResult` listing them.
+        """
+        step_s = parse_step(step)
+        first, last = _grid(to_utc(start, "start"), to_utc(end, "end"), step_s)
+        spec = _QuerySpec.build(
+            preset,
+            target=target,
+            namespace=namespace,
+            variant_label=variant_label,
+            variants=variants,
+            queries=queries,
+            selector=selector,
+            step_s=step_s,
+        )
+        tasks = [
+            (metric, chunk)
+            for metric in spec.queries
+            for chunk in _chunks(first, last, step_s, self.max_points)
+        ]
+        parts = self._run(tasks, spec, step_s, progress)
+        frame = pl.concat(parts, how="vertical") if parts else frames.empty()
+        notes = _check_coverage(frame, spec, first, last, step_s, self.url, missing)
+        meta = {
+            "format_version": frames.FORMAT_VERSION,
+            "source": self.url,
+            "queries": {m: q for m, (q, _) in spec.queries.items()},
+            "preset": spec.preset_name,
+            "target": target,
+            "namespace": namespace,
+            "variant_label": spec.variants.label,
+            "variants": dict(spec.variants.values),
+            "roles": spec.variants.roles,
+            "step_s": float(step_s),
+            "start": _iso(first),
+            "end": _iso(last),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "audit": [],
+        }
+        if notes:
+            meta["missing_steps"] = notes
+        return Recording(frame, meta, source=self.url)
+
+    def _run(
+        self,
+        tasks: list[tuple[str, tuple[int, int]]],
+        spec: _QuerySpec,
+        step_s: int,
+        progress: bool | None,
+    ) -> list[pl.DataFrame]:
+        """Run (metric, chunk) queries concurrently; the first failure cancels the rest."""
+        from tqdm.auto import tqdm
+
+        show = len(tasks) >= 8 if progress is None else progress
+        unmatched: set[str] = set()
+
+        def one(task: tuple[str, tuple[int, int]]) -> pl.DataFrame:
+            metric, (chunk_start, chunk_end) = task
+            query, kind = spec.queries[metric]
+            result = self._query(query, chunk_start, chunk_end, step_s)
+            names = []
+            keep = []
+            for series in result:
+                value = series.get("metric", {}).get(spec.variants.label, "")
+                name = spec.variants.variant_of(value)
+                if name is None:
+                    unmatched.add(value)
+                else:
+                    names.append(name)
+                    keep.append(series)
+            return matrix_to_frame(
+                keep,
+                variants=names,
+                metric=metric,
+                kind=kind,
+                le_scale=spec.le_scale.get(metric, 1.0),
+                source=f"{self.url} ({metric})",
+            )
+
+        parts: list[pl.DataFrame] = []
+        with (
+            ThreadPoolExecutor(max_workers=min(self.max_workers, len(tasks) or 1)) as pool,
+            tqdm(
+                total=len(tasks), desc="fetch", unit="query", disable=None if show else True
+            ) as bar,
+        ):
+            pending = {pool.submit(one, task) for task in tasks}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    if future.exception() is not None:
+                        for other in pending:
+                            other.cancel()
+                        raise future.exception()
+                    parts.append(future.result())
+                    bar.update()
+        if unmatched:
+            warnings.warn(
+                f"{self.url}: series with {spec.variants.label} in {sorted(unmatched)} match "
+                f"no variant of {dict(spec.variants.values)} and were left out",
+                stacklevel=3,
+            )
+        return parts
+
+
+class _QuerySpec:
+    """The resolved queries, kinds, bucket scales and variants of one fetch."""
+
+    def __init__(
+        self,
+        preset_name: str | None,
+        variants: Variants,
+        queries: dict[str, tuple[str, str]],
+        le_scale: dict[str, float],
+    ) -> None:
+        self.preset_name = preset_name
+        self.variants = variants
+        self.queries = queries
+        self.le_scale = le_scale
+
+    @classmethod
+    def build(
+        cls,
+        preset: str | Preset | None,
+        *,
+        target: str | None,
+        namespace: str | None,
+        variant_label: str | None,
+        variants: Mapping[str, str] | Sequence[str] | None,
+        queries: Mapping[str, Any] | str | Path | None,
+        selector: Mapping[str, str] | None,
+        step_s: int,
+    ) -> _QuerySpec:
+        custom: dict[str, Any] = {}
+        if queries is not None:
+            custom = load_queries(queries) if isinstance(queries, str | Path) else dict(queries)
+            file_options = custom.pop("_options", {})
+            variant_label = variant_label or file_options.get("variant_label")
+            variants = variants or file_options.get("variants")
+        p = get_preset(preset) if isinstance(preset, str) else preset
+        if p is None and not custom:
+            raise SpecError("fetch needs a preset (e.g. preset='istio') or queries={...}")
+        label = variant_label or (p.variant_label if p else None)
+        if variants is None:
+            if label is None or target is None:
+                raise SpecError(
+                    "fetch needs target= (Flagger naming: <target>-primary is primary, <target> "
+                    "the canary), or variants={'name': 'label value regex', ...} with "
+                    "variant_label="
+                )
+            if p is not None and label == p.variant_label:
+                if namespace is None:
+                    raise SpecError(f"preset {p.name!r} needs namespace=")
+                v = p.variants(target, namespace)
+            else:
+                escaped = regex_escape(target)
+                v = Variants(label, {"primary": f"{escaped}-primary", "canary": escaped})
+        else:
+            if label is None:
+                raise SpecError("variants= needs variant_label= when no preset is given")
+            if isinstance(variants, str):
+                variants = [x.strip() for x in variants.split(",") if x.strip()]
+            if not isinstance(variants, Mapping):
+                variants = {name: regex_escape(name) for name in variants}
+            v = Variants(label, variants)
+        resolved: dict[str, tuple[str, str]] = {}
+        le_scale: dict[str, float] = {}
+        step = f"{step_s}s"
+        if p is not None:
+            if namespace is None:
+                raise SpecError(f"preset {p.name!r} needs namespace=")
+            resolved.update(p.queries(v, namespace=namespace, step=step, extra=selector))
+            le_scale["latency_ms"] = p.le_to_ms
+        context = {
+            "step": step,
+            "interval": step,
+            "namespace": namespace or "",
+            "target": target or "",
+            "variant_label": v.label,
+            "variant_selector": v.matcher(),
+        }
+        for metric, entry in custom.items():
+            query, kind, scale = _custom_entry(metric, entry)
+            resolved[metric] = (_render(query, context, metric), kind)
+            le_scale[metric] = scale
+        return cls(p.name if p else None, v, resolved, le_scale)
+
+
+def _custom_entry(metric: str, entry: Any) -> tuple[str, str, float]:
+    """(query, kind, le_scale) from ``"promql"`` or ``{query, kind, le_scale}``."""
+    if isinstance(entry, str):
+        kind = _CANONICAL_KINDS.get(metric)
+        if kind is None:
+            raise SpecError(
+                f"custom query {metric!r}: give its kind, e.g. "
+                f"{{'{metric}': {{'query': '...', 'kind': 'counter'}}}} "
+                f"(kinds: {', '.join(frames.KINDS)})"
+            )
+        return entry, kind, 1.0
+    if not isinstance(entry, Mapping) or "query" not in entry:
+        raise SpecError(f"custom query {metric!r} must be a PromQL string or {{query, kind}}")
+    kind = entry.get("kind", _CANONICAL_KINDS.get(metric))
+    if kind not in frames.KINDS:
+        raise SpecError(f"custom query {metric!r}: kind must be one of {list(frames.KINDS)}")
+    return str(entry["query"]), kind, float(entry.get("le_scale", 1.0))
+
+
+def _render(query: str, context: Mapping[str, str], metric: str) -> str:
+    """Fill ``{{ name }}`` placeholders; unknown names are a SpecError."""
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in context:
+            raise SpecError(
+                f"custom query {metric!r}: unknown placeholder {{{{ {name} }}}}; "
+                f"known: {', '.join(sorted(context))}"
+            )
+        return context[name]
+
+    return _TEMPLATE.sub(fill, query)
+
+
+def load_queries(path: str | Path) -> dict[str, Any]:
+    """Read custom queries from YAML or JSON.
+
+    The file holds ``queries: {metric: {query: ..., kind: ..., le_scale: ...}}`` (or just
+    that mapping) and optionally ``variant_label`` and ``variants``. Queries may use
+    ``{{ step }}``, ``{{ namespace }}``, ``{{ target }}``, ``{{ variant_label }}`` and
+    ``{{ variant_selector }}``. Options come back under the key ``_options``.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read queries file ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(doc, Mapping):
+        raise SpecError(f"{path}: expected a mapping with 'queries:'")
+    options = {k: doc[k] for k in ("variant_label", "variants") if k in doc}
+    queries = doc.get("queries", {k: v for k, v in doc.items() if k not in options})
+    if not isinstance(queries, Mapping) or not queries:
+        raise SpecError(f"{path}: 'queries' must map metric names to queries")
+    return {**queries, "_options": options}
+
+
+def _check_coverage(
+    frame: pl.DataFrame,
+    spec: _QuerySpec,
+    first: int,
+    last: int,
+    step_s: int,
+    url: str,
+    missing: str,
+) -> dict[str, list[str]]:
+    """Raise EmptyResult for variants with no data; report steps missing for the others."""
+    n_steps = (last - first) // step_s + 1
+    present = frame.group_by("metric", "variant").agg(
+        pl.col("timestamp").unique().sort().alias("ts")
+    )
+    seen = {(row["metric"], row["variant"]): row["ts"] for row in present.iter_rows(named=True)}
+    span = f"between {_iso(first)} and {_iso(last)} (step {step_s}s)"
+    empty = [
+        (metric, name)
+        for metric in spec.queries
+        for name in spec.variants.names
+        if (metric, name) not in seen
+    ]
+    if empty:
+        lines = [
+            f"no data for variant {name!r} ({spec.variants.describe(name)}) in {metric!r}"
+            for metric, name in empty
+        ]
+        queries = {m: spec.queries[m][0] for m, _ in empty}
+        raise EmptyResult(
+            "; ".join(lines)
+            + f" from {url} {span}. Check target/namespace, the variant label and the time "
+            f"range. Queries: {queries}"
+        )
+    notes: dict[str, list[str]] = {}
+    for (metric, name), stamps in seen.items():
+        if len(stamps) < n_steps:
+            have = {int(t.timestamp()) for t in stamps}
+            gaps = [t for t in range(first, last + 1, step_s) if t not in have]
+            notes[f"{name}/{metric}"] = _ranges(gaps, step_s)
+    if notes:
+        text = "; ".join(
+            f"variant {key.split('/')[0]!r} metric {key.split('/')[1]!r}: steps missing at "
+            f"{', '.join(spans[:5])}{' …' if len(spans) > 5 else ''}"
+            for key, spans in sorted(notes.items())
+        )
+        message = f"partial data from {url} {span}: {text}"
+        if missing == "raise":
+            raise EmptyResult(message)
+        warnings.warn(message, PartialDataWarning, stacklevel=3)
+    return notes
+
+
+def _ranges(stamps: list[int], step_s: int) -> list[str]:
+    """Consecutive grid times as 'start–end' strings (ISO UTC)."""
+    out: list[str] = []
+    run_start = prev = stamps[0]
+    for t in stamps[1:] + [None]:
+        if t is not None and t == prev + step_s:
+            prev = t
+            continue
+        out.append(_iso(run_start) if run_start == prev else f"{_iso(run_start)}–{_iso(prev)}")
+        if t is not None:
+            run_start = prev = t
+    return out
+
+
+def _reason(exc: Exception) -> str:
+    """The useful part of a requests/urllib3 connection error."""
+    text = str(exc)
+    match = re.search(r"\[Errno -?\d+\] [^'\")\]]+", text) or re.search(
+        r"(Connection refused|Name or service not known|timed out|CERTIFICATE_VERIFY_FAILED"
+        r"|Connection reset by peer|Remote end closed connection)",
+        text,
+    )
+    return match.group(0).strip() if match else type(exc).__name__
+
+
+def _iso(t: int) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_step(step: Any) -> int:
+    """A step as whole seconds: ``"1m"``, ``"90s"``, ``"1h30m"``, ``60``, or a timedelta."""
+    seconds = parse_duration(step, "step")
+    if seconds < 1 or not float(seconds).is_integer():
+        raise SpecError(f"step must be a whole number of seconds ≥ 1, got {step!r}")
+    return int(seconds)
+
+
+def parse_duration(value: Any, name: str = "duration") -> float:
+    """Seconds from a Prometheus duration (``"1h30m"``), a number of seconds or a timedelta."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        parts = _DURATION.findall(text)
+        if parts and "".join(n + u for n, u in parts) == text:
+            return sum(float(n) * _UNITS[u] for n, u in parts)
+    raise SpecError(f"{name} {value!r} is not a duration; use e.g. '1m', '90s', '1h30m' or 60")
+
+
+def to_utc(value: Any, name: str = "time") -> datetime:
+    """An aware UTC datetime from an aware datetime, ISO 8601 text with an offset or ``Z``,
+    ``"now"``/``"now-1h"``, or Unix seconds. Naive datetimes are refused."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise SpecError(
+                f"{name}={value!r} is naive (no time zone). Pass an aware datetime, e.g. "
+                f"{name}=datetime(..., tzinfo=timezone.utc)"
+            )
+        return value.astimezone(UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        relative = re.fullmatch(r"now(?:\s*([-+])\s*(\S+))?", text)
+        if relative:
+            now = datetime.now(UTC)
+            if relative.group(1) is None:
+                return now
+            delta = timedelta(seconds=parse_duration(relative.group(2), name))
+            return now - delta if relative.group(1) == "-" else now + delta
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            if parsed.tzinfo is None:
+                raise SpecError(
+                    f"{name}={value!r} has no UTC offset; write e.g. '{text}Z' or '{text}+00:00'"
+                )
+            return parsed.astimezone(UTC)
+    raise SpecError(
+        f"{name}={value!r} is not a time; use an aware datetime, ISO 8601 with an offset "
+        "('2026-01-12T10:00:00Z'), 'now-1h', or Unix seconds"
+    )
+
+
+def _grid(start: datetime, end: datetime, step_s: int) -> tuple[int, int]:
+    """First and last evaluation time on the epoch-aligned step grid inside [start, end]."""
+    first = math.ceil(start.timestamp() / step_s) * step_s
+    last = math.floor(end.timestamp() / step_s) * step_s
+    if last < first:
+        raise SpecError(
+            f"the range {start.isoformat()} – {end.isoformat()} holds no step boundary of "
+            f"{step_s}s; widen it or shorten the step"
+        )
+    return first, last
+
+
+def _chunks(first: int, last: int, step_s: int, max_points: int) -> list[tuple[int, int]]:
+    """Split [first, last] into consecutive ranges of at most ``max_points`` grid points."""
+    span = max_points * step_s
+    return [(s, min(s + span - step_s, last)) for s in range(first, last + 1, span)]
+
+
+def fetch(
+    url: str,
+    *,
+    preset: str | None = "istio",
+    start: Any,
+    end: Any,
+    step: Any = "1m",
+    target: str | None = None,
+    namespace: str | None = None,
+    headers: Mapping[str, str] | Sequence[str] | None = None,
+    bearer: str | None = None,
+    variant_label: str | None = None,
+    variants: str | Mapping[str, str] | Sequence[str] | None = None,
+    queries: str | Path | Mapping[str, Any] | None = None,
+    timeout: float = 30.0,
+    progress: bool | None = None,
+) -> Recording:
+    """One-call fetch for the CLI and notebooks: the ``rolloutlab fetch`` options as arguments.
+
+    ``headers`` may be ``"Key=Value"`` strings; ``variants`` may be ``"a,b"`` (label values,
+    each its own variant) or ``"primary=podinfo-primary,canary=podinfo"`` (name=regex).
+    """
+    header_map: dict[str, str] = {}
+    if isinstance(headers, Mapping):
+        header_map.update(headers)
+    else:
+        for item in headers or ():
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise SpecError(f"header {item!r} must look like Key=Value")
+            header_map[key.strip()] = value.strip()
+    if isinstance(variants, str):
+        items = [x.strip() for x in variants.split(",") if x.strip()]
+        if items and all("=" in x for x in items):
+            variants = dict(x.split("=", 1) for x in items)
+        elif any("=" in x for x in items):
+            raise SpecError(f"variants {variants!r}: use either 'a,b' or 'name=regex,...'")
+        else:
+            variants = items
+    with Prometheus(url, headers=header_map, auth=bearer, timeout=timeout) as prom:
+        return prom.fetch(
+            preset,
+            start=start,
+            end=end,
+            step=step,
+            target=target,
+            namespace=namespace,
+            variant_label=variant_label,
+            variants=variants,
+            queries=queries,
+            progress=progress,
+        )
+
+
+__all__ = [
+    "MAX_POINTS",
+    "PartialDataWarning",
+    "Prometheus",
+    "fetch",
+    "load_queries",
+    "parse_duration",
+    "parse_step",
+    "to_utc",
+]
