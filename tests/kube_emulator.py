@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -186,6 +187,13 @@ class KubeEmulator:
         """Requests received so far (optionally only one HTTP method), oldest first."""
         received = self._call(lambda: list(self.emulator))
         return [r for r in received if method is None or r.method.value == method.upper()]
+
+
+def closed_port() -> int:
+    """A free loopback port that nothing listens on (for unreachable-server tests)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture

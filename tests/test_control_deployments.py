@@ -18,6 +18,7 @@ from kube_emulator import (  # noqa: F401  (fixtures)
     NS,
     KubeEmulator,
     audit_log,
+    closed_port,
     deployment,
     flagger_canary,
     kube,
@@ -182,5 +183,7 @@ def test_flagger_gate_errors(loadtester: str, audit_log: AuditLog) -> None:
     with pytest.raises(ActuationError, match="gate/open answered HTTP 403: Forbidden"):
         FlaggerGates("podinfo", NS, loadtester=loadtester).open(reason="x")
     with pytest.raises(ActuationError, match="cannot reach Flagger's loadtester"):
-        FlaggerGates("podinfo", NS, loadtester="http://127.0.0.1:9", timeout=2).open(reason="x")
+        FlaggerGates("podinfo", NS, loadtester=f"http://127.0.0.1:{closed_port()}", timeout=2).open(
+            reason="x"
+        )
     assert audit_log.records() == []

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import socket
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from kube_emulator import (  # noqa: F401  (fixtures)
     KubeEmulator,
     audit_log,
     canary_ingress,
+    closed_port,
     flagger_canary,
     http_proxy,
     http_route,
@@ -305,10 +305,7 @@ def test_transient_read_error_is_retried(kube: KubeEmulator) -> None:
 def test_unreachable_server_is_an_actuation_error(audit_log: AuditLog) -> None:
     from kubernetes import client
 
-    with socket.socket() as sock:  # a free port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    configuration = client.Configuration(host=f"http://127.0.0.1:{port}")
+    configuration = client.Configuration(host=f"http://127.0.0.1:{closed_port()}")
     configuration.retries = 0
     r = IstioRouter("podinfo", NS, client=client.ApiClient(configuration), retries=1, backoff=0.001)
     with pytest.raises(ActuationError, match="cannot reach the API server"):
