@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from rolloutlab import _html
+
 Decision = Literal["promote", "continue", "rollback"]
 Classification = Literal["pass", "fail", "nodata", "inconclusive"]
 DECISIONS: tuple[Decision, ...] = ("promote", "continue", "rollback")
@@ -41,6 +43,22 @@ class MetricResult:
             "" if self.estimate is None else f" {self.estimate:.4g}{self.unit and ' ' + self.unit}"
         )
         return f"<{self.name}: {self.classification}{est}>"
+
+    @_html.never_raises
+    def _repr_html_(self) -> str:
+        """A card: name, classification badge, estimate with interval, p-value, reason."""
+        rows = {
+            "result": _html.badge(self.classification),
+            "estimate": _html.estimate(self.estimate, self.unit),
+            "interval": _html.interval(self.ci, self.unit),
+            "p-value": _html.pvalue(self.p_value),
+            "why": self.reason,
+        }
+        if not self.critical:
+            rows["critical"] = "no (reported, does not decide)"
+        if self.approximate:
+            rows["approximate"] = "yes (see why)"
+        return _html.card(f"metric {self.name}", _html.kv_table(rows))
 
 
 @dataclass(frozen=True)
@@ -105,6 +123,18 @@ class Verdict:
     def __repr__(self) -> str:
         when = f" at {self.decided_at:%Y-%m-%d %H:%M} UTC" if self.decided_at else ""
         return f"<Verdict {self.judge}: {self.decision}{when} · {len(self.metrics)} metrics>"
+
+    @_html.never_raises
+    def _repr_html_(self) -> str:
+        """A card: decision badge, judge, when, why, and the per-metric table."""
+        last = f", last tick {_html.when(self.ticks[-1].timestamp)}" if self.ticks else ""
+        facts = {
+            "when": _html.when(self.decided_at) if self.decided_at else f"not decided yet{last}",
+            "why": self.reason,
+            "history": f"{len(self.ticks)} ticks",
+        }
+        title = _html.Html(f"{_html.badge(self.decision)} {_html.esc(self.judge)} judge")
+        return _html.card(title, _html.kv_table(facts), _html.metric_table(self.metrics))
 
 
 def _jsonable(value: Any) -> Any:

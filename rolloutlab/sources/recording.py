@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from rolloutlab import frames
+from rolloutlab import _html, frames
 from rolloutlab.errors import DataError
 
 META_KEY = b"rolloutlab"
@@ -165,6 +165,46 @@ class Recording:
         step = f", step {self.step_s:g}s" if self.step_s else ""
         return (
             f"<Recording {', '.join(self.variants)} · {len(self.metrics)} metrics · {span}{step}>"
+        )
+
+    @_html.never_raises
+    def _repr_html_(self) -> str:
+        """A card: variants (in their chart colours), span, step, metrics, and each
+        variant's counter totals."""
+        colors = _html.variant_colors(self.variants, self.control)
+        variants = _html.Html(
+            ", ".join(f"{_html.swatch(c)}{_html.esc(v)}" for v, c in colors.items())
+        )
+        span = (
+            f"{_html.when(self.start)} → {_html.when(self.end)} ({self.end - self.start})"
+            if self.frame.height
+            else "empty"
+        )
+        facts = {
+            "variants": variants,
+            "control": self.control,
+            "span": span,
+            "step": f"{self.step_s:g} s" if self.step_s else None,
+            "metrics": ", ".join(self.metrics),
+            "kind": self.meta.get("kind"),
+            "source": self.meta.get("source"),
+        }
+        counters = self.frame.filter(pl.col("kind") == "counter")
+        totals = counters.pivot(
+            on="metric", index="variant", values="value", aggregate_function="sum"
+        )
+        names = [c for c in totals.columns if c != "variant"]
+        order = {v: i for i, v in enumerate(self.variants)}
+        rows = sorted(totals.rows(), key=lambda r: order.get(r[0], len(order)))
+        table = _html.table(
+            ["variant", *(f"{n} (total)" for n in names)],
+            ([r[0], *(_html.num(x) for x in r[1:])] for r in rows),
+            numeric=[f"{n} (total)" for n in names],
+        )
+        return _html.card(
+            f"Recording · {_html.num(len(self))} rows",
+            _html.kv_table(facts),
+            table if names else "",
         )
 
 
