@@ -134,9 +134,15 @@ class Preset:
         }
         return Variants(self.variant_label, values)
 
-    def selector(self, namespace: str, extra: Mapping[str, str] | None = None) -> str:
-        """Equality matchers shared by all series, with ``{namespace}`` filled in."""
-        pairs = {k: v.format(namespace=namespace) for k, v in self.labels.items()}
+    def selector(
+        self, namespace: str, target: str | None = None, extra: Mapping[str, str] | None = None
+    ) -> str:
+        """Equality matchers shared by all series, with ``{namespace}``/``{target}`` filled."""
+        pairs = {}
+        for k, v in self.labels.items():
+            if "{target}" in v and target is None:
+                raise SpecError(f"preset {self.name!r} needs target= (its label {k} uses it)")
+            pairs[k] = v.format(namespace=namespace, target=target)
         pairs.update(extra or {})
         return ",".join(f"{k}={promql_string(v)}" for k, v in pairs.items())
 
@@ -146,6 +152,7 @@ class Preset:
         *,
         namespace: str,
         step: str,
+        target: str | None = None,
         extra: Mapping[str, str] | None = None,
     ) -> dict[str, tuple[str, str]]:
         """PromQL per canonical metric: ``{metric: (query, kind)}``, increments per step.
@@ -153,7 +160,9 @@ class Preset:
         Errors are ``or``-ed with ``requests * 0`` so a variant that served requests but no
         errors gets explicit zeros instead of no series.
         """
-        sel = ",".join(s for s in (self.selector(namespace, extra), variants.matcher()) if s)
+        sel = ",".join(
+            s for s in (self.selector(namespace, target, extra), variants.matcher()) if s
+        )
         by = variants.label
         requests = f"sum by ({by}) (increase({self.requests}{{{sel}}}[{step}]))"
         err_sel = f"{sel},{self.code_label}=~{promql_string(self.error_regex)}"

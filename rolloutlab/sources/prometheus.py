@@ -93,7 +93,7 @@ class Prometheus:
         retry = Retry(
             total=retries,
             connect=retries,
-            read=0,
+            read=False,
             status=retries,
             backoff_factor=0.1,
             status_forcelist=(502, 504),
@@ -164,16 +164,16 @@ class Prometheus:
                 f"TLS failed talking to Prometheus at {self.url}: {_reason(exc)}. "
                 "Pass verify='/path/to/ca.pem' (or verify=False to skip the check)."
             ) from None
-        except requests.exceptions.RequestException as exc:
-            raise ConnectionFailed(
-                f"cannot reach Prometheus at {self.url}: {_reason(exc)}. "
-                "Check the URL and port, and that the server is running."
-            ) from None
-        except (ValueError, KeyError, TypeError) as exc:
+        except (requests.exceptions.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
             raise QueryError(
                 f"{self.url} answered query_range with something that is not a Prometheus "
                 f"API response ({type(exc).__name__}: {exc}). Is the URL the Prometheus "
                 "root (e.g. http://host:9090, or http://mimir/prometheus)?"
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise ConnectionFailed(
+                f"cannot reach Prometheus at {self.url}: {_reason(exc)}. "
+                "Check the URL and port, and that the server is running."
             ) from None
 
     def _http_error(self, text: str, query: str) -> QueryError:
@@ -396,7 +396,9 @@ class _QuerySpec:
         if p is not None:
             if namespace is None:
                 raise SpecError(f"preset {p.name!r} needs namespace=")
-            resolved.update(p.queries(v, namespace=namespace, step=step, extra=selector))
+            resolved.update(
+                p.queries(v, namespace=namespace, step=step, target=target, extra=selector)
+            )
             le_scale["latency_ms"] = p.le_to_ms
         context = {
             "step": step,

@@ -89,8 +89,8 @@ def _points(
     try:
         series_values = [s["values"] if "values" in s else [s["value"]] for s in result]
         lengths = [len(v) for v in series_values]
-        ts_list = [p[0] for v in series_values for p in v]
-        value_list = [p[1] for v in series_values for p in v]
+        ts_list = [t for v in series_values for t, _ in v]
+        value_list = [x for v in series_values for _, x in v]
         ts = pl.Series(ts_list, dtype=pl.Float64).to_numpy()
         values = pl.Series("value", value_list, dtype=pl.String).cast(pl.Float64)
     except (TypeError, KeyError, IndexError, ValueError, pl.exceptions.PolarsError):

@@ -1,0 +1,249 @@
+"""Parsing query_range JSON: values, special floats, counter resets (checked against the real
+Prometheus' increase()), malformed files, and a property test on random matrices."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+import requests
+from conftest import Backfilled
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rolloutlab
+from rolloutlab.errors import DataError
+from rolloutlab.sources.prometheus import Prometheus
+from rolloutlab.sources.promjson import load_query_range_json, matrix_to_frame
+
+
+def save(path: Path, doc: Any) -> Path:
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    return path
+
+
+def response(result: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"status": "success", "data": {"resultType": "matrix", "result": result}}
+
+
+def raw_query_range(url: str, query: str, start: float, end: float, step: int) -> dict[str, Any]:
+    params = {"query": query, "start": start, "end": end, "step": step}
+    return requests.get(f"{url}/api/v1/query_range", params=params, timeout=10).json()
+
+
+def test_values_special_floats_and_variant_label(tmp_path: Path) -> None:
+    doc = response(
+        [
+            {
+                "metric": {"destination_workload": "web", "job": "x"},
+                "values": [[1768212060, "1.5"], [1768212120, "NaN"], [1768212180.5, "+Inf"]],
+            },
+            {"metric": {"version": "v2"}, "values": [[1768212060, "-Inf"]]},
+            {"metric": {"other": "z"}, "values": [[1768212060, "0"]]},
+        ]
+    )
+    rec = load_query_range_json(save(tmp_path / "cpu.json", doc))
+    frame = rec.frame
+    assert frame["kind"].unique().to_list() == ["gauge"]
+    assert frame["metric"].unique().to_list() == ["cpu"]  # from the file stem
+    web = frame.filter(pl.col("variant") == "web")["value"].to_list()
+    assert web[0] == 1.5 and math.isnan(web[1]) and web[2] == math.inf
+    assert frame.filter(pl.col("variant") == "v2")["value"].to_list() == [-math.inf]
+    assert frame.filter(pl.col("variant") == "all").height == 1
+    assert frame["timestamp"].dtype == pl.Datetime("us", "UTC")
+    assert frame["timestamp"].max().timestamp() == 1768212180.5
+
+    by_job = load_query_range_json(tmp_path / "cpu.json", variant_label="job", metric="load")
+    assert set(by_job.frame["variant"]) == {"x", "all"}
+    assert by_job.frame["metric"].unique().to_list() == ["load"]
+
+
+def test_buckets_take_le_from_the_label(tmp_path: Path) -> None:
+    doc = response(
+        [
+            {"metric": {"variant": "a", "le": "0.5"}, "values": [[1768212060, "3"]]},
+            {"metric": {"variant": "a", "le": "+Inf"}, "values": [[1768212060, "4"]]},
+        ]
+    )
+    rec = load_query_range_json(save(tmp_path / "lat.json", doc))
+    assert rec.frame["kind"].unique().to_list() == ["bucket"]
+    assert rec.frame.sort("le")["le"].to_list() == [0.5, math.inf]
+
+
+def test_rolloutlab_load_accepts_saved_responses(tmp_path: Path) -> None:
+    doc = response([{"metric": {"variant": "a"}, "values": [[1768212060, "2"]]}])
+    rec = rolloutlab.load(save(tmp_path / "requests.json", doc), kind="counter")
+    assert rec.frame.row(0, named=True)["kind"] == "counter"
+    assert rec.meta["source"].endswith("requests.json")
+
+
+def test_le_scale_rounds_seconds_to_exact_ms() -> None:
+    result = [
+        {"metric": {"le": le}, "values": [[1, "1"]]} for le in ("0.005", "0.025", "0.0005", "+Inf")
+    ]
+    frame = matrix_to_frame(result, variants=["a"] * 4, metric="m", kind="bucket", le_scale=1000)
+    assert frame["le"].to_list() == [5.0, 25.0, 0.5, math.inf]
+
+
+def test_series_mapping_to_one_variant_are_summed() -> None:
+    result = [
+        {"metric": {"pod": "a-1"}, "values": [[60, "1"], [120, "2"]]},
+        {"metric": {"pod": "a-2"}, "values": [[60, "10"]]},
+    ]
+    frame = matrix_to_frame(result, variants=["a", "a"], metric="m", kind="counter")
+    assert sorted(frame.select("value").to_series().to_list()) == [2.0, 11.0]
+
+
+def test_counter_reset_matches_prometheus_increase(backfilled: Backfilled, tmp_path: Path) -> None:
+    """Raw readings 0, 5, 9, 2, 6: a drop is a restart from 0, so the increases are
+    5, 4, 2, 4, exactly what the real Prometheus' increase() reports for the same series."""
+    start, end = 1768212000, 1768212240
+    raw = raw_query_range(backfilled.url, "reset_demo_total", start, end, 60)
+    assert [v for _, v in raw["data"]["result"][0]["values"]] == ["0", "5", "9", "2", "6"]
+    ours = load_query_range_json(save(tmp_path / "reset.json", raw), variant_label="job")
+    assert ours.frame["kind"].unique().to_list() == ["counter"]
+    assert ours.frame["metric"].unique().to_list() == ["reset_demo_total"]
+
+    theirs = Prometheus(backfilled.url).fetch(
+        None,
+        variant_label="job",
+        variants=["reset"],
+        queries={"requests": "increase(reset_demo_total[{{ step }}])"},
+        start=start + 60,
+        end=end,
+        step=60,
+    )
+    assert ours.frame["value"].to_list() == [5.0, 4.0, 2.0, 4.0]
+    assert theirs.frame["value"].to_list() == ours.frame["value"].to_list()
+    assert theirs.frame["timestamp"].equals(ours.frame["timestamp"])
+
+
+def test_raw_counters_from_the_server_give_the_simulated_increments(
+    backfilled: Backfilled, tmp_path: Path
+) -> None:
+    """Raw per-pod, per-code istio_requests_total readings become per-step increases,
+    summed by destination_workload (a default variant label)."""
+    rec = backfilled.main
+    start, end = rec.start.timestamp() - 60, rec.end.timestamp()
+    query = 'istio_requests_total{destination_workload_namespace="test"}'
+    raw = raw_query_range(backfilled.url, query, start, end, 60)
+    assert len(raw["data"]["result"]) == 8  # 2 variants × 2 pods × 2 codes
+    got = load_query_range_json(save(tmp_path / "raw.json", raw))
+    want = (
+        rec.frame.filter(pl.col("metric") == "requests")
+        .with_columns(
+            pl.col("variant").replace({"primary": "podinfo-primary", "canary": "podinfo"}),
+            pl.lit("istio_requests_total").alias("metric"),
+        )
+        .sort("timestamp", "variant")
+    )
+    assert got.frame.equals(want)
+
+
+MALFORMED = {
+    "not json": "{oops",
+    "error response": {"status": "error", "errorType": "bad_data", "error": "parse error"},
+    "no result": {"status": "success", "data": {"resultType": "matrix"}},
+    "scalar result": {"status": "success", "data": {"resultType": "scalar", "result": [1, "1"]}},
+    "result not a list": {"status": "success", "data": {"result": {"a": 1}}},
+    "series without metric": response([{"values": [[1, "1"]]}]),
+    "series without values": response([{"metric": {}}]),
+    "point not a pair": response([{"metric": {}, "values": [[1, "1", 2]]}]),
+    "timestamp as text": response([{"metric": {}, "values": [["1", "1"]]}]),
+    "value not a number": response([{"metric": {}, "values": [[1, "abc"]]}]),
+    "value not a string": response([{"metric": {}, "values": [[1, 1.5]]}]),
+    "bad le": response([{"metric": {"le": "fast"}, "values": [[1, "1"]]}]),
+    "raw counter NaN": response(
+        [{"metric": {"__name__": "x_total"}, "values": [[1, "1"], [2, "NaN"]]}]
+    ),
+    "no samples": response([]),
+}
+MESSAGES = {
+    "not json": "not valid JSON",
+    "error response": "Prometheus error: bad_data: parse error",
+    "no result": "no 'data.result' list",
+    "scalar result": "resultType 'scalar'",
+    "result not a list": "expected a list of series",
+    "series without metric": "series 0 has no 'metric'",
+    "series without values": "series 0 ({}) has no 'values'",
+    "point not a pair": "point 0: expected [unix_seconds",
+    "timestamp as text": "timestamp '1' is not a number",
+    "value not a number": "value 'abc' is not a number string",
+    "value not a string": "value 1.5 is not a number string",
+    "bad le": "'le' value 'fast' is not a number",
+    "raw counter NaN": "raw counter but holds nan",
+    "no samples": "holds no samples",
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_files_raise_data_error_naming_the_file(tmp_path: Path, case: str) -> None:
+    path = save(tmp_path / "bad.json", MALFORMED[case])
+    with pytest.raises(DataError) as info:
+        load_query_range_json(path)
+    assert str(path) in str(info.value)
+    assert MESSAGES[case] in str(info.value)
+
+
+def test_missing_file_is_a_data_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="cannot read file"):
+        load_query_range_json(tmp_path / "absent.json")
+
+
+def prom_text(x: float) -> str:
+    """A float as Prometheus writes it in JSON."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "+Inf" if x > 0 else "-Inf"
+    return repr(x)
+
+
+series_strategy = st.lists(
+    st.tuples(
+        st.integers(min_value=1_000_000_000, max_value=2_000_000_000),
+        st.floats(allow_nan=True, allow_infinity=True),
+    ),
+    max_size=30,
+    unique_by=lambda p: p[0],
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(series_strategy, min_size=1, max_size=5), st.booleans())
+def test_random_matrices_parse_like_a_plain_python_reference(
+    matrix: list[list[tuple[int, float]]], via_file: bool
+) -> None:
+    result = [
+        {
+            "metric": {"variant": f"v{i}"},
+            "values": [[t, prom_text(x)] for t, x in sorted(points)],
+        }
+        for i, points in enumerate(matrix)
+    ]
+    expected = sorted(
+        (t * 1_000_000, f"v{i}", x) for i, points in enumerate(matrix) for t, x in points
+    )
+    if via_file:
+        if not any(matrix):
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            frame = load_query_range_json(
+                save(Path(tmp) / "g.json", response(result)), kind="gauge"
+            ).frame
+    else:
+        variants = [f"v{i}" for i in range(len(result))]
+        frame = matrix_to_frame(result, variants=variants, metric="g", kind="gauge")
+    got = sorted(
+        (int(t.timestamp() * 1_000_000), v, x)
+        for t, v, x in frame.select("timestamp", "variant", "value").iter_rows()
+    )
+    assert len(got) == len(expected)
+    for (t1, v1, x1), (t2, v2, x2) in zip(got, expected, strict=True):
+        assert (t1, v1) == (t2, v2)
+        assert x1 == x2 or (math.isnan(x1) and math.isnan(x2))
