@@ -366,7 +366,7 @@ def latency_cdf(recording: Any, *, metric: str = "latency_ms") -> alt.Chart:
     )
     return (
         alt.Chart(data)
-        .mark_line(point=True, strokeWidth=1.5)
+        .mark_line(point=True, strokeWidth=2, opacity=0.75)  # identical curves blend
         .encode(
             x=alt.X("le_ms:Q", scale=alt.Scale(type="log"), title="latency (ms, log scale)"),
             y=alt.Y("share:Q", scale=alt.Scale(domain=[0, 100]), title="requests at or below (%)"),
@@ -652,7 +652,8 @@ def evidence(verdict: Any, *, max_points: int = MAX_POINTS) -> alt.Chart | alt.V
 
 def scorecard(verdict: Any) -> alt.Chart | alt.VConcatChart:
     """One row per metric of a verdict: the estimate with its interval, coloured by the
-    metric's classification (pass green, fail red, inconclusive amber, nodata grey)."""
+    metric's classification (pass green, fail red, inconclusive amber, nodata grey), or a
+    line of text when the judge gave no estimate."""
     specs = _metric_specs(getattr(verdict, "spec", None))
     results = tuple(getattr(verdict, "metrics", ()) or ())
     title = f"Scorecard: {getattr(verdict, 'judge', '?')} says {getattr(verdict, 'decision', '?')}"
@@ -666,6 +667,10 @@ def scorecard(verdict: Any) -> alt.Chart | alt.VConcatChart:
     for result in results:
         data = _results([result])
         name, unit = data["metric"][0], data["unit"][0]
+        if data["estimate"][0] is None:
+            what = f"{name}: {data['classification'][0]}, no estimate ({data['reason'][0]})"
+            rows.append(_message(what))
+            continue
         layers = _interval_layers(
             data,
             f"{name} ({unit})" if unit else name,

@@ -134,11 +134,13 @@ def _lead_verdict(verdicts: Sequence[Any]) -> Any:
 
 def _sentence(verdict: Any) -> _html.Html:
     """'<badge> flagger rolls back at 10:17 UTC: why.' (escaped)."""
-    verb = _VERBS.get(str(verdict.decision), str(verdict.decision))
+    decision = str(verdict.decision)
+    verb = _VERBS.get(decision, decision)
     when = f" at {_html.when(verdict.decided_at)}" if verdict.decided_at else ""
+    reason = str(verdict.reason).removeprefix(f"{decision}: ")  # the badge says it already
     return _html.Html(
-        f"{_html.badge(verdict.decision)} <b>{_html.esc(verdict.judge)}</b> "
-        f"{_html.esc(verb)}{_html.esc(when)}: {_html.esc(verdict.reason)}"
+        f"{_html.badge(decision)} <b>{_html.esc(verdict.judge)}</b> "
+        f"{_html.esc(verb)}{_html.esc(when)}: {_html.esc(reason)}"
     )
 
 
