@@ -1,0 +1,417 @@
+"""The rollout loop.
+
+Mechanics (plan, hold, failures, manual mode, pause, notifications, recording) are tested
+with a scripted judge, a fake source and a fake clock, so every tick is deterministic.
+End to end, the loop runs on the local live demo against a real Prometheus with the real
+judge (bottom of the file).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from rolloutlab import frames
+from rolloutlab.control.audit import AuditLog
+from rolloutlab.control.local import LocalRouter
+from rolloutlab.control.loop import Rollout
+from rolloutlab.control.notify import Event
+from rolloutlab.errors import ActuationError, ConnectionFailed, SpecError
+from rolloutlab.judges.base import Judge
+from rolloutlab.judges.spec import Spec
+from rolloutlab.judges.verdict import TickState
+from rolloutlab.sources.recording import Recording
+
+SPEC = Spec(interval_s=60, step_weight=20, max_weight=60)  # plan 20, 40, 60
+T0 = datetime(2026, 1, 12, 10, 0, 30, tzinfo=UTC)  # 30 s before a minute boundary
+
+
+class Clock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def to(self, when: datetime) -> None:
+        self.now = when
+
+
+class FakeSource:
+    """Per step: 100 requests split by the router's weight, 1% errors; or a scripted failure."""
+
+    def __init__(self, router: LocalRouter) -> None:
+        self.router = router
+        self.down = False
+        self.no_canary = False
+        self.calls: list[tuple[datetime, datetime]] = []
+
+    def fetch(self, preset, *, start, end, step, target, namespace) -> Recording:
+        assert (preset, target, namespace) == ("istio", "podinfo", "test")
+        self.calls.append((start, end))
+        if self.down:
+            raise ConnectionFailed("cannot reach Prometheus at http://127.0.0.1:1: refused")
+        rows = []
+        t = start
+        while t <= end:
+            canary = self.router.canary
+            for variant, share in (("primary", 100 - canary), ("canary", canary)):
+                if variant == "canary" and self.no_canary:
+                    continue
+                rows.append((t, variant, "requests", "counter", None, float(share)))
+                rows.append((t, variant, "errors", "counter", None, share / 100))
+            t += timedelta(seconds=step)
+        frame = pl.DataFrame(rows, schema=frames.SCHEMA, orient="row")
+        return Recording(frame, {"source": "fake", "preset": preset, "audit": []})
+
+
+class Scripted(Judge):
+    """Says ``decisions[k]`` at tick k (continue past the end); checks the tick order."""
+
+    name = "scripted"
+
+    def __init__(self, decisions: dict[int, str] | None = None) -> None:
+        super().__init__(SPEC, control="primary", treatment="canary")
+        self.decisions = decisions or {}
+        self.seen: list[tuple[int, float, float]] = []
+
+    def observe(self, table: frames.TickTable, k: int) -> TickState:
+        assert k == len(self.history), "ticks must arrive in order, each once"
+        weight = float(table.weight("canary")[k])
+        self.seen.append((k, weight, float(table.counter("requests", "canary")[k])))
+        state = TickState(table.ends[k], weight, self.decisions.get(k, "continue"))
+        self.history.append(state)
+        return state
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def notify(self, event: Event) -> None:
+        self.events.append(event)
+
+    @property
+    def kinds(self) -> list[str]:
+        return [e.kind for e in self.events]
+
+
+@pytest.fixture
+def router(tmp_path) -> LocalRouter:
+    return LocalRouter("podinfo", "test", audit=AuditLog(tmp_path / "audit.jsonl"))
+
+
+def make(router: LocalRouter, judge: Judge | None = None, **options) -> tuple[Rollout, Clock]:
+    clock = Clock()
+    options.setdefault("notifier", Inbox())
+    rollout = Rollout(
+        FakeSource(router),
+        router,
+        SPEC,
+        judge or Scripted(),
+        target="podinfo",
+        namespace="test",
+        lag_s=1.0,
+        clock=clock,
+        **options,
+    )
+    return rollout, clock
+
+
+def tick(rollout: Rollout, clock: Clock, k: int):
+    """Move the clock just past tick k's end and step."""
+    clock.to(rollout.origin + timedelta(minutes=k + 1, seconds=1.5))
+    return rollout.step()
+
+
+def test_start_gives_the_canary_the_first_weight_and_starts_the_grid(router):
+    rollout, clock = make(router)
+    record = rollout.step()
+    assert (record.action, record.new_weight, record.applied) == ("start", 20, True)
+    assert router.weights().canary == 20
+    assert rollout.origin == datetime(2026, 1, 12, 10, 1, tzinfo=UTC)  # next boundary
+    assert rollout.phase == "progressing"
+    # nothing complete yet: a wait, not added to the history
+    clock.to(rollout.origin + timedelta(seconds=59))
+    assert rollout.step().action == "wait"
+    assert len(rollout.history) == 1
+
+
+def test_healthy_ticks_follow_the_plan_then_the_judge_promotes(router):
+    judge = Scripted({3: "promote"})
+    rollout, clock = make(router, judge)
+    rollout.step()
+    actions = [tick(rollout, clock, k) for k in range(4)]
+    assert [(r.tick, r.weight, r.action, r.new_weight) for r in actions] == [
+        (0, 20, "advance", 40),
+        (1, 40, "advance", 60),
+        (2, 60, "hold", 60),  # end of the plan: the judge must promote
+        (3, 60, "promote", 0),
+    ]
+    assert rollout.phase == "promoted" and router.weights().canary == 0
+    # the judge saw each tick once, in order, with the weight in force and its traffic
+    assert judge.seen == [(0, 20, 20), (1, 40, 40), (2, 60, 60), (3, 60, 60)]
+    assert rollout.notifier.kinds == ["promote"]
+    assert "tick 3: scripted says promote" in rollout.notifier.events[0].message
+    # a done rollout does not step again
+    assert tick(rollout, clock, 4) is rollout.history[-1]
+
+
+def test_recording_holds_the_data_the_weights_and_the_audit_trail(router):
+    rollout, clock = make(router, Scripted({2: "rollback"}))
+    rollout.step()
+    for k in range(3):
+        tick(rollout, clock, k)
+    rec = rollout.recording
+    weight = rec.frame.filter(pl.col("metric") == "weight").pivot(
+        on="variant", index="timestamp", values="value"
+    )
+    assert weight["canary"].to_list() == [20, 40, 60]
+    assert weight["primary"].to_list() == [80, 60, 40]
+    assert rec.frame.filter(pl.col("metric") == "requests").height == 6
+    assert [(a["from"]["canary"], a["to"]["canary"]) for a in rec.meta["audit"]] == [
+        (0, 20),
+        (20, 40),
+        (40, 60),
+        (60, 0),
+    ]
+    assert rec.meta["audit"][-1]["reason"].startswith("rollback: tick 2: scripted says rollback")
+    assert rec.meta["rollout"]["phase"] == "rolled_back"
+    assert [h["action"] for h in rec.meta["rollout"]["history"]] == [
+        "start",
+        "advance",
+        "advance",
+        "rollback",
+    ]
+    assert rec.meta["start"] == "2026-01-12T10:01:00+00:00"
+    # the router's own audit log has the same four writes
+    assert len(router._audit.log.records()) == 4
+    # and it round-trips through a file
+    assert frames.tick_table(rec.frame, 60).weight("canary").tolist() == [20, 40, 60]
+
+
+def test_a_rollback_from_the_judge_sets_the_canary_to_zero(router):
+    rollout, clock = make(router, Scripted({1: "rollback"}))
+    rollout.step()
+    tick(rollout, clock, 0)
+    record = tick(rollout, clock, 1)
+    assert (record.action, record.decision, record.new_weight) == ("rollback", "rollback", 0)
+    assert rollout.phase == "rolled_back" and router.weights().canary == 0
+    assert rollout.notifier.kinds == ["rollback"]
+
+
+def test_prometheus_outage_holds_then_rolls_back_at_the_limit(router):
+    rollout, clock = make(router, failure_limit=3)
+    rollout.step()
+    tick(rollout, clock, 0)  # 20 -> 40
+    rollout.source.down = True
+    records = [tick(rollout, clock, k) for k in (1, 2, 3)]
+    assert [(r.action, r.failures, r.new_weight) for r in records] == [
+        ("hold", 1, 40),
+        ("hold", 2, 40),
+        ("rollback", 3, 0),
+    ]
+    assert all(r.error.startswith("Prometheus: cannot reach") for r in records)
+    assert rollout.phase == "rolled_back" and router.weights().canary == 0
+    assert rollout.notifier.kinds == ["failure", "rollback"]
+    assert "3 consecutive failures (limit 3)" in rollout.notifier.events[1].message
+
+
+def test_after_an_outage_the_missed_ticks_are_fetched_and_judged_in_order(router):
+    judge = Scripted()
+    rollout, clock = make(router, judge)
+    rollout.step()
+    tick(rollout, clock, 0)
+    rollout.source.down = True
+    assert tick(rollout, clock, 1).action == "hold"
+    rollout.source.down = False
+    record = tick(rollout, clock, 2)
+    assert (record.tick, record.action, record.failures) == (2, "advance", 0)
+    assert [k for k, *_ in judge.seen] == [0, 1, 2]
+    assert rollout.source.calls[-1] == (
+        rollout.origin + timedelta(minutes=2),
+        rollout.origin + timedelta(minutes=3),
+    )
+    # one step advances one plan step, however many ticks it judged
+    assert router.weights().canary == 60
+
+
+def test_missing_canary_data_holds_and_counts_a_failure(router):
+    rollout, clock = make(router)
+    rollout.step()
+    rollout.source.no_canary = True
+    record = tick(rollout, clock, 0)
+    assert (record.action, record.failures, record.new_weight) == ("hold", 1, 20)
+    assert record.error == "no data in tick(s) [0]"
+    rollout.source.no_canary = False
+    assert tick(rollout, clock, 1).action == "advance"
+    assert rollout.failures == 0
+
+
+def test_a_failing_router_write_holds_and_is_reported(router, monkeypatch):
+    rollout, clock = make(router)
+    rollout.step()
+
+    def refuse(*args, **kwargs):
+        raise ActuationError("setting weights on VirtualService test/podinfo failed: HTTP 503")
+
+    monkeypatch.setattr(router, "set_weight", refuse)
+    record = tick(rollout, clock, 0)
+    assert (record.action, record.applied, record.failures) == ("hold", True, 1)
+    assert "advance failed" in record.error and "HTTP 503" in rollout.status
+
+
+def test_manual_mode_only_advises(router):
+    rollout, clock = make(router, Scripted({2: "rollback"}), mode="manual")
+    assert rollout.step().action == "wait"  # weight 0: nothing to watch yet
+    assert router.weights().canary == 0 and rollout.origin is None
+    rollout.set_weight(20, reason="manual: first step")  # starts the grid
+    rollout.step()
+    record = tick(rollout, clock, 0)
+    assert (record.action, record.new_weight, record.applied) == ("advance", 40, False)
+    assert router.weights().canary == 20
+    assert "advice: advance to 40%" in rollout.status
+    rollout.next_step()
+    assert router.weights().canary == 40
+    tick(rollout, clock, 1)
+    assert tick(rollout, clock, 2).action == "rollback"
+    assert router.weights().canary == 40 and rollout.phase == "progressing"
+    assert rollout.advice == "roll back"
+    assert rollout.notifier.kinds == ["rollback"]
+    assert "advice only (manual mode)" in rollout.notifier.events[0].message
+    rollout.rollback(reason="agreed with the judge")
+    assert router.weights().canary == 0 and rollout.phase == "rolled_back"
+
+
+def test_pause_keeps_judging_but_writes_nothing(router):
+    rollout, clock = make(router)
+    rollout.step()
+    rollout.pause()
+    record = tick(rollout, clock, 0)
+    assert (record.action, record.applied, record.tick) == ("advance", False, 0)
+    assert router.weights().canary == 20 and "paused" in rollout.status
+    rollout.resume()
+    assert tick(rollout, clock, 1).applied and router.weights().canary == 40
+
+
+def test_next_step_at_the_end_of_the_plan_says_what_to_do(router):
+    rollout, _ = make(router)
+    rollout.set_weight(60)
+    with pytest.raises(ValueError, match="promote or roll back"):
+        rollout.next_step()
+
+
+def test_promoter_runs_before_the_route_goes_back(router):
+    calls = []
+
+    class Promoter:
+        def promote(self, *, reason):
+            calls.append(("promote", router.weights().canary, reason))
+
+        def rollback(self, *, reason):
+            calls.append(("rollback", router.weights().canary, reason))
+
+    rollout, _ = make(router, promoter=Promoter())
+    rollout.set_weight(40)
+    rollout.promote(reason="looks good")
+    assert calls == [("promote", 40, "looks good")]
+    assert router.weights().canary == 0 and rollout.phase == "promoted"
+    with pytest.raises(ActuationError, match="already promoted"):
+        rollout.rollback()
+
+
+def test_a_failing_notifier_does_not_stop_the_rollout(router, caplog):
+    class Broken:
+        def notify(self, event):
+            raise RuntimeError("chat is down")
+
+    rollout, clock = make(router, Scripted({0: "rollback"}), notifier=Broken())
+    rollout.step()
+    tick(rollout, clock, 0)
+    assert rollout.phase == "rolled_back"
+    assert "notifier" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        (Spec(interval_s=2.5), "whole-second interval"),
+        (Spec(step_weight=12.5, max_weight=25), "whole-percent plan weights"),
+    ],
+)
+def test_specs_the_live_loop_cannot_follow_are_refused(router, spec, match):
+    with pytest.raises(SpecError, match=match):
+        Rollout(FakeSource(router), router, spec, Scripted(), target="podinfo", namespace="test")
+
+
+# -- run(): real time, short interval ----------------------------------------------------
+
+FAST = Spec(interval_s=1, step_weight=50, max_weight=100)  # plan 50, 100
+
+
+def fast(router: LocalRouter, judge: Judge, **options) -> Rollout:
+    return Rollout(
+        FakeSource(router),
+        router,
+        FAST,
+        judge,
+        target="podinfo",
+        namespace="test",
+        lag_s=0.05,
+        notifier=Inbox(),
+        **options,
+    )
+
+
+def test_run_steps_every_interval_until_the_decision(router):
+    rollout = fast(router, Scripted({2: "promote"}))
+    seen = []
+    started = time.monotonic()
+    assert rollout.run(on_tick=seen.append) == "promoted"
+    assert time.monotonic() - started < 6
+    assert [r.action for r in seen] == ["start", "advance", "hold", "promote"]
+    assert [r.tick for r in seen] == [None, 0, 1, 2]
+
+
+def test_run_is_bounded_and_says_so(router):
+    rollout = fast(router, Scripted(), max_ticks=3)
+    assert rollout.run() == "progressing"
+    assert len(rollout.history) == 3
+    assert rollout.notifier.kinds == ["halt"]
+    assert router.weights().canary == 100
+
+
+def test_run_stops_from_another_thread_and_leaves_the_routes(router):
+    rollout = fast(router, Scripted())
+    runner = threading.Thread(target=rollout.run)
+    runner.start()
+    time.sleep(1.5)
+    rollout.stop()
+    runner.join(5)
+    assert not runner.is_alive()
+    weight = router.weights().canary
+    assert weight in (50, 100)
+    assert rollout.history[-1].new_weight == weight
+
+
+def test_ctrl_c_returns_and_leaves_the_last_write(router):
+    rollout = fast(router, Scripted())
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    rollout.step()  # start: 50%
+    rollout.source.fetch = interrupt
+    assert rollout.run() == "progressing"
+    assert router.weights().canary == 50
+
+
+def test_manual_run_returns_with_the_advice(router):
+    rollout = fast(router, Scripted({1: "rollback"}), mode="manual")
+    rollout.set_weight(50)
+    assert rollout.run() == "progressing"
+    assert rollout.advice == "roll back" and router.weights().canary == 50
