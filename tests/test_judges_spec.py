@@ -161,7 +161,9 @@ def test_multi_document_file_uses_the_canary(tmp_path):
             ("spec.analysis.metrics[0].thresholdRange.min", "expected a number like 99, got 'abc'"),
         ),
         (
-            PODINFO.replace("thresholdRange:\n        max: 5\n", "tresholdRange:\n        max: 5\n"),
+            PODINFO.replace(
+                "thresholdRange:\n        max: 5\n", "tresholdRange:\n        max: 5\n"
+            ),
             ("spec.analysis.metrics[2].tresholdRange", "Did you mean 'thresholdRange'?"),
         ),
         (PODINFO.replace("stepWeight: 10", "stepWieght: 10"), ("Did you mean 'stepWeight'?",)),
