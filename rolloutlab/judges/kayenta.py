@@ -287,6 +287,19 @@ def step_series(metric: MetricSpec, table: TickTable, variant: str, k: int) -> n
         return np.where(exposure > 0, counts / exposure, np.nan)
 
 
+def _reason(metric: MetricSpec, result: Classification) -> str:
+    """Kayenta's reason (or its label) with the numbers behind it."""
+    text = result.reason or f"{metric.name} was classified as {result.label}"
+    if result.estimate is None or result.ci is None:
+        return text
+    unit = " ms" if metric.kind == "latency" else ""
+    low, high = result.ci
+    return (
+        f"{text}: shift {result.estimate:.3g}{unit} (interval {low:.3g} to {high:.3g}), "
+        f"mean ratio {result.deviation:.3g}"
+    )
+
+
 class KayentaJudge(Judge):
     """Kayenta's canary analysis on Spinnaker's schedule.
 
@@ -368,7 +381,7 @@ class KayentaJudge(Judge):
         return MetricResult(
             metric.name,
             OUTCOMES[result.label],
-            result.reason or f"{metric.name}: Kayenta label {result.label}",
+            _reason(metric, result),
             estimate=result.estimate,
             ci=result.ci,
             p_value=result.p_value,
