@@ -376,6 +376,12 @@ def test_must_have_data():
     assert classify([1.0], [], must_have_data=True, critical=True).label == "Nodata"
 
 
+def test_a_failing_test_is_an_error_label():
+    """NetflixACAJudge labels a metric Error when the Mann-Whitney test throws."""
+    result = classify(NEAR_10_B, NEAR_20_A, KayentaSettings(confidence=1.0))
+    assert result.label == "Error" and "Metric Classification Failed" in result.reason
+
+
 def test_classification_numbers_are_the_mann_whitney_ones():
     result = classify(NEAR_10_B, NEAR_20_A, suite())
     low, high = result.ci
@@ -607,6 +613,15 @@ def test_a_final_score_below_pass_rolls_back():
     assert (verdict.decision, verdict.decided_at) == ("rollback", minutes(180))
     assert verdict.ticks[-1].state["score"] == 50.0
     assert "final Kayenta score 50 < pass 95" in verdict.reason
+
+
+def test_an_error_is_inconclusive_and_left_out_of_the_score():
+    spec = Spec(kayenta=KayentaSettings(confidence=1.0))  # the parser refuses 1, Spec does not
+    verdict = judge(simulate("error-regression", seed=1), spec, judge="kayenta")
+    rate = verdict.metric("request-success-rate")
+    assert (rate.classification, rate.details["label"]) == ("inconclusive", "Error")
+    # Kayenta scores only Pass/High/Low/NodataFailMetric: a group of errors counts as 100
+    assert verdict.decision == "promote"
 
 
 def test_latency_series_is_the_per_step_quantile():

@@ -269,7 +269,8 @@ def test_cles_measure_defaults_to_its_neutral_value():
             ("metric names ['x'] appear twice",),
         ),
         ("judge: kayanta", ("judge", "Did you mean 'kayenta'?")),
-        ("alpha: 1.5", ("alpha", "out of range")),
+        ("alpha: 1.5", ("alpha", "out of range", "> 0 and < 1")),
+        ("kayenta: {confidence: 1}", ("kayenta.confidence", "< 1")),
         ("interval: -1", ("interval", "positive")),
         ("threshold: 0", ("threshold", ">= 1")),
         ("stepWeight: 0", ("no weight plan",)),
@@ -336,7 +337,7 @@ def test_flagger_manifest_round_trips_through_rolloutlab_yaml():
 names = st.text(alphabet=string.ascii_lowercase + string.digits + "-_", min_size=1, max_size=10)
 positive = st.floats(min_value=1e-3, max_value=1e6, allow_nan=False)
 durations = st.one_of(positive, st.integers(min_value=1, max_value=10**7).map(float))
-fractions = st.floats(min_value=1e-6, max_value=1.0)
+fractions = st.floats(min_value=1e-6, max_value=1.0, exclude_max=True)
 percent = st.floats(min_value=0.0, max_value=100.0)
 bounds = st.tuples(st.none() | st.floats(-1e6, 1e6), st.none() | st.floats(-1e6, 1e6)).map(
     lambda b: tuple(sorted(b)) if None not in b else b

@@ -378,16 +378,22 @@ def _show(value: Any) -> str:
 
 
 def _number(
-    example: float, *, lo: float | None = None, hi: float | None = None, open_lo: bool = False
+    example: float,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    open_lo: bool = False,
+    open_hi: bool = False,
 ) -> Parser:
     def parse(value: Any, path: str) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
             raise _fail(path, f"expected a number like {example:g}, got {_show(value)}", "")
         number = float(value)
         low_bad = lo is not None and (number <= lo if open_lo else number < lo)
-        if low_bad or (hi is not None and number > hi):
+        high_bad = hi is not None and (number >= hi if open_hi else number > hi)
+        if low_bad or high_bad:
             lo_txt = "" if lo is None else f"{'>' if open_lo else '>='} {lo:g}"
-            hi_txt = "" if hi is None else f"<= {hi:g}"
+            hi_txt = "" if hi is None else f"{'<' if open_hi else '<='} {hi:g}"
             rule = " and ".join(t for t in (lo_txt, hi_txt) if t)
             raise _fail(path, f"{number:g} is out of range", f"It must be {rule}.")
         return number
@@ -514,7 +520,7 @@ def _threshold_range(value: Any, path: str) -> tuple[float | None, float | None]
     return low, high
 
 
-_PROBABILITY = _number(0.05, lo=0, hi=1, open_lo=True)
+_PROBABILITY = _number(0.05, lo=0, hi=1, open_lo=True, open_hi=True)
 _WEIGHT = _number(10, lo=0, hi=100)
 
 _METRIC_FIELDS = (
@@ -537,7 +543,7 @@ _METRIC_FIELDS = (
 _KAYENTA_FIELDS = (
     _Field("passScore", "pass_score", _number(95, lo=0, hi=100)),
     _Field("marginalScore", "marginal_score", _number(75, lo=0, hi=100)),
-    _Field("confidence", "confidence", _number(0.98, lo=0, hi=1, open_lo=True)),
+    _Field("confidence", "confidence", _number(0.98, lo=0, hi=1, open_lo=True, open_hi=True)),
     _Field("allowedIncrease", "allowed_increase", _number(1.0, lo=0)),
     _Field("allowedDecrease", "allowed_decrease", _number(1.0, lo=0)),
     _Field("criticalIncrease", "critical_increase", _number(1.0, lo=0)),
