@@ -191,6 +191,22 @@ def test_blue_green_needs_one_more_check_at_full_traffic():
     assert column(verdict, "weight") == [0, 0, 0, 100]
 
 
+def test_blue_green_manifest_without_step_weight():
+    spec = Spec.load(
+        """
+        apiVersion: flagger.app/v1beta1
+        kind: Canary
+        metadata: {name: app}
+        spec:
+          targetRef: {name: app}
+          analysis: {interval: 1m, threshold: 2, iterations: 2}
+        """
+    )
+    assert (spec.step_weight, spec.weight_plan()) == (0, ())
+    verdict = flagger(recording([HEALTHY] * 5), spec)
+    assert verdict.decided_at == at(2)
+
+
 def test_template_metric_missing_from_the_recording():
     spec = Spec.load(
         """

@@ -196,10 +196,13 @@ class Spec:
 
         ``stepWeights`` is used as given; otherwise steps of ``stepWeight`` until the
         weight reaches ``maxWeight`` (capped at 100, so it may overshoot maxWeight as
-        Flagger does: max 50 step 20 gives 20, 40, 60).
+        Flagger does: max 50 step 20 gives 20, 40, 60). Empty without a step (a Flagger
+        blue/green or A/B analysis, driven by ``iterations``).
         """
         if self.step_weights:
             return tuple(self.step_weights)
+        if self.step_weight <= 0:
+            return ()
         plan, weight = [], 0.0
         while weight < self.max_weight:
             weight = min(weight + self.step_weight, 100.0)
