@@ -63,7 +63,7 @@ def judge(
     spec = Spec.load(spec)
     name = judge or spec.judge
     cls = judge_class(name)
-    control, treatment = _roles(recording, spec)
+    control, treatment = roles(recording, spec)
     try:
         instance = cls(spec, control=control, treatment=treatment, **options)
     except TypeError as exc:
@@ -78,7 +78,8 @@ def judge(
     return instance.verdict()
 
 
-def _roles(recording: Recording, spec: Spec) -> tuple[str, str]:
+def roles(recording: Recording, spec: Spec) -> tuple[str, str]:
+    """(control, treatment): from the spec, else the recording's roles (its first treatment)."""
     variants = recording.variants
     control = spec.control or recording.control
     others = [v for v in (*recording.treatments, recording.control) if v != control]
@@ -124,4 +125,5 @@ __all__ = [
     "Verdict",
     "judge",
     "judge_class",
+    "roles",
 ]
