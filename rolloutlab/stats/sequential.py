@@ -1,0 +1,567 @@
+"""Anytime-valid sequential tests: look after every tick without inflating errors.
+
+Each test is an object with ``update(...)`` that costs O(1) per tick (independent of
+how many ticks came before) and returns a frozen :class:`SequentialState`. Its
+``p_value`` is always valid: the running minimum of ``1 / e`` for a test martingale
+``e``, so it never increases and ``P(ever p <= alpha) <= alpha`` under the null.
+Confidence sequences are intersected over time, so they only shrink.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Literal
+
+import numpy as np
+from scipy.special import gammaln, logsumexp
+
+from rolloutlab.errors import DataError
+from rolloutlab.stats._result import (
+    UNBOUNDED,
+    StatResult,
+    check_alpha,
+    check_count,
+    result_type,
+)
+from rolloutlab.stats.means import MeanStats
+
+Alternative = Literal["greater", "less", "two-sided"]
+Numeric = float | np.ndarray  # the private formulas broadcast over simulation batches
+
+
+@result_type
+class SequentialState(StatResult):
+    """State of a sequential test after ``t`` updates covering ``n`` events/observations.
+
+    ``log_e`` is the log of the current e-value (Bayes factor, mixture likelihood
+    ratio) against the null; ``reject`` is ``p_value <= alpha``. Tests without a
+    confidence sequence report ``ci=(0, inf)`` for ratios.
+    """
+
+    reject: bool = False
+    n: float = 0.0
+    t: int = 0
+    log_e: float = 0.0
+
+
+def _is_nan(value: object) -> bool:
+    try:
+        return math.isnan(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+def _shares(shares: Iterable[float], name: str = "shares") -> np.ndarray:
+    """Validated probabilities (normalised to sum 1; all must be positive)."""
+    array = np.asarray(shares, dtype=float)
+    if array.ndim != 1 or array.size < 2:
+        raise DataError(f"{name} needs at least two groups, got {array.tolist()}")
+    if not np.all(np.isfinite(array)) or np.any(array <= 0):
+        raise DataError(f"{name} must be finite and > 0, got {array.tolist()}")
+    return array / array.sum()
+
+
+def _last_vs_rest_ratio(counts: np.ndarray, shares: np.ndarray) -> float:
+    """(N_last / rho_last) / (N_rest / rho_rest): e.g. the canary/primary rate ratio."""
+    last, rest = counts[-1], counts[:-1].sum()
+    if last == 0 and rest == 0:
+        return 1.0
+    if rest == 0:
+        return math.inf
+    return float((last / shares[-1]) / (rest / (1 - shares[-1])))
+
+
+# ---------------------------------------------------------------------------------------
+# Dirichlet-multinomial mixture test (Lindon & Malek)
+# ---------------------------------------------------------------------------------------
+
+
+def _dm_log_bf(counts: np.ndarray, prior: np.ndarray, log_shares: np.ndarray) -> np.ndarray:
+    """log Bayes factor of a Dirichlet(prior) mixture against Multinomial(shares).
+
+    ``counts`` has the categories on the last axis; any leading axes broadcast.
+    ``log B(a) = sum(lgamma(a_j)) - lgamma(sum(a_j))``.
+    """
+
+    def log_beta(a: np.ndarray) -> np.ndarray:
+        return gammaln(a).sum(axis=-1) - gammaln(a.sum(axis=-1))
+
+    return log_beta(prior + counts) - log_beta(prior) - (counts * log_shares).sum(axis=-1)
+
+
+class DirichletMultinomialTest:
+    """Sequential test that events fall into groups with known shares (Lindon & Malek).
+
+    Under H0 each event's label is categorical with probabilities ``shares`` (e.g. the
+    traffic split for errors of primary vs canary). With the prior ``k * shares`` the
+    Bayes factor after counts ``N`` is ``B(k rho + N) / B(k rho) / prod(rho_j ** N_j)``;
+    it rejects when ``BF >= 1 / alpha``. Two-sided: any deviation counts. Use it only
+    while the shares are fixed; for changing splits use :class:`PoissonRatioSequential`.
+
+    ``estimate`` is the rate ratio of the last group against the others (for
+    ``shares=(primary, canary)`` the canary/primary event-rate ratio).
+    """
+
+    def __init__(self, shares: Iterable[float], *, alpha: float = 0.05, k: float = 100.0):
+        self.alpha = check_alpha(alpha)
+        self.shares = _shares(shares)
+        if not k > 0 or not math.isfinite(k):
+            raise DataError(f"k (prior concentration) must be a finite number > 0, got {k!r}")
+        self._prior = k * self.shares
+        self._log_shares = np.log(self.shares)
+        self._counts = np.zeros_like(self.shares)
+        self._t = 0
+        self._p = 1.0
+        self._log_bf = 0.0
+
+    def update(self, counts_increment: Iterable[float]) -> SequentialState:
+        """Add one tick's event counts per group (same order as ``shares``)."""
+        increment = np.asarray(counts_increment, dtype=float)
+        if increment.shape != self.shares.shape:
+            raise DataError(
+                f"expected {self.shares.size} counts (one per share), got {increment.tolist()}"
+            )
+        self._t += 1
+        if np.any(np.isnan(increment)):
+            return self._state("ignored a tick with NaN counts")
+        if not np.all(np.isfinite(increment)) or np.any(increment < 0):
+            raise DataError(f"counts must be finite and >= 0, got {increment.tolist()}")
+        self._counts = self._counts + increment
+        self._log_bf = float(_dm_log_bf(self._counts, self._prior, self._log_shares))
+        self._p = min(self._p, math.exp(-self._log_bf) if self._log_bf > -700 else 1.0)
+        return self._state(None)
+
+    @property
+    def state(self) -> SequentialState:
+        """The state after the last update."""
+        return self._state(None)
+
+    def _state(self, reason: str | None) -> SequentialState:
+        n = float(self._counts.sum())
+        return SequentialState(
+            estimate=_last_vs_rest_ratio(self._counts, self.shares),
+            ci=(0.0, math.inf),
+            p_value=self._p,
+            reason=reason if reason else (None if n > 0 else "no events yet"),
+            reject=self._p <= self.alpha,
+            n=n,
+            t=self._t,
+            log_e=self._log_bf,
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# Poisson rate ratio with exposures that change every tick
+# ---------------------------------------------------------------------------------------
+
+DEFAULT_GRID = np.geomspace(1 / 50, 50, 201)
+
+
+def _logsumexp(a: np.ndarray) -> np.ndarray:
+    """log(sum(exp(a))) over the last axis (finite maximum assumed; lean for speed)."""
+    top = a.max(axis=-1)
+    return top + np.log(np.exp(a - top[..., None]).sum(axis=-1))
+
+
+def _log_cumsum_exp(a: np.ndarray, reverse: bool = False) -> np.ndarray:
+    """``log(sum(exp(a[..., :i+1])))`` for every i (or over ``i:`` with ``reverse``).
+
+    Terms below ``exp(-745)`` of the row maximum underflow to -inf, which only ever
+    makes the confidence sequence wider.
+    """
+    top = a.max(axis=-1, keepdims=True)
+    weights = np.exp(a - top)
+    sums = np.cumsum(weights[..., ::-1], axis=-1)[..., ::-1] if reverse else weights.cumsum(-1)
+    with np.errstate(divide="ignore"):
+        return np.log(sums) + top
+
+
+class _PoissonRatioEngine:
+    """The grid arithmetic of :class:`PoissonRatioSequential` for many streams at once.
+
+    State arrays carry any leading batch shape, so a simulation can advance thousands
+    of independent streams per call; the public class uses batch shape ``()``.
+    """
+
+    def __init__(
+        self,
+        grid: np.ndarray,
+        null_ratio: float,
+        alternative: Alternative,
+        batch_shape: tuple[int, ...] = (),
+        track_cs: bool = True,
+    ):
+        self.grid = grid
+        self.log_grid = np.log(grid)
+        self.log_null = math.log(null_ratio)
+        self.alternative = alternative
+        self.track_cs = track_cs
+        # Prior: normal (sd 1) on log(theta) around the null, restricted to the alternative.
+        self.log_prior = -0.5 * (self.log_grid - self.log_null) ** 2
+        region = {
+            "greater": grid > null_ratio,
+            "less": grid < null_ratio,
+            "two-sided": np.ones(grid.size, dtype=bool),
+        }[alternative]
+        log_w = np.where(region, self.log_prior, -np.inf)
+        self.log_w_test = log_w - logsumexp(log_w)
+        self.log_w_all = self.log_prior - logsumexp(self.log_prior)
+        if alternative != "two-sided":  # prior mass at or beyond each grid point
+            self.log_tail_mass = _log_cumsum_exp(self.log_prior, reverse=alternative == "greater")
+        self.loglik = np.zeros((*batch_shape, grid.size))
+        self.loglik_null = np.zeros(batch_shape)
+        self.max_log_e = np.zeros(batch_shape)
+        self.cs_log_e = np.full((*batch_shape, grid.size), -np.inf)
+
+    def step(self, c: np.ndarray, x: np.ndarray, k: np.ndarray, y: np.ndarray) -> None:
+        """Add one tick: treatment events/exposure ``c, x``; control ``k, y`` (valid data)."""
+        e = c + k
+        idle = e == 0  # no information; avoid log(0) when an exposure is also 0
+        x, y = np.where(idle, 1.0, x), np.where(idle, 1.0, y)
+        # log L(theta) increment up to theta-free terms: c log(theta) - e log(theta x + y)
+        work = np.multiply.outer(x, self.grid)
+        work += y[..., None]
+        np.log(work, out=work)
+        work *= -e[..., None]
+        work += np.multiply.outer(c, self.log_grid)
+        self.loglik += work
+        self.loglik_null += c * self.log_null - e * np.log(np.exp(self.log_null) * x + y)
+        np.add(self.loglik, self.log_w_test, out=work)
+        log_e = _logsumexp(work) - self.loglik_null
+        np.maximum(self.max_log_e, log_e, out=self.max_log_e)
+        if self.track_cs:
+            np.maximum(self.cs_log_e, self._grid_log_e(), out=self.cs_log_e)
+
+    def _grid_log_e(self) -> np.ndarray:
+        """log e-value against every grid point: the mixture over the whole grid (two-sided)
+        or over the points at or beyond it (one-sided), divided by its likelihood."""
+        if self.alternative == "two-sided":
+            return _logsumexp(self.loglik + self.log_w_all)[..., None] - self.loglik
+        tails = _log_cumsum_exp(self.loglik + self.log_prior, self.alternative == "greater")
+        return tails - self.log_tail_mass - self.loglik
+
+    def p_value(self) -> np.ndarray:
+        return np.minimum(1.0, np.exp(-self.max_log_e))
+
+
+class PoissonRatioSequential:
+    """Anytime-valid test of the event-rate ratio treatment/control with changing exposures.
+
+    Built for canaries: every tick brings events and exposures (e.g. errors and
+    requests) per variant, and the split may change between ticks (weight steps).
+    Conditional on the tick's total events ``e = c + k``, the treatment count is
+    ``Binomial(e, theta x / (theta x + y))`` for the rate ratio ``theta``. The
+    cumulative log-likelihood of ``theta`` is kept on a fixed log-spaced grid (default
+    201 points from 1/50 to 50), so an update costs O(grid), not O(history).
+
+    The e-value against ``null_ratio`` is the likelihood ratio averaged over a prior on
+    ``log(theta)`` (normal, sd 1, centred at the null) restricted to the alternative:
+    ``"greater"`` tests H0: theta <= null_ratio (valid for the whole composite null
+    because the binomial family has monotone likelihood ratio), ``"less"`` the mirror,
+    ``"two-sided"`` H0: theta = null_ratio. The confidence sequence is the set of grid
+    ratios not rejected at any time so far (one-sided tests use the mixture over ratios
+    at or beyond each point, giving a one-sided bound); bounds at the grid's ends are
+    reported as 0 and inf. ``estimate`` is the pooled
+    rate ratio ``(sum c / sum x) / (sum k / sum y)``.
+    """
+
+    def __init__(
+        self,
+        null_ratio: float = 1.0,
+        *,
+        alternative: Alternative = "two-sided",
+        alpha: float = 0.05,
+        grid: Iterable[float] | None = None,
+    ):
+        self.alpha = check_alpha(alpha)
+        if alternative not in ("greater", "less", "two-sided"):
+            raise DataError(
+                f"alternative must be 'greater', 'less' or 'two-sided', not {alternative!r}"
+            )
+        theta = np.asarray(DEFAULT_GRID if grid is None else grid, dtype=float)
+        if theta.ndim != 1 or theta.size < 3 or np.any(theta <= 0) or np.any(np.diff(theta) <= 0):
+            raise DataError("grid must be an increasing sequence of at least 3 positive ratios")
+        if not theta[0] < null_ratio < theta[-1]:
+            raise DataError(
+                f"null_ratio {null_ratio!r} must lie inside the grid ({theta[0]}, {theta[-1]})"
+            )
+        self.null_ratio = float(null_ratio)
+        self.alternative: Alternative = alternative
+        self._engine = _PoissonRatioEngine(theta, self.null_ratio, alternative)
+        self._sums = np.zeros(4)  # treatment events, exposure, control events, exposure
+        self._t = 0
+        self._ignored = 0
+
+    def update(
+        self,
+        treatment_events: float,
+        treatment_exposure: float,
+        control_events: float,
+        control_exposure: float,
+    ) -> SequentialState:
+        """Add one tick's events and exposures per variant (a tick with no events is a no-op)."""
+        self._t += 1
+        values = {
+            "treatment_events": treatment_events,
+            "treatment_exposure": treatment_exposure,
+            "control_events": control_events,
+            "control_exposure": control_exposure,
+        }
+        if any(_is_nan(v) for v in values.values()):
+            self._ignored += 1
+            return self.state
+        c, x, k, y = (check_count(v, name) for name, v in values.items())
+        if (c > 0 and x == 0) or (k > 0 and y == 0):
+            self._ignored += 1  # events without exposure: a counter reset or a bad query
+            return self.state
+        self._sums += (c, x, k, y)
+        if c + k > 0:
+            self._engine.step(*(np.asarray(v) for v in (c, x, k, y)))
+        return self.state
+
+    @property
+    def state(self) -> SequentialState:
+        """The state after the last update."""
+        engine = self._engine
+        c, x, k, y = self._sums
+        p_value = float(engine.p_value())
+        inside = np.flatnonzero(engine.cs_log_e < -math.log(self.alpha))
+        reason = None
+        if self._ignored:
+            reason = f"ignored {self._ignored} tick(s) with NaN or events without exposure"
+        if c + k == 0:
+            reason = reason or "no events yet"
+        estimate = (
+            1.0
+            if c + k == 0 or x == 0 or y == 0
+            else (math.inf if k == 0 else float((c / x) / (k / y)))
+        )
+        if inside.size == 0:
+            ci = UNBOUNDED
+            reason = "the confidence sequence is empty: the rate ratio changed over time"
+        else:
+            grid = engine.grid
+            low = 0.0 if inside[0] == 0 or self.alternative == "less" else float(grid[inside[0]])
+            high = (
+                math.inf
+                if inside[-1] == grid.size - 1 or self.alternative == "greater"
+                else float(grid[inside[-1]])
+            )
+            ci = (low, high)
+        return SequentialState(
+            estimate=estimate,
+            ci=ci,
+            p_value=p_value,
+            reason=reason,
+            reject=p_value <= self.alpha,
+            n=float(c + k),
+            t=self._t,
+            log_e=float(engine.max_log_e),
+        )
+
+    @property
+    def p_value(self) -> float:
+        return self.state.p_value
+
+    @property
+    def reject(self) -> bool:
+        return self.state.reject
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return self.state.ci
+
+    @property
+    def estimate(self) -> float:
+        return self.state.estimate
+
+
+# ---------------------------------------------------------------------------------------
+# Difference of two means: mSPRT and asymptotic confidence sequences
+# ---------------------------------------------------------------------------------------
+
+
+def _msprt_log_lambda(
+    n: Numeric, diff: Numeric, sigma: float, tau: float, theta0: float
+) -> Numeric:
+    """log of the normal-mixture SPRT statistic for n pairs (broadcasts over arrays)."""
+    two_s2 = 2 * sigma**2
+    grow = two_s2 + n * tau**2
+    return 0.5 * np.log(two_s2 / grow) + n**2 * tau**2 * (diff - theta0) ** 2 / (2 * two_s2 * grow)
+
+
+def _msprt_half_width(n: Numeric, sigma: float, tau: float, alpha: float) -> Numeric:
+    """Half-width of {theta: Lambda_n(theta) < 1/alpha} around the observed difference."""
+    two_s2 = 2 * sigma**2
+    grow = two_s2 + n * tau**2
+    return np.sqrt(
+        (np.log(1 / alpha) + 0.5 * np.log(grow / two_s2)) * 2 * two_s2 * grow / (n**2 * tau**2)
+    )
+
+
+class _RunningTwoGroups:
+    """Cumulative MeanStats of two groups plus the running p-value and interval."""
+
+    def __init__(self, alpha: float, relative: bool = False):
+        self.alpha = check_alpha(alpha)
+        self.relative = relative
+        self.control = MeanStats(0.0, 0.0, 0.0)
+        self.treatment = MeanStats(0.0, 0.0, 0.0)
+        self.t = 0
+        self.p = 1.0
+        self.log_e = -math.inf
+        self.low, self.high = UNBOUNDED
+
+    def add(self, control: MeanStats, treatment: MeanStats) -> None:
+        if not isinstance(control, MeanStats) or not isinstance(treatment, MeanStats):
+            raise DataError(
+                "update takes two MeanStats increments (MeanStats.from_values/from_counts)"
+            )
+        self.control = self.control + control
+        self.treatment = self.treatment + treatment
+        self.t += 1
+
+    def estimate(self) -> float:
+        mu_c, mu_t = self.control.mean, self.treatment.mean
+        if self.relative:
+            return mu_t / mu_c - 1 if mu_c != 0 else 0.0
+        return mu_t - mu_c
+
+    def record(self, log_e: float, low: float, high: float) -> None:
+        self.log_e = log_e
+        self.p = min(self.p, math.exp(-log_e) if log_e > -700 else 1.0)
+        self.low, self.high = max(self.low, low), min(self.high, high)
+
+    def state(self, reason: str | None) -> SequentialState:
+        if reason is None and self.low > self.high:
+            reason = "the confidence sequence is empty: the difference changed over time"
+        return SequentialState(
+            estimate=self.estimate(),
+            ci=UNBOUNDED if self.low > self.high else (self.low, self.high),
+            p_value=self.p,
+            reason=reason,
+            reject=self.p <= self.alpha,
+            n=self.control.n + self.treatment.n,
+            t=self.t,
+            log_e=self.log_e if math.isfinite(self.log_e) else 0.0,
+        )
+
+
+class MSPRT:
+    """Mixture SPRT for the difference of two means (treatment - control), known sigma.
+
+    With ``n`` observations per group, difference of means ``d`` and a normal mixing
+    distribution ``N(theta0, tau^2)``::
+
+        Lambda_n = sqrt(2 s^2 / (2 s^2 + n tau^2))
+                   * exp(n^2 tau^2 (d - theta0)^2 / (4 s^2 (2 s^2 + n tau^2)))
+
+    and it rejects at ``Lambda_n >= 1 / alpha`` (Johari et al.; Optimizely, Statsig).
+    Unequal group sizes use the effective ``n = 2 / (1/n_c + 1/n_t)``, which keeps the
+    variance of ``d`` at ``2 sigma^2 / n``. The confidence sequence is the set of
+    ``theta0`` not rejected so far.
+    """
+
+    def __init__(self, sigma: float, tau: float, *, theta0: float = 0.0, alpha: float = 0.05):
+        for name, value in (("sigma", sigma), ("tau", tau)):
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise DataError(f"{name} must be a finite number > 0, got {value!r}")
+        self.sigma, self.tau, self.theta0 = float(sigma), float(tau), float(theta0)
+        self._run = _RunningTwoGroups(alpha)
+
+    def update(self, control: MeanStats, treatment: MeanStats) -> SequentialState:
+        """Add the new observations of each group (as MeanStats increments)."""
+        run = self._run
+        run.add(control, treatment)
+        if run.control.n == 0 or run.treatment.n == 0:
+            group = "control" if run.control.n == 0 else "treatment"
+            return run.state(f"no observations in the {group} yet")
+        n = 2 / (1 / run.control.n + 1 / run.treatment.n)
+        diff = run.treatment.mean - run.control.mean
+        log_e = float(_msprt_log_lambda(n, diff, self.sigma, self.tau, self.theta0))
+        half = float(_msprt_half_width(n, self.sigma, self.tau, run.alpha))
+        run.record(log_e, diff - half, diff + half)
+        return run.state(None)
+
+    @property
+    def state(self) -> SequentialState:
+        return self._run.state(None)
+
+
+def _conjmix_log_e(n: Numeric, s2_sum: Numeric, rho2: float) -> Numeric:
+    """Waudby-Smith et al. (eq. 155) log e-value for a standardised sum ``S^2 = s2_sum``."""
+    grow = n * rho2 + 1
+    return rho2 * s2_sum / (2 * grow) - 0.5 * np.log(grow)
+
+
+def _conjmix_margin(n: Numeric, rho2: float, alpha: float) -> Numeric:
+    """Unit-variance half-width of the asymptotic confidence sequence at sample size n."""
+    grow = n * rho2 + 1
+    return np.sqrt(2 * grow / (n**2 * rho2) * np.log(np.sqrt(grow) / alpha))
+
+
+def asymptotic_rho2(alpha: float, tuning: float) -> float:
+    """``rho^2 = (-2 log alpha + log(-2 log alpha + 1)) / N*`` (Waudby-Smith eq. 161)."""
+    log_alpha = math.log(alpha)
+    return (-2 * log_alpha + math.log(-2 * log_alpha + 1)) / tuning
+
+
+class AsymptoticCS:
+    """Asymptotic confidence sequence for the difference of two means or proportions.
+
+    Waudby-Smith et al. (2023) as GrowthBook uses it: with ``N = n_c + n_t``,
+    ``sigma^2 = N * (var_t / n_t + var_c / n_c)`` and the tuning ``N*`` (where the
+    sequence is tightest), the half-width is::
+
+        sigma * sqrt(2 (N rho^2 + 1) / (N^2 rho^2) * log(sqrt(N rho^2 + 1) / alpha))
+
+    with ``rho^2 = (-2 log alpha + log(-2 log alpha + 1)) / N*``. For proportions pass
+    ``MeanStats.from_counts(successes, n)`` increments. ``theta0`` is the null
+    difference; with ``relative=True`` the estimate is the lift ``mu_t / mu_c - 1`` with
+    the delta-method variance of :func:`welch_t`.
+    """
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.05,
+        tuning: float = 5000.0,
+        theta0: float = 0.0,
+        relative: bool = False,
+    ):
+        if not (math.isfinite(tuning) and tuning > 0):
+            raise DataError(f"tuning (N*) must be a finite number > 0, got {tuning!r}")
+        self._run = _RunningTwoGroups(alpha, relative)
+        self.rho2 = asymptotic_rho2(self._run.alpha, tuning)
+        self.theta0 = float(theta0)
+        self.relative = relative
+
+    def update(self, control: MeanStats, treatment: MeanStats) -> SequentialState:
+        """Add the new observations of each group (as MeanStats increments)."""
+        run = self._run
+        run.add(control, treatment)
+        for name, group in (("control", run.control), ("treatment", run.treatment)):
+            if group.n < 2:
+                return run.state(f"fewer than 2 observations in the {name} yet")
+        var_c = run.control.variance / run.control.n
+        var_t = run.treatment.variance / run.treatment.n
+        if var_c + var_t == 0:
+            return run.state("zero variance in both groups")
+        mu_c, mu_t = run.control.mean, run.treatment.mean
+        if self.relative:
+            if mu_c == 0:
+                return run.state("control mean is zero: relative change undefined")
+            variance = var_t / mu_c**2 + mu_t**2 * var_c / mu_c**4
+        else:
+            variance = var_c + var_t
+        n = run.control.n + run.treatment.n
+        diff = run.estimate()
+        log_e = float(_conjmix_log_e(n, n * (diff - self.theta0) ** 2 / variance, self.rho2))
+        half = math.sqrt(variance * n) * float(_conjmix_margin(n, self.rho2, run.alpha))
+        run.record(log_e, diff - half, diff + half)
+        return run.state(None)
+
+    @property
+    def state(self) -> SequentialState:
+        return self._run.state(None)
