@@ -47,6 +47,13 @@ class MeanStats:
             raise DataError("values must be finite (infinite observations have no mean)")
         return cls(n=float(array.size), sum=float(array.sum()), sum_sq=float(array @ array))
 
+    @classmethod
+    def from_counts(cls, successes: float, n: float) -> MeanStats:
+        """Statistics of ``n`` 0/1 outcomes of which ``successes`` are 1."""
+        if not 0 <= successes <= n:
+            raise DataError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+        return cls(n=float(n), sum=float(successes), sum_sq=float(successes))
+
     def __add__(self, other: MeanStats) -> MeanStats:
         if not isinstance(other, MeanStats):
             return NotImplemented
