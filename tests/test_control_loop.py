@@ -23,10 +23,11 @@ from rolloutlab.control.notify import Event
 from rolloutlab.errors import ActuationError, ConnectionFailed, SpecError
 from rolloutlab.judges.base import Judge
 from rolloutlab.judges.spec import Spec
-from rolloutlab.judges.verdict import TickState
+from rolloutlab.judges.verdict import MetricResult, TickState
 from rolloutlab.sources.recording import Recording
 
 SPEC = Spec(interval_s=60, step_weight=20, max_weight=60)  # plan 20, 40, 60
+SPLIT = ("primary", "canary")
 T0 = datetime(2026, 1, 12, 10, 0, 30, tzinfo=UTC)  # 30 s before a minute boundary
 
 
@@ -83,7 +84,17 @@ class Scripted(Judge):
         assert k == len(self.history), "ticks must arrive in order, each once"
         weight = float(table.weight("canary")[k])
         self.seen.append((k, weight, float(table.counter("requests", "canary")[k])))
-        state = TickState(table.ends[k], weight, self.decisions.get(k, "continue"))
+        rate = {  # smoothed: a variant may have no traffic
+            v: (table.counter("errors", v)[k] + 0.5) / (table.counter("requests", v)[k] + 1)
+            for v in SPLIT
+        }
+        ratio = rate["canary"] / rate["primary"]
+        evidence = MetricResult(
+            "error-rate", "pass", "canary/primary error-rate ratio", estimate=ratio,
+            ci=(ratio * 0.8, ratio * 1.25), p_value=0.5 / (k + 1), unit="ratio",
+        )  # fmt: skip
+        decision = self.decisions.get(k, "continue")
+        state = TickState(table.ends[k], weight, decision, (evidence,))
         self.history.append(state)
         return state
 
@@ -341,6 +352,7 @@ def test_a_failing_notifier_does_not_stop_the_rollout(router, caplog):
     [
         (Spec(interval_s=2.5), "whole-second interval"),
         (Spec(step_weight=12.5, max_weight=25), "whole-percent plan weights"),
+        (Spec(step_weight=0, iterations=10), "needs stepWeight or stepWeights"),
     ],
 )
 def test_specs_the_live_loop_cannot_follow_are_refused(router, spec, match):

@@ -158,7 +158,12 @@ class Rollout:
                 f"got interval_s={interval}"
             )
         plan = spec.weight_plan()
-        if not plan or any(not float(w).is_integer() for w in plan):
+        if not plan:
+            raise SpecError(
+                "the live loop steps a canary's weight: the spec needs stepWeight or stepWeights "
+                "(blue/green and A/B iterations are not supported)"
+            )
+        if any(not float(w).is_integer() for w in plan):
             raise SpecError(
                 f"the live loop needs whole-percent plan weights (routers take integers), "
                 f"got {list(plan)}; fix stepWeight/stepWeights/maxWeight"
