@@ -22,10 +22,30 @@ from rolloutlab.errors import (
 __version__ = "0.1.0"
 
 _LAZY = {
+    # data: recordings, the live source, the simulator
     "Recording": "rolloutlab.sources.recording",
     "load": "rolloutlab.sources.recording",
+    "Prometheus": "rolloutlab.sources.prometheus",
+    "fetch": "rolloutlab.sources.prometheus",
+    "PrometheusServer": "rolloutlab.sources.promserver",
     "simulate": "rolloutlab.sources.simulate",
     "Scenario": "rolloutlab.sources.simulate",
+    # decisions
+    "Spec": "rolloutlab.judges",
+    "Verdict": "rolloutlab.judges",
+    "judge": "rolloutlab.judges",
+    "experiment": "rolloutlab.judges.experiment",
+    "ExperimentReport": "rolloutlab.judges.experiment",
+    "replay": "rolloutlab.replay",
+    "Replay": "rolloutlab.replay",
+    # looking
+    "report": "rolloutlab.views",
+    # acting
+    "router": "rolloutlab.control.routers",
+    "AuditLog": "rolloutlab.control.audit",
+    "Rollout": "rolloutlab.control.loop",
+    "LiveDemo": "rolloutlab.control.local",
+    "Panel": "rolloutlab.widgets",
 }
 
 __all__ = [

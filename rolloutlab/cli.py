@@ -17,6 +17,8 @@ from rolloutlab.errors import RolloutlabError, SpecError
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEMO_RECORDINGS = ("healthy", "error-regression", "latency-regression", "ab")
+JUDGE_NAMES = ("rolloutlab", "flagger", "kayenta")
+DEMO_REPORT = "error-regression"
 BUNDLED_SEED = 7
 
 
@@ -72,8 +74,67 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default="test")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
 
+    p = command("fetch", _fetch, "Fetch both variants from a Prometheus into a recording.")
+    p.add_argument(
+        "--url", required=True, help="Prometheus-compatible server, e.g. http://prom:9090"
+    )
+    p.add_argument("--preset", default="istio", help="query preset (istio, linkerd, nginx, ...)")
+    p.add_argument(
+        "--target", help="Flagger target: <target> is the canary, <target>-primary the primary"
+    )
+    p.add_argument("--namespace")
+    p.add_argument("--start", required=True, help="UTC time, e.g. 2026-01-12T10:00Z")
+    p.add_argument("--end", required=True)
+    p.add_argument("--step", default="1m", help="step and increase() window, e.g. 1m")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra HTTP header, e.g. X-Scope-OrgID=tenant (repeatable)",
+    )
+    p.add_argument("--bearer", help="bearer token")
+    p.add_argument("--variant-label", help="label that tells the variants apart")
+    p.add_argument("--variants", help="'a,b' label values, or 'name=regex,...'")
+    p.add_argument("--queries", type=Path, help="YAML/JSON file of custom queries")
+    p.add_argument(
+        "--flagger",
+        action="store_true",
+        help="also fetch Flagger's own series (weight, status, metric analysis)",
+    )
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+
+    p = command("judge", _judge, "Judge a recorded rollout: promote, continue or rollback.")
+    p.add_argument("recording", type=Path)
+    p.add_argument("--spec", type=Path, help="Flagger Canary manifest or rolloutlab spec (YAML)")
+    p.add_argument("--judge", choices=JUDGE_NAMES, help="default: the spec's, else rolloutlab")
+    p.add_argument("--at", help="judge as of this UTC time (ISO 8601)")
+    p.add_argument("--json", action="store_true", help="print Verdict.to_dict() as JSON")
+
+    p = command("experiment", _experiment, "Analyse an A/B/n experiment recording.")
+    p.add_argument("recording", type=Path)
+    p.add_argument("--spec", type=Path)
+    p.add_argument("--json", action="store_true", help="print ExperimentReport.to_dict() as JSON")
+
+    p = command("replay", _replay, "Replay a recorded rollout under the judges, tick by tick.")
+    p.add_argument("recording", type=Path)
+    p.add_argument(
+        "--spec", type=Path, help="default: the recording's own weights, default metrics"
+    )
+    p.add_argument(
+        "--judge", action="append", choices=JUDGE_NAMES, help="repeatable; default: all three"
+    )
+    p.add_argument("--json", action="store_true")
+
+    p = command("report", _report, "Write a standalone HTML report of a recording.")
+    p.add_argument("recording", type=Path)
+    p.add_argument("--spec", type=Path)
+    p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
+
     p = command("demo", _demo, "Run the main job on the bundled rollouts.")
     p.add_argument("--data", type=Path, default=DATA_DIR, help="folder of bundled recordings")
+    p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
     return parser
 
 
@@ -109,11 +170,102 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch(args: argparse.Namespace) -> int:
+    from rolloutlab.sources.prometheus import fetch
+
+    rec = fetch(
+        args.url,
+        preset=args.preset,
+        start=args.start,
+        end=args.end,
+        step=args.step,
+        target=args.target,
+        namespace=args.namespace,
+        headers=args.header,
+        bearer=args.bearer,
+        variant_label=args.variant_label,
+        variants=args.variants,
+        queries=args.queries,
+        flagger=args.flagger,
+        timeout=args.timeout,
+    )
+    print(f"wrote {rec.save(args.output)}")
+    print(repr(rec))
+    return 0
+
+
+def _judge(args: argparse.Namespace) -> int:
+    from rolloutlab.judges import judge
+    from rolloutlab.sources.recording import load
+
+    verdict = judge(load(args.recording), args.spec, judge=args.judge, at=args.at)
+    if args.json:
+        _print_json(verdict.to_dict())
+    else:
+        _print_verdict(verdict)
+    return 0
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from rolloutlab.judges.experiment import experiment
+    from rolloutlab.sources.recording import load
+
+    result = experiment(load(args.recording), args.spec)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(result.summary())
+        with pl.Config(tbl_rows=100, tbl_cols=20, tbl_hide_dataframe_shape=True):
+            print(result.table())
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from rolloutlab.replay import DEFAULT_JUDGES, replay
+    from rolloutlab.sources.recording import load
+
+    result = replay(load(args.recording), args.spec, judges=tuple(args.judge or DEFAULT_JUDGES))
+    if args.json:
+        _print_json(
+            {
+                "weights": result.weights,
+                "decisions": {n: v.to_dict() for n, v in result.verdicts.items()},
+            }
+        )
+    else:
+        print(result.summary())
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rolloutlab.sources.recording import load
+    from rolloutlab.views.report import report
+
+    print(f"wrote {report(load(args.recording), args.spec, path=args.output)}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
+    """Judge each bundled rollout with every judge, analyse the experiment, write reports."""
+    from rolloutlab.judges.experiment import experiment
+    from rolloutlab.replay import replay
+    from rolloutlab.views.report import report
+
+    written = []
     for name in DEMO_RECORDINGS:
         rec = _bundled(args.data, name)
-        print(f"\n== {name} ==")
-        _print_recording(rec, ticks=rec.meta.get("kind") != "experiment")
+        description = (rec.meta.get("scenario") or {}).get("description", "")
+        print(f"\n== {name}: {description}")
+        if rec.meta.get("kind") == "experiment":
+            print(experiment(rec).summary())
+            written.append(report(rec, path=args.output.with_name(f"{args.output.stem}-ab.html")))
+        else:
+            print(replay(rec).summary())
+            if name == DEMO_REPORT:
+                written.append(report(rec, path=args.output))
+    print()
+    for path in written:
+        print(f"wrote {path.resolve()}")
     return 0
 
 
@@ -147,6 +299,20 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
             value = raw
         out[key] = tuple(value) if isinstance(value, list) else value
     return out
+
+
+def _print_json(data: object) -> None:
+    import json
+
+    print(json.dumps(data, indent=2))
+
+
+def _print_verdict(verdict) -> None:
+    when = f" at {verdict.decided_at:%Y-%m-%d %H:%M} UTC" if verdict.decided_at else ""
+    print(f"{verdict.judge}: {verdict.decision.upper()}{when}")
+    print(f"  {verdict.reason}")
+    for m in verdict.metrics:
+        print(f"  - {m.name}: {m.classification}: {m.reason}")
 
 
 def _print_recording(rec, *, ticks: bool = False) -> None:
