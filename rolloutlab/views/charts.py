@@ -2,9 +2,10 @@
 
 Every chart aggregates in polars first, to at most ``max_points`` points per series
 (a 24 h recording at a 15 s step has 5,760 steps) and fewer when many series share a
-dataset, so no chart hits altair's row limit or slows a notebook. Latency quantiles come from bucket counts summed over each
-time bin (never from averaged quantiles). Variant and decision colours come from
-:mod:`rolloutlab.views.palette`, so primary is the same blue everywhere; times are UTC.
+dataset, so no chart hits altair's row limit or slows a notebook. Latency quantiles
+come from bucket counts summed over each time bin (never from averaged quantiles).
+Variant and decision colours come from :mod:`rolloutlab.views.palette`, so primary is
+the same blue everywhere; times are UTC.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import Any
 import altair as alt
 import numpy as np
 import polars as pl
-from scipy import stats as sps
 
-from rolloutlab import frames
+from rolloutlab import frames, stats
 from rolloutlab._html import TREATMENT_COLORS
+from rolloutlab.judges.flagger import histogram_quantile
 from rolloutlab.views.palette import (
     NEUTRAL_COLOR,
     classification_scale,
@@ -126,33 +127,43 @@ def _message(text: str, title: str = "") -> alt.Chart:
     return chart.properties(width=WIDTH, height=40, title=title)
 
 
-def _runs(times: Sequence[datetime], values: pl.Series, step_s: float) -> pl.DataFrame:
-    """Runs of equal ``values`` over consecutive ticks as (start, end, <name>) rows, a
-    tick covering the ``step_s`` before its time; null values are left out."""
-    name = values.name
-    frame = pl.DataFrame(
-        {"end": pl.Series(list(times)).dt.convert_time_zone("UTC"), name: values}
-    ).with_columns(start=pl.col("end") - pl.duration(microseconds=int(step_s * 1e6)))
+def _runs(ticks: pl.DataFrame, column: str, step_s: float, by: Sequence[str] = ()) -> pl.DataFrame:
+    """Runs of equal ``column`` over consecutive ticks (per ``by`` group) as rows with
+    ISO ``start``/``end``, the value, and the last value of every other column; a tick
+    ending at ``timestamp`` covers the ``step_s`` before it. Null values are left out."""
+    by = list(by)
+    rest = [c for c in ticks.columns if c not in (*by, column, "timestamp")]
+    run = pl.col(column).rle_id()
     runs = (
-        frame.drop_nulls(name)
-        .with_columns(run=pl.col(name).rle_id())
-        .group_by("run", maintain_order=True)
-        .agg(pl.col("start").min(), pl.col("end").max(), pl.col(name).first())
+        ticks.drop_nulls(column)
+        .with_columns(run=run.over(by) if by else run)
+        .group_by(*by, "run", maintain_order=True)
+        .agg(
+            start=pl.col("timestamp").min() - pl.duration(microseconds=int(step_s * 1e6)),
+            end=pl.col("timestamp").max(),
+            **{column: pl.col(column).first()},
+            **{c: pl.col(c).last() for c in rest},
+        )
     )
-    return runs.select(start=_iso(runs["start"]), end=_iso(runs["end"]), **{name: name})
+    return runs.with_columns(start=_iso(runs["start"]), end=_iso(runs["end"])).drop("run")
 
 
 def _weights(times: Sequence[datetime], weights: Iterable[Any], step_s: float) -> pl.DataFrame:
     """The canary's weight steps (start, end, weight) for the shading."""
-    values = pl.Series("weight", [_finite(w) for w in weights], dtype=pl.Float64)
-    return _runs(times, values, step_s)
+    ticks = pl.DataFrame(
+        {
+            "timestamp": pl.Series(list(times), dtype=pl.Datetime("us", "UTC")),
+            "weight": pl.Series([_finite(w) for w in weights], dtype=pl.Float64),
+        }
+    )
+    return _runs(ticks, "weight", step_s)
 
 
-def _tick_step(ticks: Sequence[Any]) -> float:
-    """Seconds between a verdict's ticks (60 with fewer than two)."""
-    if len(ticks) < 2:
-        return 60.0
-    return (ticks[1].timestamp - ticks[0].timestamp).total_seconds()
+def _tick_step(times: pl.Series) -> float:
+    """Seconds between ticks: the smallest positive gap (60 with fewer than two)."""
+    gaps = times.unique().sort().diff().dt.total_microseconds().drop_nulls()
+    gaps = gaps.filter(gaps > 0)
+    return float(gaps.min()) / 1e6 if len(gaps) else 60.0
 
 
 def _markers(verdicts: Iterable[Any]) -> pl.DataFrame:
@@ -239,32 +250,6 @@ def _binned(recording: Any, max_points: int) -> frames.TickTable:
     return frames.tick_table(frame, step * factor, variants=recording.variants)
 
 
-def bucket_quantile(edges: np.ndarray, counts: np.ndarray, q: float) -> np.ndarray:
-    """Prometheus' ``histogram_quantile`` of each row of non-cumulative bucket counts.
-
-    Linear interpolation inside the bucket (the first bucket starts at 0); a quantile
-    in the ``+Inf`` bucket is the last finite edge; NaN where a row has no requests.
-    """
-    counts = np.atleast_2d(np.asarray(counts, dtype=float))
-    edges = np.asarray(edges, dtype=float)
-    out = np.full(counts.shape[0], np.nan)
-    if counts.size == 0 or edges.size == 0:
-        return out
-    cum = np.cumsum(counts, axis=1)
-    total = cum[:, -1]
-    rank = q * total
-    idx = np.argmax(cum >= rank[:, None], axis=1)
-    lower = np.where(idx > 0, edges[np.maximum(idx - 1, 0)], min(0.0, edges[0]))
-    upper = edges[idx]
-    below = np.where(idx > 0, cum[np.arange(len(idx)), np.maximum(idx - 1, 0)], 0.0)
-    inside = counts[np.arange(len(idx)), idx]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(inside > 0, (rank - below) / inside, 1.0)
-        value = np.where(np.isinf(upper), lower, lower + (upper - lower) * frac)
-    out[:] = np.where(total > 0, value, np.nan)
-    return out
-
-
 def _series(table: frames.TickTable, panel: str) -> dict[str, np.ndarray]:
     """One panel's values per variant, per time bin."""
     out = {}
@@ -280,7 +265,7 @@ def _series(table: frames.TickTable, panel: str) -> dict[str, np.ndarray]:
             elif panel in ("latency_p50", "latency_p99"):
                 q = 0.5 if panel == "latency_p50" else 0.99
                 edges = table.edges.get("latency_ms", np.array([]))
-                out[v] = bucket_quantile(edges, table.histogram("latency_ms", v), q)
+                out[v] = histogram_quantile(q, edges, table.histogram("latency_ms", v))
             else:
                 out[v] = table.weight(v)
     return out
@@ -423,7 +408,7 @@ def srm(
         for j, v in enumerate(variants)
     ]
     data = _stride(pl.concat(parts), _budget(max_points, 2 * len(variants)), by=["variant", "kind"])
-    p = srm_p_value(cum_obs[-1], cum_exp[-1])
+    p = stats.srm(cum_obs[-1], cum_exp[-1]).p_value  # χ² against the plan in force
     return (
         alt.Chart(data)
         .mark_line(strokeWidth=1.5)
@@ -479,16 +464,6 @@ def _planned_share(
     share = np.broadcast_to(share, (len(timestamps), len(variants)))
     row = share.sum(axis=1, keepdims=True)
     return np.where(row > 0, share / np.where(row > 0, row, 1.0), 1.0 / len(variants))
-
-
-def srm_p_value(observed: np.ndarray, expected: np.ndarray) -> float:
-    """χ² goodness-of-fit p-value of observed counts against expected (NaN if degenerate)."""
-    observed, expected = np.asarray(observed, float), np.asarray(expected, float)
-    keep = expected > 0
-    if keep.sum() < 2 or observed[keep].sum() <= 0:
-        return math.nan
-    exp = expected[keep] * observed[keep].sum() / expected[keep].sum()
-    return float(sps.chisquare(observed[keep], exp).pvalue)
 
 
 def _p_text(p: float | None) -> str:
@@ -592,7 +567,8 @@ def evidence(verdict: Any, *, max_points: int = MAX_POINTS) -> alt.Chart | alt.V
     if data.filter(pl.col("p_value").is_not_null() | pl.col("estimate").is_not_null()).is_empty():
         return _message("no per-tick evidence in this verdict", title)
     data = _stride(data.with_columns(time=_iso(data["time"])), max_points, by="metric")
-    shading = _weights([t.timestamp for t in ticks], [t.weight for t in ticks], _tick_step(ticks))
+    times = pl.Series([t.timestamp for t in ticks], dtype=pl.Datetime("us", "UTC"))
+    shading = _weights(times, [t.weight for t in ticks], _tick_step(times))
     markers = _markers([verdict])
     spec = getattr(verdict, "spec", None)
     specs = _metric_specs(spec)
@@ -683,20 +659,41 @@ def scorecard(verdict: Any) -> alt.Chart | alt.VConcatChart:
     return alt.vconcat(*rows).resolve_scale(x="independent").properties(title=title)
 
 
-def timeline(verdicts: Iterable[Any]) -> alt.Chart:
-    """Each judge's decision tick by tick (one lane per judge; runs of the same decision
-    merged), so the judges of a replay can be compared at a glance."""
-    lanes = []
-    for v in verdicts:
-        ticks = tuple(getattr(v, "ticks", ()) or ())
-        if ticks:
-            decisions = pl.Series("decision", [str(t.decision) for t in ticks])
-            runs = _runs([t.timestamp for t in ticks], decisions, _tick_step(ticks))
-            lanes.append(runs.with_columns(judge=pl.lit(str(v.judge))))
-    if not lanes:
-        return _message("no ticks in these verdicts", "Decisions over time")
+def timeline(source: Any) -> alt.Chart:
+    """Each judge's decision tick by tick, one lane per judge (runs of the same decision
+    merged), so the judges of a replay can be compared at a glance.
+
+    ``source`` is a ``Replay`` (its ``timeline`` frame: the tooltips then also show each
+    judge's state at the end of a run, e.g. Flagger's failed checks or Kayenta's score)
+    or an iterable of verdicts (their ticks)."""
+    if hasattr(source, "timeline"):
+        ticks = source.timeline.drop("weight", strict=False)
+    else:
+        ticks = pl.DataFrame(
+            [
+                {"timestamp": t.timestamp, "judge": str(v.judge), "decision": str(t.decision)}
+                for v in source
+                for t in getattr(v, "ticks", ()) or ()
+            ],
+            schema={
+                "timestamp": pl.Datetime("us", "UTC"),
+                "judge": pl.String,
+                "decision": pl.String,
+            },
+        )
+    if ticks.is_empty():
+        return _message("no ticks to show", "Decisions over time")
+    data = _runs(ticks, "decision", _tick_step(ticks["timestamp"]), by=["judge"])
+    state = [c for c in data.columns if c not in ("judge", "decision", "start", "end")]
+    data = data.select(
+        "judge",
+        "decision",
+        "start",
+        "end",
+        *(c for c in state if data[c].null_count() < data.height),
+    )
     return (
-        alt.Chart(pl.concat(lanes))
+        alt.Chart(data)
         .mark_rect()
         .encode(
             x=_x("start"),
@@ -710,6 +707,7 @@ def timeline(verdicts: Iterable[Any]) -> alt.Chart:
                 "decision:N",
                 alt.Tooltip("start:T", format="%Y-%m-%d %H:%M:%S", title="from"),
                 alt.Tooltip("end:T", format="%Y-%m-%d %H:%M:%S", title="to"),
+                *(c for c in data.columns[4:]),
             ],
         )
         .properties(width=WIDTH, height=alt.Step(26), title="Each judge's decision, tick by tick")

@@ -20,10 +20,10 @@ import altair as alt
 import vl_convert as vlc
 
 from rolloutlab import _html
+from rolloutlab.judges.experiment import experiment
+from rolloutlab.replay import DEFAULT_JUDGES, replay
+from rolloutlab.sources.recording import Recording, load
 from rolloutlab.views import charts
-
-DEFAULT_JUDGES = ("flagger", "kayenta", "rolloutlab")
-_VERBS = {"promote": "promotes", "rollback": "rolls back", "continue": "has not decided yet"}
 
 PAGE_STYLE = """<style>
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;color:#222;margin:0;background:#fafafa}
@@ -127,21 +127,10 @@ def page(
     )
 
 
-def _lead_verdict(verdicts: Sequence[Any]) -> Any:
-    """The verdict the summary leads with: rolloutlab's when present, else the first."""
-    return next((v for v in verdicts if v.judge == "rolloutlab"), verdicts[0])
-
-
-def _sentence(verdict: Any) -> _html.Html:
-    """'<badge> flagger rolls back at 10:17 UTC: why.' (escaped)."""
-    decision = str(verdict.decision)
-    verb = _VERBS.get(decision, decision)
-    when = f" at {_html.when(verdict.decided_at)}" if verdict.decided_at else ""
-    reason = str(verdict.reason).removeprefix(f"{decision}: ")  # the badge says it already
-    return _html.Html(
-        f"{_html.badge(decision)} <b>{_html.esc(verdict.judge)}</b> "
-        f"{_html.esc(verb)}{_html.esc(when)}: {_html.esc(reason)}"
-    )
+def _sentence(decision: Any) -> _html.Html:
+    """A badge and the replay's sentence for one judge ("flagger rolls back at 10:07 (7 min
+    in): why")."""
+    return _html.Html(f"{_html.badge(decision.decision)} {_html.esc(decision.sentence())}")
 
 
 def _traffic(recording: Any) -> str:
@@ -162,23 +151,28 @@ def _traffic(recording: Any) -> str:
     return f"{hours}{step}; {_html.num(total)} requests{', ' + shares if shares else ''}."
 
 
-def render_canary(recording: Any, verdicts: Sequence[Any], *, title: str | None = None) -> str:
-    """The canary report page for verdicts already made (decision, why, when, each judge,
-    per-metric evidence, the judges' tick-by-tick timeline)."""
+def render_canary(replay: Any, *, title: str | None = None) -> str:
+    """The canary report page for a ``Replay``: decision, why and when for each judge
+    (rolloutlab's first), then the charts (rollout over time with every decision, the
+    judges' tick-by-tick timeline, rolloutlab's evidence, scorecards, latency, split) and
+    the per-metric tables."""
+    verdicts = list(replay.verdicts.values())
     if not verdicts:
-        raise ValueError("render_canary needs at least one verdict; judge the recording first")
-    lead = _lead_verdict(verdicts)
-    judges = "".join(f"<li>{_sentence(v)}</li>" for v in verdicts)
+        raise ValueError("render_canary needs a replay with at least one judge")
+    recording = replay.recording
+    decisions = replay.decisions
+    lead = next((v for v in verdicts if v.judge == "rolloutlab"), verdicts[0])
+    others = "".join(f"<li>{_sentence(decisions[v.judge])}</li>" for v in verdicts)
     agree = len({v.decision for v in verdicts}) == 1
     summary = (
-        f'<p class="rl-lead">{_sentence(lead)}</p>'
+        f'<p class="rl-lead">{_sentence(decisions[lead.judge])}</p>'
         f"<p>{_html.esc(_traffic(recording))} "
         f"{'All judges agree.' if agree else 'The judges disagree:'}</p>"
-        f'<ul class="rl-judges">{judges}</ul>'
+        f'<ul class="rl-judges">{others}</ul>'
     )
     figures = [
         ("Canary vs primary over time", charts.timeseries(recording, verdicts)),
-        ("Each judge's decision, tick by tick", charts.timeline(verdicts)),
+        ("Each judge's decision, tick by tick", charts.timeline(replay)),
         (f"Sequential evidence ({lead.judge})", charts.evidence(lead)),
         *((f"Per-metric scorecard ({v.judge})", charts.scorecard(v)) for v in verdicts),
         ("Latency distribution", charts.latency_cdf(recording)),
@@ -202,8 +196,8 @@ def render_experiment(recording: Any, result: Any, *, title: str | None = None) 
         _html.table(table.columns, ([_cell(x) for x in row] for row in table.iter_rows())),
     )
     figures = [
-        ("Lift per metric", charts.lift(result, control=recording.control)),
-        ("Traffic split", charts.srm(recording)),
+        ("Lift per metric", charts.lift(result)),
+        ("Traffic split", charts.srm(recording, planned=_planned(result))),
         (
             "Guardrails over time",
             charts.timeseries(recording, panels=("request_rate", "error_rate", "latency_p99")),
@@ -218,6 +212,14 @@ def render_experiment(recording: Any, result: Any, *, title: str | None = None) 
     )
 
 
+def _planned(result: Any) -> dict[str, float] | None:
+    """The experiment's planned split per variant, as its SRM check used it."""
+    shares = getattr(result, "planned_split", None)
+    if not shares:
+        return None
+    return dict(zip((result.control, *result.arms), shares, strict=True))
+
+
 def _cell(value: Any) -> Any:
     return _html.num(value, 4) if isinstance(value, float) else value
 
@@ -228,7 +230,7 @@ def _title(recording: Any, kind: str) -> str:
 
 
 def report(
-    recording: Any,
+    recording: Recording | str | Path,
     spec: Any = None,
     *,
     path: str | Path = "report.html",
@@ -236,22 +238,16 @@ def report(
 ) -> Path:
     """Judge ``recording`` (a Recording or a file) and write the standalone HTML report.
 
-    A canary is judged by each of ``judges``; an experiment (``meta['kind'] ==
-    'experiment'``) gets the A/B analysis. Returns the path written.
+    A canary is replayed under each of ``judges``; an experiment (``meta['kind'] ==
+    'experiment'``) gets the A/B analysis (``judges`` does not apply). ``spec`` is what
+    ``replay``/``experiment`` accept. Returns the path written.
     """
-    from rolloutlab.sources.recording import Recording, load
-
     if not isinstance(recording, Recording):
         recording = load(recording)
     if recording.meta.get("kind") == "experiment":
-        from rolloutlab.judges.experiment import experiment
-
         html = render_experiment(recording, experiment(recording, spec))
     else:
-        from rolloutlab.judges import judge
-
-        verdicts = [judge(recording, spec, judge=name) for name in judges]
-        html = render_canary(recording, verdicts)
+        html = render_canary(replay(recording, spec, judges=tuple(judges)))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")
