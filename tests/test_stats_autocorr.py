@@ -58,6 +58,7 @@ def test_blocks_fix_false_alarms_on_ar1_aa():
 def test_degenerate_and_misuse():
     short = welch_on_blocks([1.0, 2.0, 1.5], [2.0, 2.5, 3.0])
     assert short.reason and short.reason.startswith("series too short") and short.approximate
+    assert welch_on_blocks([1.0] * 20, [math.inf] * 20).reason == "infinite values in a series"
     assert integrated_autocorr_time([1.0, 2.0]).reason == "fewer than 4 points"
     flat = integrated_autocorr_time([3.0] * 10)
     assert (flat.tau, flat.reason) == (1.0, "constant series")

@@ -106,6 +106,9 @@ def test_degenerate_inputs_are_neutral():
     assert (flat.reason, flat.p_value, flat.estimate) == ("zero variance in both groups", 1.0, 1.0)
     zero = welch_t(MeanStats.from_values([-1.0, 1.0]), stats(1, 1, 10), relative=True)
     assert zero.reason == "control mean is zero: relative change undefined"
+    gone = welch_t(stats(1, 1, 10), MeanStats.from_values([0.0, 0.0]), relative=True)
+    assert gone.reason and gone.reason.startswith("treatment constant at 0")
+    assert (gone.estimate, gone.p_value) == (-1.0, 1.0)
 
 
 def test_misuse_raises():

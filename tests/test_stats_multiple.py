@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -43,6 +44,7 @@ def test_holm_is_not_statsmodels_default_holm_sidak():
 
 
 def test_edge_cases_and_misuse():
+    assert np.asarray(adjust([0.01, 0.04], "bonferroni")).tolist() == [0.02, 0.08]
     assert adjust([], "bh").p_values == ()
     with pytest.raises(DataError):
         adjust([0.1, math.nan])

@@ -49,6 +49,8 @@ def test_degenerate_proportions():
     assert (none.reason, none.p_value) == ("zero variance in both groups", 1.0)
     fractional = two_proportions(10.4, 1000.7, 20.2, 990.1)  # Prometheus increase()
     assert fractional.reason is None
+    missing = two_proportions(math.nan, 100, 3, 100)
+    assert (missing.reason, missing.p_value) == ("missing data (NaN count)", 1.0)
 
 
 def test_proportions_misuse():
@@ -113,6 +115,7 @@ def test_poisson_degenerate_and_misuse():
     none = poisson_rates(0, 100, 0, 10)
     assert (none.reason, none.p_value, none.estimate) == ("no events in either group", 1.0, 1.0)
     assert poisson_rates(3, 0, 1, 10).reason == "no exposure in the control"
+    assert poisson_rates(3, math.nan, 1, 10).reason == "missing data (NaN)"
     infinite = poisson_rates(0, 1000, 12, 100)
     assert infinite.estimate == math.inf and infinite.p_value < 1e-6 and infinite.reason is None
     with pytest.raises(DataError):

@@ -182,6 +182,8 @@ def test_degenerate_inputs_are_neutral():
     assert (tied.p_value, tied.reason) == (1.0, "all values tied")
     nan_only = mann_whitney([math.nan], [1.0])
     assert nan_only.reason == "no values in the control"
+    infinite = mann_whitney([1.0, 2.0], [3.0, math.inf])  # histogram_quantile can give +Inf
+    assert infinite.reason.startswith("infinite values in the treatment")
     constant = mann_whitney([1.0, 1.0, 1.0], [3.0, 3.0])
     assert constant.estimate == 2.0 and constant.ci == (2.0, 2.0) and constant.reason is None
 

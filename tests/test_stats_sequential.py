@@ -64,7 +64,7 @@ def test_dm_class_matches_formula_and_p_is_running_min():
         total += tick
         state = test.update(tick)
         log_bf = _dm_log_bf(total, 100 * np.array([0.9, 0.1]), np.log([0.9, 0.1]))
-        assert state.log_e == pytest.approx(log_bf)
+        assert state.log_e_value == pytest.approx(log_bf)
         p_values.append(state.p_value)
     assert p_values == sorted(p_values, reverse=True)
     assert state.n == total.sum() and state.t == 60
@@ -251,7 +251,7 @@ def test_msprt_class_and_interval_duality():
     state = test.update(MeanStats.from_values(control), MeanStats.from_values(treatment))
     diff = treatment.mean() - control.mean()
     assert state.estimate == pytest.approx(diff)
-    assert state.log_e == pytest.approx(_msprt_log_lambda(30.0, diff, 1.5, 0.5, 0.0))
+    assert state.log_e_value == pytest.approx(_msprt_log_lambda(30.0, diff, 1.5, 0.5, 0.0))
     for edge, inside in ((state.ci[0], 1e-6), (state.ci[1], -1e-6)):  # Lambda = 1/alpha there
         assert _msprt_log_lambda(30.0, diff, 1.5, 0.5, edge) == pytest.approx(LOG20, rel=1e-9)
         assert _msprt_log_lambda(30.0, diff, 1.5, 0.5, edge + inside) < LOG20

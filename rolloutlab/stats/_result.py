@@ -87,6 +87,14 @@ def check_alpha(alpha: float) -> float:
     return float(alpha)
 
 
+def is_nan(value: object) -> bool:
+    """True for a NaN number (missing data), False for anything else."""
+    try:
+        return math.isnan(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
 def check_count(value: float, name: str) -> float:
     """A finite, non-negative count or exposure (Prometheus increase() may be fractional)."""
     try:

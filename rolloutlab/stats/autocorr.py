@@ -96,6 +96,10 @@ def welch_on_blocks(
         raise DataError(f"block_factor must be >= 2, got {block_factor!r}")
     c = finite_values(control, "control")
     t = finite_values(treatment, "treatment")
+    if not (np.all(np.isfinite(c)) and np.all(np.isfinite(t))):
+        return WelchResult.neutral(
+            "infinite values in a series", relative=relative, approximate=True
+        )
     block = max(1, math.ceil(block_factor * integrated_autocorr_time(c).tau))
     mark = {"approximate": True, "block_size": block}
     if min(c.size, t.size) < 2 * block:

@@ -45,7 +45,10 @@ class MeanStats:
         array = finite_values(values, "values")
         if not np.all(np.isfinite(array)):
             raise DataError("values must be finite (infinite observations have no mean)")
-        return cls(n=float(array.size), sum=float(array.sum()), sum_sq=float(array @ array))
+        total, squares = float(array.sum()), float(array @ array)
+        if not (math.isfinite(total) and math.isfinite(squares)):
+            raise DataError("values too large: their sum of squares overflows float64")
+        return cls(n=float(array.size), sum=total, sum_sq=squares)
 
     @classmethod
     def from_counts(cls, successes: float, n: float) -> MeanStats:
@@ -138,12 +141,16 @@ def _welch(
         if n < 2:
             return WelchResult.neutral(f"fewer than 2 {unit} in the {name}", **sizes)
     var_c, var_t = s2_c / n_c, s2_t / n_t
-    if relative and mu_c == 0:
+    if relative and mu_c**2 == 0:
         return WelchResult.neutral("control mean is zero: relative change undefined", **sizes)
     estimate = mu_t / mu_c - 1 if relative else mu_t - mu_c
     if var_c + var_t == 0:
         return WelchResult.neutral("zero variance in both groups", estimate=estimate, **sizes)
-    variance = var_t / mu_c**2 + mu_t**2 * var_c / mu_c**4 if relative else var_t + var_c
+    # relative: var_t / mu_c^2 + mu_t^2 var_c / mu_c^4, written to avoid mu_c^4 underflow
+    variance = (var_t + (mu_t / mu_c) ** 2 * var_c) / mu_c**2 if relative else var_t + var_c
+    if variance == 0:  # relative, with a constant treatment at exactly 0
+        reason = "treatment constant at 0: the relative change has no delta-method variance"
+        return WelchResult.neutral(reason, estimate=estimate, **sizes)
     df = (var_c + var_t) ** 2 / (var_c**2 / (n_c - 1) + var_t**2 / (n_t - 1))
     std_error = math.sqrt(variance)
     statistic = estimate / std_error

@@ -23,6 +23,10 @@ class Adjusted:
     method: Method
     alpha: float
 
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        """``np.asarray(adjust(p))`` is the array of adjusted p-values."""
+        return np.asarray(self.p_values, dtype=dtype)
+
 
 def adjust(p_values: Iterable[float], method: Method = "holm", *, alpha: float = 0.05) -> Adjusted:
     """Holm (family-wise error), Benjamini-Hochberg (false discovery rate) or Bonferroni.

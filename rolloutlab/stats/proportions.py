@@ -8,7 +8,7 @@ from scipy.stats import beta as beta_dist
 from scipy.stats import binomtest
 
 from rolloutlab.errors import DataError
-from rolloutlab.stats._result import StatResult, check_alpha, check_count, result_type
+from rolloutlab.stats._result import StatResult, check_alpha, check_count, is_nan, result_type
 from rolloutlab.stats.means import WelchResult, _welch
 
 
@@ -34,6 +34,9 @@ def two_proportions(
         "treatment_successes": treatment_successes,
         "treatment_n": treatment_n,
     }
+    if any(is_nan(v) for v in counts.values()):
+        check_alpha(alpha)
+        return WelchResult.neutral("missing data (NaN count)", relative=relative)
     cs, cn, ts, tn = (check_count(v, k) for k, v in counts.items())
     if cs > cn or ts > tn:
         raise DataError(f"successes cannot exceed trials: {counts}")
@@ -74,6 +77,9 @@ def poisson_rates(
     rounded to integers (the test is exact only for whole events).
     """
     alpha = check_alpha(alpha)
+    values = (control_count, control_exposure, treatment_count, treatment_exposure)
+    if any(is_nan(v) for v in values):
+        return RateRatioResult.neutral("missing data (NaN)", estimate=1.0, ci=(0.0, math.inf))
     kc = round(check_count(control_count, "control_count"))
     kt = round(check_count(treatment_count, "treatment_count"))
     xc = check_count(control_exposure, "control_exposure")

@@ -160,6 +160,12 @@ def mann_whitney(
     for name, values in (("control", y), ("treatment", x)):
         if values.size == 0:
             return MannWhitneyResult.neutral(f"no values in the {name}", **sizes)
+        if not np.all(np.isfinite(values)):
+            return MannWhitneyResult.neutral(
+                f"infinite values in the {name} (histogram_quantile above the last bucket?): "
+                "compare the buckets with mann_whitney_binned",
+                **sizes,
+            )
     dz, z = _corrected_z(x, y, null_shift, correct)
     if math.isnan(z):
         return MannWhitneyResult.neutral("all values tied", **sizes)

@@ -22,6 +22,7 @@ from rolloutlab.stats._result import (
     StatResult,
     check_alpha,
     check_count,
+    is_nan,
     result_type,
 )
 from rolloutlab.stats.means import MeanStats
@@ -34,7 +35,7 @@ Numeric = float | np.ndarray  # the private formulas broadcast over simulation b
 class SequentialState(StatResult):
     """State of a sequential test after ``t`` updates covering ``n`` events/observations.
 
-    ``log_e`` is the log of the current e-value (Bayes factor, mixture likelihood
+    ``log_e_value`` is the log of the e-value (Bayes factor, mixture likelihood
     ratio) against the null; ``reject`` is ``p_value <= alpha``. Tests without a
     confidence sequence report ``ci=(0, inf)`` for ratios.
     """
@@ -42,14 +43,7 @@ class SequentialState(StatResult):
     reject: bool = False
     n: float = 0.0
     t: int = 0
-    log_e: float = 0.0
-
-
-def _is_nan(value: object) -> bool:
-    try:
-        return math.isnan(float(value))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
+    log_e_value: float = 0.0
 
 
 def _shares(shares: Iterable[float], name: str = "shares") -> np.ndarray:
@@ -147,7 +141,7 @@ class DirichletMultinomialTest:
             reject=self._p <= self.alpha,
             n=n,
             t=self._t,
-            log_e=self._log_bf,
+            log_e_value=self._log_bf,
         )
 
 
@@ -308,7 +302,7 @@ class PoissonRatioSequential:
             "control_events": control_events,
             "control_exposure": control_exposure,
         }
-        if any(_is_nan(v) for v in values.values()):
+        if any(is_nan(v) for v in values.values()):
             self._ignored += 1
             return self.state
         c, x, k, y = (check_count(v, name) for name, v in values.items())
@@ -357,7 +351,7 @@ class PoissonRatioSequential:
             reject=p_value <= self.alpha,
             n=float(c + k),
             t=self._t,
-            log_e=float(engine.max_log_e),
+            log_e_value=float(engine.max_log_e),
         )
 
     @property
@@ -375,6 +369,11 @@ class PoissonRatioSequential:
     @property
     def estimate(self) -> float:
         return self.state.estimate
+
+    @property
+    def log_e_value(self) -> float:
+        """Largest log e-value so far (``p_value = min(1, exp(-log_e_value))``)."""
+        return self.state.log_e_value
 
 
 # ---------------------------------------------------------------------------------------
@@ -444,7 +443,7 @@ class _RunningTwoGroups:
             reject=self.p <= self.alpha,
             n=self.control.n + self.treatment.n,
             t=self.t,
-            log_e=self.log_e if math.isfinite(self.log_e) else 0.0,
+            log_e_value=self.log_e if math.isfinite(self.log_e) else 0.0,
         )
 
 
@@ -550,9 +549,11 @@ class AsymptoticCS:
             return run.state("zero variance in both groups")
         mu_c, mu_t = run.control.mean, run.treatment.mean
         if self.relative:
-            if mu_c == 0:
+            if mu_c**2 == 0:
                 return run.state("control mean is zero: relative change undefined")
-            variance = var_t / mu_c**2 + mu_t**2 * var_c / mu_c**4
+            variance = (var_t + (mu_t / mu_c) ** 2 * var_c) / mu_c**2
+            if variance == 0:
+                return run.state("treatment constant at 0: no delta-method variance")
         else:
             variance = var_c + var_t
         n = run.control.n + run.treatment.n
