@@ -19,11 +19,7 @@ from scipy.stats import norm
 
 from rolloutlab.errors import DataError
 
-INF = math.inf
-UNBOUNDED: tuple[float, float] = (-INF, INF)
-
-#: Decorator for every result type: frozen, keyword-only, and the base's short repr.
-result_type = dataclass(frozen=True, kw_only=True, repr=False)
+UNBOUNDED: tuple[float, float] = (-math.inf, math.inf)
 
 
 def _fmt(value: Any) -> str:
@@ -40,9 +36,10 @@ def _fmt(value: Any) -> str:
     return f"<{type(value).__name__}>"
 
 
-@result_type
+@dataclass(frozen=True, kw_only=True, repr=False)
 class StatResult:
-    """Fields every test result carries.
+    """Fields every test result carries (subclasses: frozen, keyword-only, ``repr=False``
+    so this one-line repr is used).
 
     ``reason`` is None when the computation was normal; otherwise it says in plain
     words why the result is neutral (for example "no requests in the canary").
@@ -104,16 +101,6 @@ def check_count(value: float, name: str) -> float:
     if not math.isfinite(number) or number < 0:
         raise DataError(f"{name} must be a finite number >= 0, got {value!r}")
     return number
-
-
-def check_counts(values: Iterable[float], name: str) -> np.ndarray:
-    """A 1-D float array of finite, non-negative counts."""
-    array = np.asarray(values, dtype=float)
-    if array.ndim != 1:
-        raise DataError(f"{name} must be a 1-D sequence of counts, got shape {array.shape}")
-    if not np.all(np.isfinite(array)) or np.any(array < 0):
-        raise DataError(f"{name} must hold finite counts >= 0, got {array.tolist()[:10]}")
-    return array
 
 
 def finite_values(values: Iterable[float], name: str) -> np.ndarray:

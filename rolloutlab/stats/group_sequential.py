@@ -30,7 +30,7 @@ from scipy.optimize import brentq
 from scipy.stats import norm
 
 from rolloutlab.errors import DataError
-from rolloutlab.stats._result import StatResult, check_alpha, result_type
+from rolloutlab.stats._result import StatResult, check_alpha
 
 Spending = Literal["obrien-fleming", "pocock"]
 _NODES = 601  # odd, for Simpson's rule over the continuation region
@@ -160,7 +160,7 @@ def spending_boundaries(
     )
 
 
-@result_type
+@dataclass(frozen=True, kw_only=True, repr=False)
 class GroupSequentialState(StatResult):
     """Result at a look of a group-sequential test.
 

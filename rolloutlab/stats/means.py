@@ -10,7 +10,7 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from rolloutlab.errors import DataError
-from rolloutlab.stats._result import StatResult, check_alpha, finite_values, result_type
+from rolloutlab.stats._result import StatResult, check_alpha, finite_values
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class MeanStats:
         return max(0.0, (self.sum_sq - self.sum**2 / self.n) / (self.n - 1))
 
 
-@result_type
+@dataclass(frozen=True, kw_only=True, repr=False)
 class WelchResult(StatResult):
     """Welch t test of treatment minus control (or treatment / control - 1 if relative).
 

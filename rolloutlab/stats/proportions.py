@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from scipy.stats import beta as beta_dist
 from scipy.stats import binomtest
 
 from rolloutlab.errors import DataError
-from rolloutlab.stats._result import StatResult, check_alpha, check_count, is_nan, result_type
+from rolloutlab.stats._result import StatResult, check_alpha, check_count, is_nan
 from rolloutlab.stats.means import WelchResult, _welch
 
 
@@ -25,8 +26,9 @@ def two_proportions(
 
     This is what GrowthBook does: a proportion is the mean of 0/1 values with the
     Bernoulli variance ``p (1 - p)``, and the degrees of freedom are Welch's. Counts
-    may be fractional (Prometheus ``increase()``). ``relative=True`` gives the lift ``p_t / p_c - 1`` with the
-    delta-method interval of :func:`welch_t`.
+    may be fractional (Prometheus ``increase()``); a NaN count gives a neutral result.
+    ``relative=True`` gives the lift ``p_t / p_c - 1`` with the delta-method interval
+    of :func:`welch_t`.
     """
     counts = {
         "control_successes": control_successes,
@@ -50,7 +52,7 @@ def two_proportions(
     )
 
 
-@result_type
+@dataclass(frozen=True, kw_only=True, repr=False)
 class RateRatioResult(StatResult):
     """Ratio of two Poisson rates, treatment / control, with an exact conditional test."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import norm, rankdata
@@ -21,14 +22,13 @@ from rolloutlab.stats._result import (
     StatResult,
     check_alpha,
     finite_values,
-    result_type,
     two_sided_p,
 )
 
 _DBL_EPSILON = 2.220446049250313e-16
 
 
-@result_type
+@dataclass(frozen=True, kw_only=True, repr=False)
 class MannWhitneyResult(StatResult):
     """Mann-Whitney U test of treatment vs control.
 
@@ -45,7 +45,7 @@ class MannWhitneyResult(StatResult):
     n_treatment: int = 0
 
 
-@result_type
+@dataclass(frozen=True, kw_only=True, repr=False)
 class BinnedMannWhitneyResult(StatResult):
     """Mann-Whitney U test on two histograms; requests are the unit.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -23,7 +24,6 @@ from rolloutlab.stats._result import (
     check_alpha,
     check_count,
     is_nan,
-    result_type,
 )
 from rolloutlab.stats.means import MeanStats
 
@@ -31,7 +31,7 @@ Alternative = Literal["greater", "less", "two-sided"]
 Numeric = float | np.ndarray  # the private formulas broadcast over simulation batches
 
 
-@result_type
+@dataclass(frozen=True, kw_only=True, repr=False)
 class SequentialState(StatResult):
     """State of a sequential test after ``t`` updates covering ``n`` events/observations.
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import beta as beta_dist
 from scipy.stats import chi2
 
 from rolloutlab.errors import DataError
-from rolloutlab.stats._result import StatResult, check_alpha, result_type
+from rolloutlab.stats._result import StatResult, check_alpha
 from rolloutlab.stats.sequential import DirichletMultinomialTest, _last_vs_rest_ratio, _shares
 
 
-@result_type
+@dataclass(frozen=True, kw_only=True, repr=False)
 class SRMResult(StatResult):
     """Chi-square goodness of fit of observed counts against planned shares.
 
