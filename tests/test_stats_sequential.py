@@ -58,13 +58,14 @@ def test_dm_bayes_factor_is_beta_binomial_over_binomial():
 def test_dm_class_matches_formula_and_p_is_running_min():
     rng = np.random.default_rng(1)
     test = DirichletMultinomialTest([0.9, 0.1], k=100)
-    total, p_values = np.zeros(2), []
+    total, p_values, largest = np.zeros(2), [], 0.0
     for _ in range(60):
         tick = np.array([rng.binomial(900, 0.01), rng.binomial(100, 0.015)], dtype=float)
         total += tick
         state = test.update(tick)
-        log_bf = _dm_log_bf(total, 100 * np.array([0.9, 0.1]), np.log([0.9, 0.1]))
-        assert state.log_e_value == pytest.approx(log_bf)
+        largest = max(largest, _dm_log_bf(total, 100 * np.array([0.9, 0.1]), np.log([0.9, 0.1])))
+        assert state.log_e_value == pytest.approx(largest)
+        assert state.p_value == pytest.approx(min(1.0, math.exp(-largest)))
         p_values.append(state.p_value)
     assert p_values == sorted(p_values, reverse=True)
     assert state.n == total.sum() and state.t == 60
@@ -251,7 +252,9 @@ def test_msprt_class_and_interval_duality():
     state = test.update(MeanStats.from_values(control), MeanStats.from_values(treatment))
     diff = treatment.mean() - control.mean()
     assert state.estimate == pytest.approx(diff)
-    assert state.log_e_value == pytest.approx(_msprt_log_lambda(30.0, diff, 1.5, 0.5, 0.0))
+    log_lambda = _msprt_log_lambda(30.0, diff, 1.5, 0.5, 0.0)
+    assert state.log_e_value == pytest.approx(max(0.0, log_lambda))  # running max from e = 1
+    assert state.p_value == pytest.approx(min(1.0, math.exp(-log_lambda)))
     for edge, inside in ((state.ci[0], 1e-6), (state.ci[1], -1e-6)):  # Lambda = 1/alpha there
         assert _msprt_log_lambda(30.0, diff, 1.5, 0.5, edge) == pytest.approx(LOG20, rel=1e-9)
         assert _msprt_log_lambda(30.0, diff, 1.5, 0.5, edge + inside) < LOG20

@@ -35,8 +35,9 @@ Numeric = float | np.ndarray  # the private formulas broadcast over simulation b
 class SequentialState(StatResult):
     """State of a sequential test after ``t`` updates covering ``n`` events/observations.
 
-    ``log_e_value`` is the log of the e-value (Bayes factor, mixture likelihood
-    ratio) against the null; ``reject`` is ``p_value <= alpha``. Tests without a
+    ``log_e_value`` is the largest log e-value (Bayes factor, mixture likelihood
+    ratio) against the null so far, so ``p_value = min(1, exp(-log_e_value))``;
+    ``reject`` is ``p_value <= alpha``. Tests without a
     confidence sequence report ``ci=(0, inf)`` for ratios.
     """
 
@@ -106,8 +107,7 @@ class DirichletMultinomialTest:
         self._log_shares = np.log(self.shares)
         self._counts = np.zeros_like(self.shares)
         self._t = 0
-        self._p = 1.0
-        self._log_bf = 0.0
+        self._max_log_bf = 0.0  # the Bayes factor starts at 1
 
     def update(self, counts_increment: Iterable[float]) -> SequentialState:
         """Add one tick's event counts per group (same order as ``shares``)."""
@@ -122,8 +122,8 @@ class DirichletMultinomialTest:
         if not np.all(np.isfinite(increment)) or np.any(increment < 0):
             raise DataError(f"counts must be finite and >= 0, got {increment.tolist()}")
         self._counts = self._counts + increment
-        self._log_bf = float(_dm_log_bf(self._counts, self._prior, self._log_shares))
-        self._p = min(self._p, math.exp(-self._log_bf) if self._log_bf > -700 else 1.0)
+        log_bf = float(_dm_log_bf(self._counts, self._prior, self._log_shares))
+        self._max_log_bf = max(self._max_log_bf, log_bf)
         return self._state(None)
 
     @property
@@ -133,15 +133,16 @@ class DirichletMultinomialTest:
 
     def _state(self, reason: str | None) -> SequentialState:
         n = float(self._counts.sum())
+        p_value = math.exp(-self._max_log_bf)
         return SequentialState(
             estimate=_last_vs_rest_ratio(self._counts, self.shares),
             ci=(0.0, math.inf),
-            p_value=self._p,
+            p_value=p_value,
             reason=reason if reason else (None if n > 0 else "no events yet"),
-            reject=self._p <= self.alpha,
+            reject=p_value <= self.alpha,
             n=n,
             t=self._t,
-            log_e_value=self._log_bf,
+            log_e_value=self._max_log_bf,
         )
 
 
@@ -256,8 +257,9 @@ class PoissonRatioSequential:
     ``"two-sided"`` H0: theta = null_ratio. The confidence sequence is the set of grid
     ratios not rejected at any time so far (one-sided tests use the mixture over ratios
     at or beyond each point, giving a one-sided bound); bounds at the grid's ends are
-    reported as 0 and inf. ``estimate`` is the pooled
-    rate ratio ``(sum c / sum x) / (sum k / sum y)``.
+    reported as 0 and inf. ``estimate`` is the pooled rate ratio
+    ``(sum c / sum x) / (sum k / sum y)``. Ticks with NaN, or with events but no
+    exposure (a counter reset), are skipped and counted in ``reason``.
     """
 
     def __init__(
@@ -408,8 +410,7 @@ class _RunningTwoGroups:
         self.control = MeanStats(0.0, 0.0, 0.0)
         self.treatment = MeanStats(0.0, 0.0, 0.0)
         self.t = 0
-        self.p = 1.0
-        self.log_e = -math.inf
+        self.max_log_e = 0.0  # test martingales start at 1
         self.low, self.high = UNBOUNDED
 
     def add(self, control: MeanStats, treatment: MeanStats) -> None:
@@ -428,22 +429,22 @@ class _RunningTwoGroups:
         return mu_t - mu_c
 
     def record(self, log_e: float, low: float, high: float) -> None:
-        self.log_e = log_e
-        self.p = min(self.p, math.exp(-log_e) if log_e > -700 else 1.0)
+        self.max_log_e = max(self.max_log_e, log_e)
         self.low, self.high = max(self.low, low), min(self.high, high)
 
     def state(self, reason: str | None) -> SequentialState:
         if reason is None and self.low > self.high:
             reason = "the confidence sequence is empty: the difference changed over time"
+        p_value = math.exp(-self.max_log_e)
         return SequentialState(
             estimate=self.estimate(),
             ci=UNBOUNDED if self.low > self.high else (self.low, self.high),
-            p_value=self.p,
+            p_value=p_value,
             reason=reason,
-            reject=self.p <= self.alpha,
+            reject=p_value <= self.alpha,
             n=self.control.n + self.treatment.n,
             t=self.t,
-            log_e_value=self.log_e if math.isfinite(self.log_e) else 0.0,
+            log_e_value=self.max_log_e,
         )
 
 
