@@ -483,7 +483,7 @@ def _references(result: Any, metric_spec: Any) -> list[tuple[float, str]]:
     """Reference lines for a result's estimate: for a ratio, no effect (1) and the
     tolerated margin; and any threshold the judge reports (Flagger's thresholdRange)."""
     refs = []
-    if getattr(result, "unit", "") in ("ratio", "×", "x"):
+    if str(getattr(result, "unit", "")).endswith(("ratio", "×")):
         refs.append((1.0, "no effect"))
         margin = _finite(getattr(metric_spec, "margin", None))
         if margin:
