@@ -39,7 +39,7 @@ DASH = "—"
 STYLE = """<style>
 .rl-card{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:13px;
 line-height:1.4;border:1px solid #ddd;border-radius:6px;padding:8px 12px;margin:4px 0;
-max-width:960px;color:#222;background:#fff}
+max-width:960px;color:#222;background:#fff;overflow-x:auto}
 .rl-card h4{margin:0 0 6px 0;font-size:14px}
 .rl-card table{border-collapse:collapse;margin:4px 0}
 .rl-card th,.rl-card td{padding:2px 8px;text-align:left;vertical-align:top;
@@ -84,6 +84,17 @@ def num(value: Any, digits: int = 3) -> str:
     if x.is_integer() and abs(x) < 1e15:
         return f"{int(x):,}"
     return f"{x:.{digits}g}"
+
+
+def percent(value: Any, digits: int = 1, *, signed: bool = False) -> str:
+    """A fraction as a percent (``0.041`` → ``4.1%``, ``+4.1%`` when ``signed``); else a dash."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return DASH
+    if not math.isfinite(x):
+        return DASH
+    return f"{x:{'+' if signed else ''}.{digits}%}"
 
 
 def pvalue(value: Any) -> str:
@@ -178,7 +189,7 @@ def table(
     lines = []
     for row in rows:
         cells = "".join(
-            f'<td class="rl-num" style="text-align:right">{esc(v)}</td>'
+            f'<td class="rl-num" style="text-align:right;white-space:nowrap">{esc(v)}</td>'
             if r
             else f"<td>{esc(v)}</td>"
             for v, r in zip(row, right, strict=False)

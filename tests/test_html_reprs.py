@@ -81,6 +81,13 @@ def test_num(value, text):
     assert _html.num(value) == text
 
 
+def test_percent():
+    assert _html.percent(0.041) == "4.1%"
+    assert _html.percent(0.041, signed=True) == "+4.1%"
+    assert _html.percent(-0.0123, 2, signed=True) == "-1.23%"
+    assert _html.percent(math.inf) == _html.percent(None) == _html.percent("x") == "—"
+
+
 def test_pvalue_interval_when():
     assert _html.pvalue(0.0312) == "0.031"
     assert _html.pvalue(1e-9) == "< 0.0001"
@@ -133,7 +140,7 @@ def test_variant_colours_control_first_then_fixed_sequence():
 def test_table_escapes_cells_and_right_aligns_numbers():
     markup = _html.table(["name", "n"], [["<x>", "3"]], numeric=["n"])
     assert "<td>&lt;x&gt;</td>" in markup
-    assert 'style="text-align:right">3</td>' in markup
+    assert 'style="text-align:right;white-space:nowrap">3</td>' in markup
 
 
 # -- cards ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pytest
 
 from rolloutlab.judges.spec import MetricSpec, Spec
 from rolloutlab.judges.verdict import MetricResult, TickState, Verdict
+from rolloutlab.replay import replay
 from rolloutlab.sources.recording import Recording
 from rolloutlab.sources.simulate import simulate
 from rolloutlab.views import charts, palette
@@ -357,6 +358,21 @@ def test_timeline_merges_runs_per_judge():
     ]
     assert data.height == 4
     assert spec["encoding"]["color"]["scale"]["range"] == list(palette.DECISION_COLORS.values())
+
+
+def test_timeline_of_a_replay_shows_each_judges_state(canary):
+    rp = replay(canary)
+    spec = charts.timeline(rp).to_dict()
+    data = pl.DataFrame(spec["datasets"][spec["data"]["name"]])
+    assert set(data["judge"]) == {"flagger", "kayenta", "rolloutlab"}
+    tooltips = {t["field"] for t in spec["encoding"]["tooltip"]}
+    assert {"failed_checks", "score", "min_p_value"} <= tooltips
+    flagger = data.filter(pl.col("judge") == "flagger")
+    assert flagger["decision"].to_list()[-1] == rp.decisions["flagger"].decision
+    assert (
+        flagger["failed_checks"].to_list()[-1]
+        == rp.verdicts["flagger"].ticks[-1].state["failed_checks"]
+    )
 
 
 # -- experiments ---------------------------------------------------------------------

@@ -322,9 +322,9 @@ def timeseries(
         )
         charts.append(_with_context([line], shading, markers).properties(width=WIDTH, height=110))
     if not charts:
-        return _message("no canonical metrics in this recording", "rollout over time")
+        return _message("no canonical metrics in this recording", "each variant over time")
     bin_note = f"{table.interval_s:g} s bins"
-    return alt.vconcat(*charts).properties(title=f"Rollout over time ({bin_note})")
+    return alt.vconcat(*charts).properties(title=f"Each variant over time ({bin_note})")
 
 
 def latency_cdf(recording: Any, *, metric: str = "latency_ms") -> alt.Chart:
