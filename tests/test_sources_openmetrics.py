@@ -173,7 +173,7 @@ def test_scrapes_a_live_target_and_stops_cleanly(prometheus_binary) -> None:
             pass
 
     target = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
-    thread = threading.Thread(target=target.serve_forever, daemon=True)
+    thread = threading.Thread(target=target.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         address = f"127.0.0.1:{target.server_address[1]}"

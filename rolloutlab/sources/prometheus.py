@@ -38,6 +38,8 @@ from rolloutlab.sources.recording import Recording
 
 #: Prometheus refuses query_range results with more points than this per series.
 MAX_POINTS = 11_000
+#: Ranges longer than this many steps are split over the workers to run in parallel.
+SPLIT_POINTS = 1_000
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _CANONICAL_KINDS = {"requests": "counter", "errors": "counter", "latency_ms": "bucket"}
@@ -59,7 +61,8 @@ class Prometheus:
     is bounded by ``min(timeout, 5)``); ``retries`` re-tries refused connections and 502/504
     gateway errors with a 0.1 s back-off; ``verify`` is ``requests``' TLS setting (bool or a
     CA bundle path). ``max_workers`` queries run at once; ranges beyond ``max_points`` steps
-    are split into chunks.
+    are split into chunks, and ranges beyond ``SPLIT_POINTS`` steps into one chunk per worker
+    so the server evaluates them in parallel.
     """
 
     def __init__(
@@ -240,11 +243,12 @@ class Prometheus:
             selector=selector,
             step_s=step_s,
         )
-        tasks = [
-            (metric, chunk)
-            for metric in spec.queries
-            for chunk in _chunks(first, last, step_s, self.max_points)
-        ]
+        # Long ranges are also split so the server evaluates them on several cores at once
+        # (as Thanos' and Mimir's query frontends do); chunks stay at least SPLIT_POINTS long.
+        n_steps = (last - first) // step_s + 1
+        per_chunk = min(self.max_points, max(SPLIT_POINTS, -(-n_steps // self.max_workers)))
+        chunks = _chunks(first, last, step_s, per_chunk)
+        tasks = [(metric, chunk) for metric in spec.queries for chunk in chunks]
         parts = self._run(tasks, spec, step_s, progress)
         frame = pl.concat(parts, how="vertical") if parts else frames.empty()
         notes = _check_coverage(frame, spec, first, last, step_s, self.url, missing)
@@ -486,10 +490,8 @@ def _check_coverage(
 ) -> dict[str, list[str]]:
     """Raise EmptyResult for variants with no data; report steps missing for the others."""
     n_steps = (last - first) // step_s + 1
-    present = frame.group_by("metric", "variant").agg(
-        pl.col("timestamp").unique().sort().alias("ts")
-    )
-    seen = {(row["metric"], row["variant"]): row["ts"] for row in present.iter_rows(named=True)}
+    counts = frame.group_by("metric", "variant").agg(pl.col("timestamp").n_unique())
+    seen = {(metric, name): n for metric, name, n in counts.iter_rows()}
     span = f"between {_iso(first)} and {_iso(last)} (step {step_s}s)"
     empty = [
         (metric, name)
@@ -509,9 +511,10 @@ def _check_coverage(
             f"range. Queries: {queries}"
         )
     notes: dict[str, list[str]] = {}
-    for (metric, name), stamps in seen.items():
-        if len(stamps) < n_steps:
-            have = {int(t.timestamp()) for t in stamps}
+    for (metric, name), count in seen.items():
+        if count < n_steps:
+            rows = frame.filter((pl.col("metric") == metric) & (pl.col("variant") == name))
+            have = {int(t.timestamp()) for t in rows["timestamp"].unique()}
             gaps = [t for t in range(first, last + 1, step_s) if t not in have]
             notes[f"{name}/{metric}"] = _ranges(gaps, step_s)
     if notes:

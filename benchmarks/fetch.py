@@ -1,0 +1,190 @@
+"""Fetch-to-tidy-frame speed and memory: rolloutlab vs prometheus-api-client + pandas vs raw.
+
+Starts a real Prometheus (127.0.0.1, temporary data dir) backfilled with a simulated 24 h
+rollout at a 15 s step, 20 pods per variant, in the istio preset's metric names. Then, on
+the same server and the same three istio queries (requests, errors, latency buckets; 15 s
+step, 5,761 points per series), it times:
+
+- ``rolloutlab``: ``Prometheus(url).fetch("istio", ...)`` to a validated Recording
+  (queries run concurrently, the default);
+- ``rolloutlab, 1 worker``: the same with ``max_workers=1`` (queries one after another);
+- ``prometheus-api-client + pandas``: ``custom_query_range`` per query, then
+  ``MetricRangeDataFrame`` (pandas), one query after another;
+- ``raw floor``: ``requests.get`` of the same query_range URLs + ``json.loads``.
+
+Routes are interleaved and repeated; the median wall time is reported. Peak memory is the
+rise of the peak RSS (VmHWM) over the post-import baseline, each route measured once in
+a fresh process (so Rust/numpy allocations count too).
+
+    .venv/bin/python benchmarks/fetch.py [--hours 24] [--step 15] [--pods 20] [--repeat 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+from prometheus_api_client import MetricRangeDataFrame, PrometheusConnect
+
+from rolloutlab.sources.openmetrics import to_openmetrics
+from rolloutlab.sources.presets import get_preset
+from rolloutlab.sources.prometheus import Prometheus
+from rolloutlab.sources.promserver import PrometheusServer
+from rolloutlab.sources.simulate import simulate
+
+TARGET, NAMESPACE = "podinfo", "bench"
+
+
+def routes(url: str, start, end, step_s: int) -> dict[str, Callable[[], int]]:
+    """Each route fetches the same queries and returns how many points it holds."""
+    preset = get_preset("istio")
+    queries = [
+        q
+        for q, _ in preset.queries(
+            preset.variants(TARGET, NAMESPACE), namespace=NAMESPACE, step=f"{step_s}s"
+        ).values()
+    ]
+
+    def rolloutlab(workers: int) -> Callable[[], int]:
+        def run() -> int:
+            with Prometheus(url, max_workers=workers) as prom:
+                rec = prom.fetch(
+                    "istio",
+                    target=TARGET,
+                    namespace=NAMESPACE,
+                    start=start,
+                    end=end,
+                    step=step_s,
+                    progress=False,
+                )
+            return rec.frame.height
+
+        return run
+
+    def pandas_route() -> int:
+        client = PrometheusConnect(url=url)
+        frames = [
+            MetricRangeDataFrame(client.custom_query_range(q, start, end, f"{step_s}s"))
+            for q in queries
+        ]
+        client.close()
+        return sum(len(f) for f in frames)
+
+    def raw_floor() -> int:
+        points = 0
+        with requests.Session() as session:
+            for q in queries:
+                params = {
+                    "query": q,
+                    "start": int(start.timestamp()),
+                    "end": int(end.timestamp()),
+                    "step": f"{step_s}s",
+                }
+                body = session.get(f"{url}/api/v1/query_range", params=params, timeout=60)
+                result = json.loads(body.content)["data"]["result"]
+                points += sum(len(s["values"]) for s in result)
+        return points
+
+    return {
+        "rolloutlab": rolloutlab(4),
+        "rolloutlab, 1 worker": rolloutlab(1),
+        "prometheus-api-client + pandas": pandas_route,
+        "raw floor (requests + json.loads)": raw_floor,
+    }
+
+
+def _high_water_mib() -> float:
+    """This process image's peak RSS (VmHWM; unlike ru_maxrss it is not inherited from
+    the parent across fork+exec, whose peak here includes the 1 GB OpenMetrics text)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
+def _peak_rss_child(args: tuple[str, str, Any, Any, int], out: Any) -> None:
+    """Run one route in this fresh process; send the peak RSS rise in MiB."""
+    name, url, start, end, step_s = args
+    run = routes(url, start, end, step_s)[name]
+    before = _high_water_mib()
+    run()
+    out.send(_high_water_mib() - before)
+
+
+def peak_rss(name: str, url: str, start, end, step_s: int) -> float:
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_peak_rss_child, args=((name, url, start, end, step_s), child))
+    proc.start()
+    value = parent.recv()
+    proc.join(60)
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--step", type=int, default=15, help="seconds")
+    parser.add_argument("--pods", type=int, default=20, help="pods per variant")
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+
+    began = time.perf_counter()
+    rec = simulate("healthy", seed=0, duration_min=args.hours * 60, step_s=args.step)
+    with tempfile.TemporaryDirectory(prefix="rolloutlab-bench-") as tmp:
+        path = Path(tmp) / "bench.om"
+        text = to_openmetrics(
+            rec, preset="istio", target=TARGET, namespace=NAMESPACE, pods_per_variant=args.pods
+        )
+        path.write_text(text)
+        size_mb = len(text) / 1e6
+        del text
+        with PrometheusServer(openmetrics=[path]) as server:
+            setup_s = time.perf_counter() - began
+            start, end = rec.start, rec.end
+            todo = routes(server.url, start, end, args.step)
+            points = {name: run() for name, run in todo.items()}  # warm-up + sanity
+            times: dict[str, list[float]] = {name: [] for name in todo}
+            for _ in range(args.repeat):
+                for name, run in todo.items():
+                    t0 = time.perf_counter()
+                    run()
+                    times[name].append(time.perf_counter() - t0)
+            memory = {name: peak_rss(name, server.url, start, end, args.step) for name in todo}
+
+    span = end - start + timedelta(seconds=args.step)
+    print(
+        f"rollout: {span} at {args.step}s step, {args.pods} pods/variant, istio preset; "
+        f"OpenMetrics {size_mb:.0f} MB; setup (simulate+write+backfill+start) {setup_s:.0f} s"
+    )
+    print(
+        f"3 queries, {points['raw floor (requests + json.loads)']:,} points; median of "
+        f"{args.repeat} interleaved runs\n"
+    )
+    floor = statistics.median(times["raw floor (requests + json.loads)"])
+    pandas = statistics.median(times["prometheus-api-client + pandas"])
+    header = (
+        f"{'route':36} {'median s':>9} {'min s':>7} {'vs floor':>9} {'pandas/x':>9} {'peak MiB':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, values in times.items():
+        med = statistics.median(values)
+        print(
+            f"{name:36} {med:9.3f} {min(values):7.3f} {med / floor:8.2f}x {pandas / med:8.2f}x "
+            f"{memory[name]:9.0f}"
+        )
+    print("\nrows: " + ", ".join(f"{k}: {v:,}" for k, v in points.items()))
+
+
+if __name__ == "__main__":
+    main()
