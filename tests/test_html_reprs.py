@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from rolloutlab import _html, frames
+from rolloutlab.judges import judge
 from rolloutlab.judges.verdict import MetricResult, TickState, Verdict
 from rolloutlab.sources.recording import Recording
 from rolloutlab.sources.simulate import simulate
@@ -177,6 +178,17 @@ def test_verdict_card():
     assert "canary error rate 2.1× primary" in markup
     assert "[1.6, 2.8] ratio" in markup and "&lt; 0.0001" in markup
     assert markup.count("<tr>") == 3 + 1 + 2  # facts, header, one row per metric
+
+
+@pytest.mark.parametrize("name", ["flagger", "kayenta", "rolloutlab"])
+def test_real_verdict_cards(name):
+    v = judge(simulate("error-regression", duration_min=60, seed=1), judge=name)
+    markup = v._repr_html_()
+    assert_static(markup)
+    assert v.decision.upper() in markup and f"{name} judge" in markup
+    assert markup.count("<tr>") == 3 + 1 + len(v.metrics)
+    for m in v.metrics:
+        assert m._repr_html_().count("rl-badge") >= 1
 
 
 def test_continue_verdict_says_not_decided_and_last_tick():

@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from rolloutlab.judges import judge
 from rolloutlab.judges.spec import MetricSpec, Spec
 from rolloutlab.judges.verdict import MetricResult, TickState, Verdict
 from rolloutlab.replay import replay
@@ -309,6 +310,21 @@ def test_evidence_pvalue_on_log_axis_against_alpha_and_interval_against_margin()
     decision = next(v for v in views(p_panel) if mark_type(v) == "text")
     assert rows(spec, decision)[0]["label"] == "rolloutlab: rollback"
     assert "ms" in " ".join(titles(rows_[1]))
+
+
+def test_evidence_of_the_rolloutlab_judge(canary):
+    v = judge(canary, judge="rolloutlab")
+    assert v.decision == "rollback"
+    spec = charts.evidence(v).to_dict()
+    errors = spec["vconcat"][0]["hconcat"]
+    p_line = next(x for x in views(errors[0]) if mark_type(x) == "line")
+    assert p_line["encoding"]["y"]["scale"] == {"type": "log"}
+    assert min(r["p_value"] for r in rows(spec, p_line)) <= 0.05  # crossed α: rolled back
+    refs = next(x for x in views(errors[1]) if mark_type(x) == "rule" and "y" in x["encoding"])
+    assert [r["label"] for r in rows(spec, refs)] == ["no effect", "margin"]
+    assert [r["ref"] for r in rows(spec, refs)] == pytest.approx([1.0, 1.1])  # default margin
+    band = next(x for x in views(errors[1]) if mark_type(x) == "area")
+    assert all(r["lo"] <= r["estimate"] <= r["hi"] for r in rows(spec, band))
 
 
 def test_evidence_thins_long_histories():
