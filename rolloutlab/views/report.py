@@ -105,7 +105,7 @@ def _figure(i: int, caption: str, chart: alt.TopLevelMixin) -> str:
     )
 
 
-def page(
+def _page(
     title: str, summary: str, figures: Sequence[tuple[str, alt.TopLevelMixin]], details: str
 ) -> str:
     """A standalone page: title, summary, the charts (rendered offline), the details."""
@@ -135,9 +135,10 @@ def _sentence(decision: Any) -> _html.Html:
 
 def _traffic(recording: Any) -> str:
     """'3 h of data at 60 s steps; 180,000 requests, 24% to the canary.'"""
-    span = recording.end - recording.start if len(recording) else None
-    hours = f"{span.total_seconds() / 3600:.3g} h of data" if span else "no data"
-    step = f" at {recording.step_s:g} s steps" if recording.step_s else ""
+    step_s = recording.step_s or 0.0
+    span_s = (recording.end - recording.start).total_seconds() + step_s if len(recording) else 0
+    hours = f"{span_s / 3600:.3g} h of data" if span_s else "no data"
+    step = f" at {step_s:g} s steps" if step_s else ""
     summary = recording.summary()
     if summary.is_empty() or "total" not in summary.columns:
         return f"{hours}{step}."
@@ -179,7 +180,7 @@ def render_canary(replay: Any, *, title: str | None = None) -> str:
         ("Traffic split", charts.srm(recording)),
     ]
     details = "".join(v._repr_html_() for v in verdicts) + recording._repr_html_()
-    return page(title or _title(recording, "Canary report"), summary, figures, details)
+    return _page(title or _title(recording, "Canary report"), summary, figures, details)
 
 
 def render_experiment(recording: Any, result: Any, *, title: str | None = None) -> str:
@@ -200,7 +201,7 @@ def render_experiment(recording: Any, result: Any, *, title: str | None = None) 
         ),
         ("Latency distribution", charts.latency_cdf(recording)),
     ]
-    return page(
+    return _page(
         title or _title(recording, "Experiment report"),
         summary,
         figures,
