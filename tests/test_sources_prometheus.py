@@ -183,29 +183,34 @@ def test_cli_function_headers_bearer_and_variant_strings(backfilled: Backfilled)
 def test_range_over_points_limit_is_chunked_without_gaps_or_duplicates(
     backfilled: Backfilled,
 ) -> None:
-    """12,000 one-second steps (> 11,000): two chunks, stitched; equal to single-range
-    fetches of sub-ranges that cross the chunk boundary."""
+    """12,000 one-second steps (> 11,000). One worker: two chunks split at the points limit;
+    four workers: four chunks of 3,000. Both stitch to every step exactly once and equal
+    single-range fetches of sub-ranges that straddle each chunk boundary."""
     rec = backfilled.main
-    prom = Prometheus(backfilled.url)
     start, end = rec.start, rec.start + timedelta(seconds=11_999)
     query = {"cpu": {"query": 'rolloutlab_cpu{namespace="test"}', "kind": "gauge"}}
     kwargs = {"variant_label": "variant", "variants": ["primary", "canary"], "queries": query}
 
-    whole = prom.fetch(None, start=start, end=end, step=1, **kwargs)
-    for variant in ("primary", "canary"):
-        stamps = whole.frame.filter(pl.col("variant") == variant)["timestamp"]
-        assert stamps.len() == 12_000 and stamps.n_unique() == 12_000
-        assert (stamps.diff().drop_nulls() == timedelta(seconds=1)).all()
-
-    boundary = start + timedelta(seconds=11_000)
-    sub_start, sub_end = boundary - timedelta(seconds=500), boundary + timedelta(seconds=499)
-    single = prom.fetch(None, start=sub_start, end=sub_end, step=1, **kwargs)
-    part = whole.frame.filter(pl.col("timestamp").is_between(sub_start, sub_end))
-    assert part.equals(single.frame)
+    for workers, boundaries in ((1, [11_000]), (4, [3_000, 6_000, 9_000])):
+        prom = Prometheus(backfilled.url, max_workers=workers)
+        whole = prom.fetch(None, start=start, end=end, step=1, **kwargs)
+        for variant in ("primary", "canary"):
+            stamps = whole.frame.filter(pl.col("variant") == variant)["timestamp"]
+            assert stamps.len() == 12_000 and stamps.n_unique() == 12_000
+            assert (stamps.diff().drop_nulls() == timedelta(seconds=1)).all()
+        for offset in boundaries:
+            boundary = start + timedelta(seconds=offset)
+            sub_start, sub_end = (
+                boundary - timedelta(seconds=500),
+                boundary + timedelta(seconds=499),
+            )
+            single = prom.fetch(None, start=sub_start, end=sub_end, step=1, **kwargs)
+            part = whole.frame.filter(pl.col("timestamp").is_between(sub_start, sub_end))
+            assert part.equals(single.frame)
 
     # Prometheus itself refuses the whole range in one query.
     with pytest.raises(QueryError, match="11,000|11000"):
-        Prometheus(backfilled.url, max_points=20_000).fetch(
+        Prometheus(backfilled.url, max_points=20_000, max_workers=1).fetch(
             None, start=start, end=end, step=1, **kwargs
         )
 
