@@ -208,6 +208,12 @@ def test_range_over_points_limit_is_chunked_without_gaps_or_duplicates(
             part = whole.frame.filter(pl.col("timestamp").is_between(sub_start, sub_end))
             assert part.equals(single.frame)
 
+    raw = Prometheus(backfilled.url).query_range(query["cpu"]["query"], start, end, step=1)
+    assert len(raw) == 2
+    for series in raw:
+        times = [t for t, _ in series["values"]]
+        assert times == list(range(int(start.timestamp()), int(end.timestamp()) + 1))
+
     # Prometheus itself refuses the whole range in one query.
     with pytest.raises(QueryError, match="11,000|11000"):
         Prometheus(backfilled.url, max_points=20_000, max_workers=1).fetch(
@@ -223,6 +229,28 @@ def test_many_small_chunks_run_concurrently_and_match(backfilled: Backfilled) ->
         "istio", progress=False, **args
     )
     assert many.frame.equals(one.frame)
+
+
+def test_progress_bar_when_asked(backfilled: Backfilled, capsys) -> None:
+    rec = backfilled.main
+    args = {"target": "podinfo", "namespace": "test", "start": rec.start, "end": rec.end}
+    Prometheus(backfilled.url).fetch("istio", progress=True, **args)
+    assert "fetch: 100%" in capsys.readouterr().err
+    Prometheus(backfilled.url).fetch("istio", **args)  # 3 queries: no bar by default
+    assert capsys.readouterr().err == ""
+
+
+def test_custom_query_mistakes_are_spec_errors(tmp_path) -> None:
+    prom = Prometheus("http://127.0.0.1:1")
+    args = {"variant_label": "v", "variants": ["a"], "start": "now-1h", "end": "now"}
+    with pytest.raises(SpecError, match="unknown placeholder"):
+        prom.fetch(None, queries={"requests": "x[{{ window }}]"}, **args)
+    with pytest.raises(SpecError, match="give its kind"):
+        prom.fetch(None, queries={"cpu": "avg(cpu)"}, **args)
+    bad = tmp_path / "q.yaml"
+    bad.write_text("queries: [1, 2]\n")
+    with pytest.raises(SpecError, match="must map metric names"):
+        prom.fetch(None, queries=bad, **args)
 
 
 def test_start_end_snap_to_the_step_grid(backfilled: Backfilled) -> None:

@@ -312,7 +312,11 @@ class Prometheus:
         with (
             ThreadPoolExecutor(max_workers=min(self.max_workers, len(tasks) or 1)) as pool,
             tqdm(
-                total=len(tasks), desc="fetch", unit="query", disable=None if show else True
+                total=len(tasks),
+                desc="fetch",
+                unit="query",
+                # None: shown on a terminal or in a notebook, hidden when output is piped.
+                disable=(False if progress else None) if show else True,
             ) as bar,
         ):
             pending = {pool.submit(one, task) for task in tasks}
@@ -364,10 +368,13 @@ class _QuerySpec:
     ) -> _QuerySpec:
         custom: dict[str, Any] = {}
         if queries is not None:
-            custom = load_queries(queries) if isinstance(queries, str | Path) else dict(queries)
-            file_options = custom.pop("_options", {})
-            variant_label = variant_label or file_options.get("variant_label")
-            variants = variants or file_options.get("variants")
+            if isinstance(queries, str | Path):
+                doc = load_queries(queries)
+                custom = doc["queries"]
+                variant_label = variant_label or doc.get("variant_label")
+                variants = variants or doc.get("variants")
+            else:
+                custom = dict(queries)
         p = get_preset(preset) if isinstance(preset, str) else preset
         if p is None and not custom:
             raise SpecError("fetch needs a preset (e.g. preset='istio') or queries={...}")
@@ -454,12 +461,13 @@ def _render(query: str, context: Mapping[str, str], metric: str) -> str:
 
 
 def load_queries(path: str | Path) -> dict[str, Any]:
-    """Read custom queries from YAML or JSON.
+    """Read custom queries from YAML or JSON: ``{"queries": {...}, "variant_label": ...,
+    "variants": ...}`` (the last two only when the file sets them).
 
     The file holds ``queries: {metric: {query: ..., kind: ..., le_scale: ...}}`` (or just
     that mapping) and optionally ``variant_label`` and ``variants``. Queries may use
     ``{{ step }}``, ``{{ namespace }}``, ``{{ target }}``, ``{{ variant_label }}`` and
-    ``{{ variant_selector }}``. Options come back under the key ``_options``.
+    ``{{ variant_selector }}``.
     """
     import yaml
 
@@ -476,7 +484,7 @@ def load_queries(path: str | Path) -> dict[str, Any]:
     queries = doc.get("queries", {k: v for k, v in doc.items() if k not in options})
     if not isinstance(queries, Mapping) or not queries:
         raise SpecError(f"{path}: 'queries' must map metric names to queries")
-    return {**queries, "_options": options}
+    return {"queries": dict(queries), **options}
 
 
 def _check_coverage(
