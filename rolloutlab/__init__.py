@@ -36,8 +36,8 @@ _LAZY = {
     "judge": "rolloutlab.judges",
     "experiment": "rolloutlab.judges.experiment",
     "ExperimentReport": "rolloutlab.judges.experiment",
-    "replay": "rolloutlab.replay",
-    "Replay": "rolloutlab.replay",
+    "replay": "rolloutlab.postmortem",
+    "Replay": "rolloutlab.postmortem",
     # looking
     "report": "rolloutlab.views",
     # acting

@@ -221,7 +221,7 @@ def _experiment(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from rolloutlab.replay import DEFAULT_JUDGES, replay
+    from rolloutlab.postmortem import DEFAULT_JUDGES, replay
     from rolloutlab.sources.recording import load
 
     result = replay(load(args.recording), args.spec, judges=tuple(args.judge or DEFAULT_JUDGES))
@@ -248,7 +248,7 @@ def _report(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     """Judge each bundled rollout with every judge, analyse the experiment, write reports."""
     from rolloutlab.judges.experiment import experiment
-    from rolloutlab.replay import replay
+    from rolloutlab.postmortem import replay
     from rolloutlab.views.report import report
 
     written = []

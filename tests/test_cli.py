@@ -52,8 +52,11 @@ def test_errors_are_one_clear_line(argv, message, capsys):
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_demo_runs_on_bundled_data(capsys):
-    assert main(["demo"]) == 0
+def test_demo_judges_bundled_data_and_writes_reports(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path / "report.html")]) == 0
     out = capsys.readouterr().out
     for name in ("healthy", "error-regression", "latency-regression", "ab"):
-        assert f"== {name} ==" in out
+        assert f"== {name}:" in out
+    assert "rolloutlab rolls back at" in out and "flagger" in out and "kayenta" in out
+    assert (tmp_path / "report.html").stat().st_size > 100_000  # inlined JavaScript
+    assert (tmp_path / "report-ab.html").exists()

@@ -15,7 +15,7 @@ import pytest
 from rolloutlab.judges import judge
 from rolloutlab.judges.spec import MetricSpec, Spec
 from rolloutlab.judges.verdict import MetricResult, TickState, Verdict
-from rolloutlab.replay import replay
+from rolloutlab.postmortem import replay
 from rolloutlab.sources.recording import Recording
 from rolloutlab.sources.simulate import simulate
 from rolloutlab.views import charts, palette

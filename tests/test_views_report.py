@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 import pytest
 
 from rolloutlab.judges import Spec, Verdict
-from rolloutlab.replay import Replay, replay
+from rolloutlab.postmortem import Replay, replay
 from rolloutlab.sources.simulate import simulate
 from rolloutlab.views import charts, report, save_chart
 from rolloutlab.views.report import render_canary

@@ -21,7 +21,7 @@ import vl_convert as vlc
 
 from rolloutlab import _html
 from rolloutlab.judges.experiment import experiment
-from rolloutlab.replay import DEFAULT_JUDGES, replay
+from rolloutlab.postmortem import DEFAULT_JUDGES, replay
 from rolloutlab.sources.recording import Recording, load
 from rolloutlab.views import charts
 

@@ -1,4 +1,4 @@
-"""Replay and what-if: the judges' timelines side by side, and re-runs over spec grids."""
+"""Post-mortem replay and what-if: the judges' timelines side by side, and re-runs over spec grids."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 import rolloutlab
 from rolloutlab.errors import SpecError
-from rolloutlab.replay import replay
+from rolloutlab.postmortem import replay
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_flagger_rolls_back_after_threshold_intervals(regression):
     r = replay(regression, judges=("flagger",))
     d = r.decisions["flagger"]
     assert (d.decision, d.minutes) == ("rollback", 6.0)
-    assert d.sentence().startswith("flagger rolls back at 10:06 (6 min in)")
+    assert d.sentence().startswith("flagger rolls back at 10:06 UTC (6 min in)")
 
 
 def test_what_if_grid_gives_one_row_per_combination_and_judge(regression):

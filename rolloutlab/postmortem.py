@@ -44,8 +44,11 @@ class Decision:
         why = self.reason.removeprefix(f"{self.decision}: ")
         if self.at is None:
             return f"{self.judge} had not decided by the end of the recording: {why}"
+        start = self.at - timedelta(minutes=self.minutes or 0)
+        same_day = start.date() == self.at.date()
+        when = f"{self.at:%H:%M} UTC" if same_day else f"{self.at:%Y-%m-%d %H:%M} UTC"
         return (
-            f"{self.judge} {_VERBS.get(self.decision, self.decision)} at {self.at:%H:%M} "
+            f"{self.judge} {_VERBS.get(self.decision, self.decision)} at {when} "
             f"({self.minutes:g} min in): {why}"
         )
 
