@@ -27,6 +27,7 @@ import re
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,7 +48,7 @@ from rolloutlab.control.routers import (
 )
 from rolloutlab.errors import SourceError, SpecError
 from rolloutlab.judges.base import Judge
-from rolloutlab.judges.spec import Spec
+from rolloutlab.judges.spec import Spec, default_metrics
 from rolloutlab.sources.prometheus import Prometheus
 from rolloutlab.sources.promserver import PrometheusServer
 from rolloutlab.sources.simulate import ISTIO_BUCKETS_MS
@@ -359,7 +360,8 @@ class LiveDemo:
     ``error_rate`` of its requests with a log-normal latency of median
     ``latency_median_ms``. Load: ``rate_per_s`` for at most ``duration_s`` seconds.
     ``spec`` is a short plan (``interval_s`` ticks, 10 % steps to 50 %), so a rollout
-    takes about ``6 × interval_s``. Use it as a context manager (or :meth:`start` and
+    takes about ``6 × interval_s``; its Flagger success-rate floor is 95 % (the primary
+    fails ``error_rate`` of its requests too). Use it as a context manager (or :meth:`start` and
     :meth:`stop`); stopping joins every thread and ends the Prometheus process, and an
     unstopped demo is stopped when Python exits.
 
@@ -388,7 +390,15 @@ class LiveDemo:
         self.target = target
         self.namespace = namespace
         self.ready_timeout_s = ready_timeout_s
-        self.spec = Spec(interval_s=interval_s, threshold=2, step_weight=10, max_weight=50)
+        # Flagger's success-rate floor goes from 99% to 95%: the demo's primary itself
+        # fails 2% of its requests, and a static floor only sees the canary.
+        metrics = tuple(
+            replace(m, threshold_min=95.0) if m.name == "request-success-rate" else m
+            for m in default_metrics()
+        )
+        self.spec = Spec(
+            interval_s=interval_s, threshold=2, step_weight=10, max_weight=50, metrics=metrics
+        )
         self._tmp = tempfile.TemporaryDirectory(prefix="rolloutlab-demo-")
         self.router = LocalRouter(
             target, namespace, audit=audit or AuditLog(Path(self._tmp.name) / "audit.jsonl")
@@ -476,15 +486,18 @@ class LiveDemo:
         self.canary.stop()
         self._tmp.cleanup()
 
-    def rollout(self, judge: str | Judge = "rolloutlab", **options: Any) -> Rollout:
-        """A :class:`Rollout` of this demo's canary: its source, router, spec and names."""
+    def rollout(
+        self, judge: str | Judge = "rolloutlab", *, spec: Spec | None = None, **options: Any
+    ) -> Rollout:
+        """A :class:`Rollout` of this demo's canary: its source, router, names, and
+        :attr:`spec` unless another is given. ``options`` go to :class:`Rollout`."""
         if self.source is None:
             raise SourceError("the demo is not running; use it in a 'with' block or start() it")
         options.setdefault("lag_s", 0.25)
         return Rollout(
             self.source,
             self.router,
-            self.spec,
+            spec or self.spec,
             judge,
             target=self.target,
             namespace=self.namespace,
