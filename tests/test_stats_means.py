@@ -106,6 +106,10 @@ def test_degenerate_inputs_are_neutral():
     assert (flat.reason, flat.p_value, flat.estimate) == ("zero variance in both groups", 1.0, 1.0)
     zero = welch_t(MeanStats.from_values([-1.0, 1.0]), stats(1, 1, 10), relative=True)
     assert zero.reason == "control mean is zero: relative change undefined"
+    tiny = welch_t(MeanStats.from_values([1e-160] * 2), stats(1e4, 1e4, 2), relative=True)
+    assert tiny.reason == "control mean too close to zero: relative change undefined"
+    subnormal = welch_t(MeanStats.from_values([0.0, 0.0]), MeanStats.from_values([0.0, 3e-140]))
+    assert subnormal.reason is None and subnormal.df == pytest.approx(1.0)  # no 0/0 in df
     gone = welch_t(stats(1, 1, 10), MeanStats.from_values([0.0, 0.0]), relative=True)
     assert gone.reason and gone.reason.startswith("treatment constant at 0")
     assert (gone.estimate, gone.p_value) == (-1.0, 1.0)

@@ -116,6 +116,9 @@ def test_poisson_degenerate_and_misuse():
     assert (none.reason, none.p_value, none.estimate) == ("no events in either group", 1.0, 1.0)
     assert poisson_rates(3, 0, 1, 10).reason == "no exposure in the control"
     assert poisson_rates(3, math.nan, 1, 10).reason == "missing data (NaN)"
+    unbalanced = poisson_rates(3213, 42774, 0, 1.2e-300)
+    assert unbalanced.reason == "exposures too unbalanced for the exact test"
+    assert poisson_rates(2, 1e-308, 2, 1e-308).estimate == pytest.approx(1.0)
     infinite = poisson_rates(0, 1000, 12, 100)
     assert infinite.estimate == math.inf and infinite.p_value < 1e-6 and infinite.reason is None
     with pytest.raises(DataError):

@@ -164,6 +164,8 @@ def test_poisson_state_semantics():
     ignored = test.update(3, 0.0, 5, 900.0)  # events without exposure (counter reset)
     assert ignored.reason and "ignored 1" in ignored.reason and ignored.n == before.n
     assert "ignored 2" in test.update(math.nan, 1.0, 1.0, 1.0).reason
+    extreme = PoissonRatioSequential().update(1.0, 2.0, 5e-324, 5e-324)  # subnormal counts
+    assert extreme.estimate == pytest.approx(0.5) and 0 <= extreme.p_value <= 1
 
 
 def test_poisson_misuse_raises():

@@ -147,11 +147,18 @@ def _welch(
     if var_c + var_t == 0:
         return WelchResult.neutral("zero variance in both groups", estimate=estimate, **sizes)
     # relative: var_t / mu_c^2 + mu_t^2 var_c / mu_c^4, written to avoid mu_c^4 underflow
-    variance = (var_t + (mu_t / mu_c) ** 2 * var_c) / mu_c**2 if relative else var_t + var_c
+    variance = var_t + var_c
+    if relative:
+        ratio = mu_t / mu_c
+        variance = (var_t + (ratio * ratio * var_c if var_c else 0.0)) / mu_c**2
+        if not math.isfinite(variance):
+            reason = "control mean too close to zero: relative change undefined"
+            return WelchResult.neutral(reason, estimate=estimate, **sizes)
     if variance == 0:  # relative, with a constant treatment at exactly 0
         reason = "treatment constant at 0: the relative change has no delta-method variance"
         return WelchResult.neutral(reason, estimate=estimate, **sizes)
-    df = (var_c + var_t) ** 2 / (var_c**2 / (n_c - 1) + var_t**2 / (n_t - 1))
+    share_c, share_t = var_c / (var_c + var_t), var_t / (var_c + var_t)  # scale-free df
+    df = 1 / (share_c**2 / (n_c - 1) + share_t**2 / (n_t - 1))
     std_error = math.sqrt(variance)
     statistic = estimate / std_error
     p_value = float(min(1.0, 2 * student_t.sf(abs(statistic), df)))

@@ -100,12 +100,20 @@ def poisson_rates(
         )
     odds_to_ratio = xc / xt  # theta = p / (1 - p) * x_c / x_t
     p_null = xt / (xt + xc)
+    if not 1e-200 < p_null < 1 - 1e-15:
+        return RateRatioResult.neutral(
+            "exposures too unbalanced for the exact test",
+            estimate=1.0,
+            ci=(0.0, math.inf),
+            **rates,
+            **sizes,
+        )
     p_value = binomtest(kt, total, p_null).pvalue
     lower_p = beta_dist.ppf(alpha / 2, kt, total - kt + 1) if kt > 0 else 0.0
     upper_p = beta_dist.ppf(1 - alpha / 2, kt + 1, total - kt) if kt < total else 1.0
     lower = lower_p / (1 - lower_p) * odds_to_ratio
     upper = upper_p / (1 - upper_p) * odds_to_ratio if upper_p < 1 else math.inf
-    estimate = rates["rate_treatment"] / rates["rate_control"] if kc > 0 else math.inf
+    estimate = kt / kc * odds_to_ratio if kc > 0 else math.inf
     return RateRatioResult(
         estimate=estimate,
         ci=(float(lower), float(upper)),

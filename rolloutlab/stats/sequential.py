@@ -57,14 +57,26 @@ def _shares(shares: Iterable[float], name: str = "shares") -> np.ndarray:
     return array / array.sum()
 
 
+def _rate_ratio(events_t: float, exposure_t: float, events_c: float, exposure_c: float) -> float:
+    """``(events_t / exposure_t) / (events_c / exposure_c)`` without overflow.
+
+    1 without events (or exposure), inf with events only in the treatment.
+    """
+    if exposure_t == 0 or exposure_c == 0 or events_t + events_c == 0:
+        return 1.0
+    if events_c == 0:
+        return math.inf
+    if events_t == 0:
+        return 0.0
+    log_ratio = (
+        math.log(events_t) - math.log(events_c) + math.log(exposure_c) - math.log(exposure_t)
+    )
+    return math.exp(log_ratio) if log_ratio < 709 else math.inf
+
+
 def _last_vs_rest_ratio(counts: np.ndarray, shares: np.ndarray) -> float:
     """(N_last / rho_last) / (N_rest / rho_rest): e.g. the canary/primary rate ratio."""
-    last, rest = counts[-1], counts[:-1].sum()
-    if last == 0 and rest == 0:
-        return 1.0
-    if rest == 0:
-        return math.inf
-    return float((last / shares[-1]) / (rest / (1 - shares[-1])))
+    return _rate_ratio(counts[-1], shares[-1], counts[:-1].sum(), 1 - shares[-1])
 
 
 # ---------------------------------------------------------------------------------------
@@ -328,11 +340,7 @@ class PoissonRatioSequential:
             reason = f"ignored {self._ignored} tick(s) with NaN or events without exposure"
         if c + k == 0:
             reason = reason or "no events yet"
-        estimate = (
-            1.0
-            if c + k == 0 or x == 0 or y == 0
-            else (math.inf if k == 0 else float((c / x) / (k / y)))
-        )
+        estimate = _rate_ratio(c, x, k, y)
         if inside.size == 0:
             ci = UNBOUNDED
             reason = "the confidence sequence is empty: the rate ratio changed over time"
@@ -552,9 +560,12 @@ class AsymptoticCS:
         if self.relative:
             if mu_c**2 == 0:
                 return run.state("control mean is zero: relative change undefined")
-            variance = (var_t + (mu_t / mu_c) ** 2 * var_c) / mu_c**2
+            ratio = mu_t / mu_c
+            variance = (var_t + (ratio * ratio * var_c if var_c else 0.0)) / mu_c**2
             if variance == 0:
                 return run.state("treatment constant at 0: no delta-method variance")
+            if not math.isfinite(variance):
+                return run.state("control mean too close to zero: relative change undefined")
         else:
             variance = var_c + var_t
         n = run.control.n + run.treatment.n
