@@ -84,7 +84,7 @@ def judge_50(repeat: int) -> float:
 
 
 def per_tick(hours: tuple[float, ...] = (1, 12, 24), window: int = 30) -> dict[float, float]:
-    """Mean time of the ``window`` ticks ending at each hour, one 24 h A/A run (2 metrics)."""
+    """Median time of the ``window`` ticks ending at each hour, one 24 h A/A run (2 metrics)."""
     rec = simulate("aa", seed=1, duration_min=24 * 60 + 1)
     table = tick_table(rec.frame, 60.0, variants=("primary", "canary"))
     j = RolloutlabJudge(Spec(max_weight=100.0), control="primary", treatment="canary")
@@ -93,7 +93,7 @@ def per_tick(hours: tuple[float, ...] = (1, 12, 24), window: int = 30) -> dict[f
         start = time.perf_counter()
         j.observe(table, k)
         cost[k] = time.perf_counter() - start
-    return {h: float(np.mean(cost[int(h * 60) - window : int(h * 60)])) for h in hours}
+    return {h: float(np.median(cost[int(h * 60) - window : int(h * 60)])) for h in hours}
 
 
 # -- experiment report vs a per-metric statsmodels/scipy loop ---------------------------------

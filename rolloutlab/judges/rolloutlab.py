@@ -23,10 +23,11 @@ How each metric kind is tested (all O(1) per tick):
   the p99 edge a tail-only regression. ``mann_whitney_binned`` on the cumulative
   histograms gives P(canary slower) as the descriptive effect.
 * ``gauge`` (CPU, ...): Welch on autocorrelation-sized block means
-  (:func:`~rolloutlab.stats.welch_on_blocks`), flagged approximate. Evaluated at
-  doubling looks (8, 16, 32, ... ticks) with α spent as α/2, α/4, ... so repeated
-  looks keep the level (up to the block approximation) and the cost stays O(1)
-  amortised.
+  (:func:`~rolloutlab.stats.welch_on_blocks`), flagged approximate. Tried at ticks
+  8, 10, 13, 17, ... (25% apart, so the O(n) comparison costs O(1) amortised); one
+  with at least ``GAUGE_MIN_BLOCKS`` blocks per variant is a look, and the j-th look
+  spends 6α/(πj)², which sums to α, so repeated looks keep the level (up to the
+  block approximation).
 
 Error budget: a false rollback is a rollback while every critical metric is within its
 margin. ``spec.alpha`` is split by Bonferroni: critical metrics without their own
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -66,8 +68,11 @@ SRM_ALPHA = 0.001
 LATENCY_QUANTILES = (0.5, 0.9, 0.99)
 #: Primary requests needed before the latency edges are fixed.
 LATENCY_WARMUP_REQUESTS = 200.0
-#: First look of a gauge comparison (ticks); later looks double.
+#: First tick a gauge comparison is tried; the next ones come 25% later each time.
 GAUGE_FIRST_LOOK = 8
+GAUGE_LOOK_GROWTH = 1.25
+#: Blocks per variant a gauge comparison needs before it counts as a look.
+GAUGE_MIN_BLOCKS = 4
 
 _OPPOSITE = {"greater": "less", "less": "greater"}
 
@@ -443,7 +448,7 @@ class _LatencyMonitor(_CountMonitor):
 
 
 class _GaugeMonitor:
-    """Block means of a level, compared at doubling looks; approximate by construction."""
+    """Block means of a level, compared at geometrically spaced looks; approximate."""
 
     def __init__(
         self,
@@ -481,20 +486,16 @@ class _GaugeMonitor:
         m = self.metric
         control = self._table.gauge(m.metric, self.control, upto=k)
         treatment = self._table.gauge(m.metric, self.treatment, upto=k)
-        self.look += 1
-        self.next_look *= 2
-        alpha = self.alpha / 2**self.look  # spends at most alpha over all doubling looks
+        self.next_look = math.ceil(self.next_look * GAUGE_LOOK_GROWTH)
+        alpha = self.alpha * 6 / (math.pi * (self.look + 1)) ** 2  # sums to α over all looks
         res = welch_on_blocks(control, treatment, alpha=alpha, relative=True)
-        if res.reason is not None:
-            self.last = MetricResult(
-                m.name,
-                "inconclusive" if self.failed is False else "fail",
-                f"{m.name}: {res.reason}",
-                unit="relative change",
-                critical=m.critical,
-                approximate=True,
-            )
+        blocks = min(res.n_control, res.n_treatment)
+        if res.reason is not None or blocks < GAUGE_MIN_BLOCKS:
+            # not a look: it spends no α and cannot fail the metric
+            why = res.reason or f"only {blocks:g} blocks of {res.block_size} steps so far"
+            self.last = replace(self.last, reason=f"{m.name}: {why}; waiting for more data")
             return self.last
+        self.look += 1
         low, high = res.ci
         harmful = [
             (s == "greater" and low > b - 1) or (s == "less" and high < b - 1) for s, b in _sides(m)
@@ -620,11 +621,11 @@ class RolloutlabJudge(Judge):
         return (r_t, w_t, r_c, w_c)
 
     def _decide(self, metrics: Sequence[MetricResult], weight: float, k: int) -> Decision:
+        if self.srm_fired:  # invalid data: hold, blaming no one
+            return "continue"
         critical = [m for m in metrics if m.critical]
         if any(m.classification == "fail" for m in critical):
             return "rollback"
-        if self.srm_fired:
-            return "continue"
         early = bool(critical) and all(m.classification == "pass" for m in critical)
         if early and self.canary_requests >= self.spec.min_exposure:
             return "promote"
