@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -17,7 +18,7 @@ import pytest
 
 from rolloutlab import frames
 from rolloutlab.control.audit import AuditLog
-from rolloutlab.control.local import LocalRouter
+from rolloutlab.control.local import LiveDemo, LocalRouter
 from rolloutlab.control.loop import Rollout
 from rolloutlab.control.notify import Event
 from rolloutlab.errors import ActuationError, ConnectionFailed, SpecError
@@ -169,7 +170,7 @@ def test_healthy_ticks_follow_the_plan_then_the_judge_promotes(router):
     assert rollout.notifier.kinds == ["promote"]
     assert "tick 3: scripted says promote" in rollout.notifier.events[0].message
     # a done rollout does not step again
-    assert tick(rollout, clock, 4) is rollout.history[-1]
+    assert (tick(rollout, clock, 4).action, len(rollout.history)) == ("wait", 5)
 
 
 def test_recording_holds_the_data_the_weights_and_the_audit_trail(router):
@@ -427,3 +428,75 @@ def test_manual_run_returns_with_the_advice(router):
     rollout.set_weight(50)
     assert rollout.run() == "progressing"
     assert rollout.advice == "roll back" and router.weights().canary == 50
+
+
+# -- end to end: the local live demo, a real Prometheus, the real judge ---------------------
+# The demo's primary fails 2% of its requests at 200 requests/s; ticks are 5 s and the plan
+# is 10, 20, ..., 50%, so the canary serves about 1,500 requests in a whole rollout.
+# Reliability choices, measured on the demo: a 5x canary (10% errors) is rolled back at
+# tick 0 or 1 (6/6 runs), while a 2x canary is caught before the plan ends only about half
+# the time at these volumes (3/6), so the rollback test uses 5x. The healthy and outage
+# tests judge at alpha = 0.001 instead of 0.05, so a false rollback (bounded by alpha
+# under continuous monitoring) cannot plausibly flake them. About 90 s for all three.
+
+JUDGE = "rolloutlab"
+STRICT = {"alpha": 0.001}
+
+
+def live_rollout(demo: LiveDemo, spec: Spec | None = None, **options) -> tuple[Rollout, Inbox]:
+    inbox = Inbox()
+    return demo.rollout(JUDGE, spec=spec, notifier=inbox, **options), inbox
+
+
+def test_live_bad_canary_is_rolled_back(prometheus_binary):
+    with LiveDemo(canary_errors="5x", seed=21) as demo:
+        rollout, inbox = live_rollout(demo)
+        started = time.monotonic()
+        assert rollout.run() == "rolled_back"
+        assert time.monotonic() - started < 60
+    assert demo.router.weights().canary == 0
+    last = rollout.history[-1]
+    assert (last.action, last.decision, last.applied) == ("rollback", "rollback", True)
+    assert rollout.history[0].action == "start"
+    assert all(r.action == "advance" for r in rollout.history[1:-1])
+    assert inbox.kinds == ["rollback"]
+    rec = rollout.recording
+    assert rec.meta["audit"][-1]["to"] == {"primary": 100, "canary": 0}
+    assert {"requests", "errors", "latency_ms", "weight"} <= set(rec.metrics)
+    assert rollout.verdict().decision == "rollback"
+
+
+def test_live_healthy_canary_is_promoted(prometheus_binary):
+    with LiveDemo(seed=22) as demo:
+        rollout, inbox = live_rollout(demo, replace(demo.spec, **STRICT))
+        started = time.monotonic()
+        assert rollout.run() == "promoted"
+        assert time.monotonic() - started < 90
+    weights = [r.new_weight for r in rollout.history]
+    assert weights[: len(demo.spec.weight_plan())] == [10, 20, 30, 40, 50]
+    assert weights[-1] == 0 and rollout.history[-1].action == "promote"
+    assert inbox.kinds == ["promote"]
+    assert [a["to"]["canary"] for a in rollout.recording.meta["audit"]] == [10, 20, 30, 40, 50, 0]
+
+
+def test_live_prometheus_outage_holds_then_rolls_back(prometheus_binary):
+    with LiveDemo(seed=23) as demo:
+        rollout, inbox = live_rollout(demo, replace(demo.spec, **STRICT), failure_limit=3)
+
+        def outage_after_first_advance(record):
+            if record.action == "advance" and demo.prometheus.port is not None:
+                demo.prometheus.stop()
+
+        started = time.monotonic()
+        assert rollout.run(on_tick=outage_after_first_advance) == "rolled_back"
+        assert time.monotonic() - started < 60
+    actions = [(r.action, r.new_weight, r.failures) for r in rollout.history]
+    assert actions == [
+        ("start", 10, 0),
+        ("advance", 20, 0),
+        ("hold", 20, 1),
+        ("hold", 20, 2),
+        ("rollback", 0, 3),
+    ]
+    assert all("Prometheus: cannot reach" in r.error for r in rollout.history[2:])
+    assert inbox.kinds == ["failure", "rollback"]

@@ -316,13 +316,13 @@ class Rollout:
     def step(self) -> TickRecord:
         """Run one tick now: fetch what ended since the last step, judge, act (or advise).
 
-        Returns the step's record. A step before any tick is complete returns a ``wait``
-        record that is not added to the history.
+        Returns the step's record. A step before any tick is complete, or after the
+        rollout is done, returns a ``wait`` record that is not added to the history.
         """
         with self._lock:
-            if self.done:
-                return self.history[-1]
             now = self.clock()
+            if self.done:
+                return TickRecord(now, None, None, None, "wait", None, False, notes=(self.phase,))
             record = self._start(now) if self.origin is None else self._tick(now)
             if record.action != "wait" or record.error:
                 self.history.append(record)
