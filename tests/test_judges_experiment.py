@@ -201,3 +201,17 @@ def test_latency_guardrail_uses_the_slow_share():
     assert table["rel_lift"][0] > 0.2
     assert report.worse.get("B") == ("latency",)
     assert report.status == "no-winner-yet"
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_remaining_sample_reaches_the_target_power(sequential):
+    mean = np.array([[0.10, 0.10]])
+    n = np.array([[4000.0, 4000.0]])
+    now = compare(n, mean, mean * (1 - mean), target_lift=0.05, sequential=sequential)
+    assert now.power[0, 0] < 0.8 and now.n_remaining[0, 0] > 0
+    grown = n * (1 + now.n_remaining[0, 0] / n.sum())
+    later = compare(grown, mean, mean * (1 - mean), target_lift=0.05, sequential=sequential)
+    assert later.power[0, 0] == pytest.approx(0.8, abs=0.002)
+    assert later.mde_rel[0, 0] == pytest.approx(0.05, rel=0.01)
+    fixed = compare(n, mean, mean * (1 - mean), sequential=False)
+    assert compare(n, mean, mean * (1 - mean)).mde_rel[0, 0] > fixed.mde_rel[0, 0]

@@ -174,6 +174,7 @@ def compare(
     power: float = 0.8,
     target_lift: float = 0.05,
     n_star: float = 5000.0,
+    sequential: bool = True,
 ) -> Comparisons:
     """Compare every arm (columns 1..) with the control (column 0), row by row.
 
@@ -181,7 +182,9 @@ def compare(
     Always valid: the asymptotic confidence sequence with ``t = n_c + n_t`` and
     ``sigma = SE * sqrt(t)``, whose p-value has the closed form
     ``min(1, sqrt(t rho^2 + 1) exp(-z^2 t rho^2 / (2 (t rho^2 + 1))))``.
-    Power and MDE are the fixed-horizon normal approximations for ``target_lift``.
+    Power, MDE and remaining sample are for ``target_lift`` and the interval decisions
+    use: the confidence sequence when ``sequential`` (its half-width at the needed size
+    comes from a fixed-point iteration), Welch's normal approximation otherwise.
     Degenerate cells (no data, zero variance, zero control mean) are neutral
     (p-value 1, NaN lifts) with a reason.
 
@@ -214,18 +217,26 @@ def compare(
 
         t = n_c + n_t
         rho2 = (-2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)) / n_star
-        tr = t * rho2
-        p_av = np.minimum(1.0, np.sqrt(tr + 1) * np.exp(-(z**2) * tr / (2 * (tr + 1))))
+        p_av = np.minimum(
+            1.0, np.sqrt(t * rho2 + 1) * np.exp(-(z**2) * t * rho2 / (2 * (t * rho2 + 1)))
+        )
         p_av = np.where(ok, p_av, 1.0)
-        cs_factor = np.sqrt(2 * (tr + 1) / tr * np.log(np.sqrt(tr + 1) / alpha))
-        abs_cs = _interval(abs_lift, cs_factor * se)
-        rel_cs = _interval(rel_lift, cs_factor * se_rel)
+        abs_cs = _interval(abs_lift, _cs_factor(t, rho2, alpha) * se)
+        rel_cs = _interval(rel_lift, _cs_factor(t, rho2, alpha) * se_rel)
 
-        z_sum = norm.isf(alpha / 2) + norm.ppf(power)
-        mde_rel = z_sum * se / np.abs(mu_c)
+        # power for target_lift: the lift must clear the interval's half-width (in SEs)
+        z_power = norm.ppf(power)
         target = target_lift * np.abs(mu_c)
-        achieved = norm.cdf(target / se - norm.isf(alpha / 2))
-        n_needed = t * (z_sum * se / target) ** 2
+        if sequential:
+            crit = _cs_factor(t, rho2, alpha)
+            n_needed = t
+            for _ in range(30):  # the half-width grows like sqrt(log t): a fixed point
+                n_needed = t * ((_cs_factor(n_needed, rho2, alpha) + z_power) * se / target) ** 2
+        else:
+            crit = norm.isf(alpha / 2)
+            n_needed = t * ((crit + z_power) * se / target) ** 2
+        mde_rel = (crit + z_power) * se / np.abs(mu_c)
+        achieved = norm.cdf(target / se - crit)
         n_remaining = np.maximum(0.0, np.ceil(n_needed - t))
     nan_where_bad = {
         "abs_lift": abs_lift,
@@ -250,6 +261,12 @@ def compare(
         **cleaned,
         **intervals,
     )
+
+
+def _cs_factor(t: np.ndarray, rho2: float, alpha: float) -> np.ndarray:
+    """Half-width of the asymptotic confidence sequence in standard errors at size ``t``."""
+    tr = t * rho2
+    return np.sqrt(2 * (tr + 1) / tr * np.log(np.sqrt(tr + 1) / alpha))
 
 
 def _interval(center: np.ndarray, half: np.ndarray) -> np.ndarray:
@@ -540,6 +557,7 @@ def experiment(recording: Recording, spec: Spec | ExperimentSpec | None = None) 
         power=espec.power,
         target_lift=espec.target_lift,
         n_star=espec.n_star,
+        sequential=espec.sequential,
     )
     p_adj = _adjust(comparisons.p_value, espec.correction)
     p_av_adj = _adjust(comparisons.p_always_valid, espec.correction)
