@@ -6,13 +6,16 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.stats import ttest_ind
 from statsmodels.stats import rates
 
 from rolloutlab.errors import DataError
 from rolloutlab.stats import poisson_rates, two_proportions
+
+# Deterministic examples; generation may be slow on a loaded CI machine.
+SLOW = [HealthCheck.too_slow]
 
 
 def test_domain_reference_numbers():
@@ -101,7 +104,7 @@ def test_poisson_estimate_and_coverage():
     assert poisson_rates(50, 1000, 80, 1000).estimate == pytest.approx(1.6)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=SLOW)
 @given(st.integers(0, 200), st.floats(0.1, 1e4), st.integers(0, 200), st.floats(0.1, 1e4))
 def test_poisson_properties(kc, xc, kt, xt):
     result = poisson_rates(kc, xc, kt, xt)
