@@ -411,6 +411,13 @@ def test_run_stops_from_another_thread_and_leaves_the_routes(router):
     assert rollout.history[-1].new_weight == weight
 
 
+def test_a_stop_before_run_starts_is_not_lost(router):
+    rollout = fast(router, Scripted())
+    rollout.stop()  # e.g. a panel turned its loop off before the thread got going
+    assert rollout.run() == "ready" and rollout.history == []
+    assert rollout.run(max_ticks=1) == "progressing"  # the stop was used up
+
+
 def test_ctrl_c_returns_and_leaves_the_last_write(router):
     rollout = fast(router, Scripted())
 

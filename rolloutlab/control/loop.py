@@ -342,7 +342,6 @@ class Rollout:
         the loop and returns; the routes stay as the last completed write left them.
         Returns the phase.
         """
-        self._stop.clear()
         budget = max_ticks or self.max_ticks
         steps = 0
         try:
@@ -365,10 +364,13 @@ class Rollout:
                     break  # advice given: people decide
         except KeyboardInterrupt:
             log.warning("rollout %s interrupted; routes left as the last write set them", self.name)
+        finally:
+            self._stop.clear()
         return self.phase
 
     def stop(self) -> None:
-        """Make :meth:`run` (in another thread) return after its current step."""
+        """Make the running :meth:`run` (in another thread), or the next one if it has not
+        started yet, return after its current step."""
         self._stop.set()
 
     # -- internals -----------------------------------------------------------------
