@@ -215,3 +215,16 @@ def test_remaining_sample_reaches_the_target_power(sequential):
     assert later.mde_rel[0, 0] == pytest.approx(0.05, rel=0.01)
     fixed = compare(n, mean, mean * (1 - mean), sequential=False)
     assert compare(n, mean, mean * (1 - mean)).mde_rel[0, 0] > fixed.mde_rel[0, 0]
+
+
+def test_a_rolloutlab_spec_gives_the_guardrails_and_alpha():
+    spec = {
+        "alpha": 0.01,
+        "metrics": [
+            {"name": "errs", "kind": "ratio", "metric": "errors", "denominator": "requests"}
+        ],
+    }
+    report = experiment(simulate("ab", seed=3, duration_min=3 * 24 * 60), spec)
+    assert report.spec.alpha == 0.01
+    assert [m.name for m in report.metrics] == ["conversion", "errs"]
+    assert report.roles == ("goal", "guardrail")

@@ -28,7 +28,9 @@ report ``invalid`` whatever the lifts say.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -535,8 +537,17 @@ class ExperimentReport:
             return "<ExperimentReport>"
 
 
-def experiment(recording: Recording, spec: Spec | ExperimentSpec | None = None) -> ExperimentReport:
-    """Compare every arm of ``recording`` with its control on goals and guardrails."""
+def experiment(
+    recording: Recording, spec: ExperimentSpec | Spec | Mapping[str, Any] | str | Path | None = None
+) -> ExperimentReport:
+    """Compare every arm of ``recording`` with its control on goals and guardrails.
+
+    ``spec`` is an :class:`ExperimentSpec`, or anything :meth:`Spec.load` reads (a
+    ``Spec``, dict, YAML text or file), whose metrics become the guardrails and whose
+    ``alpha`` is used; the goal is then ``conversions``/``visitors`` when recorded.
+    """
+    if spec is not None and not isinstance(spec, ExperimentSpec):
+        spec = Spec.load(spec)
     espec = _default_spec(recording, spec)
     control = recording.control
     arms = [a for a in recording.treatments]

@@ -75,6 +75,11 @@ GAUGE_LOOK_GROWTH = 1.25
 GAUGE_MIN_BLOCKS = 4
 
 _OPPOSITE = {"greater": "less", "less": "greater"}
+_VERDICTS = {
+    "fail": "beyond the tolerated",
+    "pass": "within the tolerated",
+    "inconclusive": "not yet distinguishable from the tolerated",
+}
 
 
 def error_budget(spec: Spec) -> dict[str, float]:
@@ -257,7 +262,9 @@ class _CountMonitor:
         sides = _sides(metric)
         per_test = alpha_harm / (len(self.labels) * len(sides))
         self.streams = np.array([tests.add(sides, per_test, alpha_safe) for _ in self.labels])
-        self.level = 1 - len(sides) * (per_test + alpha_safe)  # of the two-sided CS
+        self._ids: list[int] = self.streams.tolist()
+        self._level = f"{100 * (1 - len(sides) * (per_test + alpha_safe)):.3g}"  # two-sided CS
+        self._evidence: dict[str, float] = {}
         self.bound = " or ".join(f"{b:.3g}×" for _, b in sides)
 
     def stream_labels(self) -> list[str]:
@@ -269,8 +276,9 @@ class _CountMonitor:
 
     def result(self) -> MetricResult:
         m, t = self.metric, self.tests.lists  # plain lists: cheap to index per metric
-        active = [i for i in self.streams.tolist() if t["active"][i]]
+        active = [i for i in self._ids if t["active"][i]]
         live = [i for i in active if t["has_data"][i]]
+        self._evidence = self._summary(t, active)
         if not live:
             return MetricResult(
                 m.name,
@@ -288,29 +296,36 @@ class _CountMonitor:
         else:
             classification = "inconclusive"
         ci = (t["ci_low"][worst], t["ci_high"][worst])
-        verdict = {
-            "fail": "beyond the tolerated",
-            "pass": "within the tolerated",
-            "inconclusive": "not yet distinguishable from the tolerated",
-        }[classification]
         ratio = t["ratio"][worst]
         reason = (
-            f"{self.subject(self.labels[self.streams.tolist().index(worst)])} {_times(ratio)} "
-            f"primary ({100 * self.level:.3g}% CS {_times(ci[0], bare=True)}–{_times(ci[1])}), "
-            f"{verdict} {self.bound}"
+            f"{self.subject(self.labels[self._ids.index(worst)])} {_times(ratio)} "
+            f"primary ({self._level}% CS {_times(ci[0], bare=True)}–{_times(ci[1])}), "
+            f"{_VERDICTS[classification]} {self.bound}"
         )
-        scale = self.alpha_harm / t["alpha_harm"][worst]  # Bonferroni factor of the sub-tests
         return MetricResult(
             m.name,
             classification,
             reason,
             estimate=ratio,
             ci=ci,
-            p_value=min(1.0, t["harm_p"][worst] * scale),
+            p_value=self._evidence["p_harm"],
             unit=self.unit,
             critical=m.critical,
             details=self.details(),
         )
+
+    def _summary(self, t: dict[str, list], active: list[int]) -> dict[str, float]:
+        """Evidence numbers: log e-values (running maxima) and always-valid p-values, the
+        harm p-value scaled by the Bonferroni factor of the sub-tests."""
+        if not active:
+            return {}
+        scaled = min(t["harm_p"][i] * self.alpha_harm / t["alpha_harm"][i] for i in active)
+        return {
+            "log_e_harm": max(t["harm_log_e"][i] for i in active),
+            "p_harm": min(1.0, scaled),
+            "log_e_safe": min(t["safe_log_e"][i] for i in active),
+            "p_safe": max(t["safe_p"][i] for i in active),
+        }
 
     def no_data_reason(self) -> str:
         return f"no {self.metric.metric} or {self.metric.denominator} counted in a variant yet"
@@ -322,18 +337,8 @@ class _CountMonitor:
         return {"alpha": self.alpha_harm}
 
     def evidence(self) -> dict[str, float]:
-        """The metric's evidence numbers for TickState.state (log e-values: running maxima)."""
-        t = self.tests.lists
-        s = [i for i in self.streams.tolist() if t["active"][i]]
-        if not s:
-            return {}
-        scaled = min(t["harm_p"][i] * self.alpha_harm / t["alpha_harm"][i] for i in s)
-        return {
-            "log_e_harm": max(t["harm_log_e"][i] for i in s),
-            "p_harm": min(1.0, scaled),
-            "log_e_safe": min(t["safe_log_e"][i] for i in s),
-            "p_safe": max(t["safe_p"][i] for i in s),
-        }
+        """The metric's evidence numbers at the last tick, for TickState.state."""
+        return self._evidence
 
 
 class _RatioMonitor(_CountMonitor):
