@@ -106,7 +106,7 @@ class Panel:
         )
 
         self.next_button.on_click(lambda _: self._safely(self._next_step))
-        self.apply_button.on_click(lambda _: self._safely(self._preview_weight))
+        self.apply_button.on_click(lambda _: self._preview(self.slider.value))
         self.promote_button.on_click(lambda _: self._safely(lambda: self._ask("promote")))
         self.rollback_button.on_click(lambda _: self._safely(lambda: self._ask("rollback")))
         self.check_button.on_click(lambda _: self._run("rollout.step()", rollout.step))
@@ -125,7 +125,11 @@ class Panel:
     def close(self) -> None:
         """Stop the background loop (joining its thread) and close the widgets."""
         self.loop.value = "off"
-        self.widget.close()
+        boxes = [self.widget]
+        while boxes:
+            box = boxes.pop()
+            boxes.extend(getattr(box, "children", ()))
+            box.close()
 
     # -- showing -------------------------------------------------------------------
 
@@ -202,7 +206,7 @@ class Panel:
         self.code.value = _code(call)
 
     def _run(self, call: str, action: Callable[[], object]) -> None:
-        """A write (or step): all buttons disabled until it returns, then echoed."""
+        """Echo ``call`` and run it with every button disabled until it returns."""
         self._busy = True
         self._update_buttons()
         try:
@@ -217,19 +221,21 @@ class Panel:
         if weight is None:
             raise ValueError(f"the plan ends at {self.rollout.plan[-1]}%: promote or roll back")
         self.slider.value = weight
-        self._preview_weight()
+        self._preview(weight)
 
-    def _preview_weight(self) -> None:
-        weight = self.slider.value
-        call = f'rollout.router.set_weight({weight}, reason="preview", dry_run=True)'
-        self._echo(call)
-        change = self.rollout.router.set_weight(weight, reason="preview", dry_run=True)
-        diff = f"<pre>{html.escape(change.diff)}</pre>" if change.diff else "no change"
-        self._set_pending(
-            f"Set {html.escape(change.router)} to {change.after} (primary/canary)? {diff}",
-            f'rollout.set_weight({weight}, reason="{REASON}")',
-            lambda: self.rollout.set_weight(weight, reason=REASON),
-        )
+    def _preview(self, weight: int) -> None:
+        """Dry-run ``weight`` on the router and ask to confirm the diff it shows."""
+
+        def dry_run() -> None:
+            change = self.rollout.router.set_weight(weight, reason="preview", dry_run=True)
+            diff = f"<pre>{html.escape(change.diff)}</pre>" if change.diff else "no change"
+            self._set_pending(
+                f"Set {html.escape(change.router)} to {change.after} (primary/canary)? {diff}",
+                f'rollout.set_weight({weight}, reason="{REASON}")',
+                lambda: self.rollout.set_weight(weight, reason=REASON),
+            )
+
+        self._run(f'rollout.router.set_weight({weight}, reason="preview", dry_run=True)', dry_run)
 
     def _ask(self, action: str) -> None:
         rollout = self.rollout

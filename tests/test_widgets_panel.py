@@ -82,28 +82,27 @@ def test_a_refused_preview_shows_in_the_status_line(panel, router, monkeypatch):
     assert panel.pending is None and not panel.apply_button.disabled
 
 
-def test_buttons_are_disabled_while_a_write_is_in_flight(panel, router, monkeypatch):
+def test_buttons_are_disabled_while_a_router_call_is_in_flight(panel, router, monkeypatch):
     seen = []
     write = router.set_weight
 
     def watching(weight, *, reason, dry_run=False):
-        if not dry_run:
-            buttons = [
-                panel.next_button,
-                panel.apply_button,
-                panel.promote_button,
-                panel.rollback_button,
-                panel.check_button,
-                panel.confirm_button,
-            ]
-            seen.append([b.disabled for b in buttons])
+        buttons = [
+            panel.next_button,
+            panel.apply_button,
+            panel.promote_button,
+            panel.rollback_button,
+            panel.check_button,
+            panel.confirm_button,
+        ]
+        seen.append((dry_run, [b.disabled for b in buttons]))
         return write(weight, reason=reason, dry_run=dry_run)
 
     monkeypatch.setattr(router, "set_weight", watching)
     panel.slider.value = 10
     panel.apply_button.click()
     panel.confirm_button.click()
-    assert seen == [[True] * 6]
+    assert seen == [(True, [True] * 6), (False, [True] * 6)]  # the preview, then the write
     assert not panel.apply_button.disabled and not panel.rollback_button.disabled
 
 
