@@ -19,6 +19,7 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEMO_RECORDINGS = ("healthy", "error-regression", "latency-regression", "ab")
 JUDGE_NAMES = ("rolloutlab", "flagger", "kayenta")
 DEMO_REPORT = "error-regression"
+ROUTER_KINDS = ("istio", "gatewayapi", "smi", "linkerd", "osm", "nginx", "traefik", "contour")
 BUNDLED_SEED = 7
 
 
@@ -132,10 +133,48 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", type=Path)
     p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
 
+    p = command("run", _run, "Drive a live rollout: fetch, judge and step the weights.")
+    p.add_argument("--url", required=True, help="Prometheus-compatible server")
+    p.add_argument("--preset", default="istio")
+    p.add_argument("--router", required=True, choices=ROUTER_KINDS)
+    p.add_argument("--target", required=True, help="Flagger target (the canary workload)")
+    p.add_argument("--namespace", required=True)
+    p.add_argument("--route", help="name of the route object (default: the target)")
+    p.add_argument("--spec", type=Path, required=True, help="Flagger Canary or rolloutlab spec")
+    p.add_argument("--judge", choices=JUDGE_NAMES, help="default: the spec's, else rolloutlab")
+    p.add_argument(
+        "--auto",
+        action="store_true",
+        help="act on the judge's decisions; without it the judge only advises",
+    )
+    _kube_options(p)
+
+    p = command("weight", _weight, "Read or set a traffic split by hand.")
+    p.add_argument("--router", required=True, choices=ROUTER_KINDS)
+    p.add_argument("--name", required=True, help="the route object (VirtualService, ...)")
+    p.add_argument("--namespace", required=True)
+    p.add_argument("--set", type=float, metavar="PERCENT", help="canary weight to set, 0-100")
+    p.add_argument("--reason", default="manual: rolloutlab weight", help="for the audit log")
+    p.add_argument("--dry-run", action="store_true", help="preview the change, write nothing")
+    _kube_options(p)
+
     p = command("demo", _demo, "Run the main job on the bundled rollouts.")
     p.add_argument("--data", type=Path, default=DATA_DIR, help="folder of bundled recordings")
     p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="run a canary live on 127.0.0.1: two services, load, a real Prometheus",
+    )
+    p.add_argument("--canary-errors", default="2x", help="canary error rate vs primary, e.g. 2x")
+    p.add_argument("--canary-latency", default="+0%", help="canary latency vs primary, e.g. +30%%")
+    p.add_argument("--interval", type=int, default=5, help="seconds per tick (live)")
     return parser
+
+
+def _kube_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--context", help="kubeconfig context (default: the current one)")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
 
 
 # -- commands --------------------------------------------------------------------------
@@ -245,8 +284,55 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from rolloutlab.control.kube import load_client
+    from rolloutlab.control.loop import Rollout
+    from rolloutlab.control.routers import router
+    from rolloutlab.judges import Spec
+    from rolloutlab.sources.prometheus import Prometheus
+
+    spec = Spec.load(args.spec)
+    client = load_client(context=args.context, kubeconfig=args.kubeconfig)
+    route = router(args.router, args.route or args.target, args.namespace, client=client)
+    with Prometheus(args.url) as source:
+        rollout = Rollout(
+            source,
+            route,
+            spec,
+            args.judge or spec.judge,
+            target=args.target,
+            namespace=args.namespace,
+            preset=args.preset,
+            mode="auto" if args.auto else "manual",
+        )
+        return _drive(rollout)
+
+
+def _drive(rollout) -> int:
+    """Run ``rollout`` to a decision, printing one status line per tick."""
+    print(f"{rollout!r}: {'acting' if rollout.acting else 'advising only (use --auto to act)'}")
+    phase = rollout.run(on_tick=lambda record: print(f"  {rollout.status}", flush=True))
+    print(f"{phase}: {rollout.verdict().reason}")
+    return 0
+
+
+def _weight(args: argparse.Namespace) -> int:
+    from rolloutlab.control.kube import load_client
+    from rolloutlab.control.routers import router
+
+    client = load_client(context=args.context, kubeconfig=args.kubeconfig)
+    route = router(args.router, args.name, args.namespace, client=client)
+    if args.set is None:
+        print(f"{route.describe()}: {route.weights()}")
+        return 0
+    print(route.set_weight(args.set, reason=args.reason, dry_run=args.dry_run))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     """Judge each bundled rollout with every judge, analyse the experiment, write reports."""
+    if args.live:
+        return _demo_live(args)
     from rolloutlab.judges.experiment import experiment
     from rolloutlab.postmortem import replay
     from rolloutlab.views.report import report
@@ -267,6 +353,23 @@ def _demo(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path.resolve()}")
     return 0
+
+
+def _demo_live(args: argparse.Namespace) -> int:
+    """A canary rollout on 127.0.0.1 with a real Prometheus, driven by the rolloutlab judge."""
+    from rolloutlab.control.local import LiveDemo
+
+    print(
+        f"starting the live demo (canary errors {args.canary_errors}, "
+        f"latency {args.canary_latency}, {args.interval} s ticks)..."
+    )
+    with LiveDemo(
+        canary_errors=args.canary_errors,
+        canary_latency=args.canary_latency,
+        interval_s=args.interval,
+    ) as demo:
+        print(f"Prometheus at {demo.prometheus_url}")
+        return _drive(demo.rollout(mode="auto"))
 
 
 # -- helpers ---------------------------------------------------------------------------

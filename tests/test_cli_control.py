@@ -1,0 +1,81 @@
+"""`rolloutlab weight` and `rolloutlab demo --live` as a user runs them.
+
+`weight` goes through a kubeconfig file to kmock's Kubernetes API emulator over real
+HTTP (what kmock cannot model is listed in tests/kube_emulator.py).
+"""
+
+# ruff: noqa: F811
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from kube_emulator import audit_log, kube, virtual_service  # noqa: F401
+
+from rolloutlab.cli import main
+
+VS = "networking.istio.io/v1beta1/virtualservices"
+
+
+@pytest.fixture
+def kubeconfig(kube, tmp_path, monkeypatch):
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "emu", "cluster": {"server": kube.url}}],
+                "users": [{"name": "me", "user": {"token": "t"}}],
+                "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "me"}}],
+                "current-context": "emu",
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    return path
+
+
+def weights(kube):
+    route = kube.object(VS, "test", "podinfo")["spec"]["http"][0]["route"]
+    return [r["weight"] for r in route]
+
+
+def test_weight_reads_previews_and_sets(kube, kubeconfig, audit_log, capsys):
+    kube.seed(VS, virtual_service(90, 10))
+    base = ["weight", "--router", "istio", "--name", "podinfo", "--namespace", "test"]
+    assert main(base) == 0
+    assert capsys.readouterr().out.rstrip().endswith("): 90/10")
+
+    assert main([*base, "--set", "30", "--dry-run"]) == 0
+    assert "30" in capsys.readouterr().out
+    assert weights(kube) == [90, 10]  # a preview writes nothing
+
+    assert main([*base, "--set", "30", "--reason", "cli test"]) == 0
+    assert weights(kube) == [70, 30]
+    record = audit_log.records()[-1]
+    assert (record.reason, record.dry_run) == ("cli test", False)
+
+
+def test_weight_errors_are_one_line(kube, kubeconfig, audit_log, capsys):
+    kube.seed(VS, virtual_service(90, 10))
+    base = ["weight", "--router", "istio", "--name", "podinfo", "--namespace", "test"]
+    assert main([*base, "--set", "130"]) == 2
+    err = capsys.readouterr().err
+    assert "130" in err and "Traceback" not in err
+    assert main(["weight", "--router", "istio", "--name", "nope", "--namespace", "test"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert weights(kube) == [90, 10]
+
+
+def test_demo_live_rolls_back_a_bad_canary(prometheus_binary, capsys):
+    assert main(["demo", "--live", "--canary-errors", "5x", "--interval", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "rolled_back: rollback" in out
+
+
+def test_judge_json_is_the_verdict(tmp_path, capsys):
+    assert main(["judge", "data/error-regression.parquet", "--judge", "flagger", "--json"]) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["decision"] == "rollback" and verdict["judge"] == "flagger"
