@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import statistics
 import tempfile
 import time
@@ -130,60 +131,91 @@ def peak_rss(name: str, url: str, start, end, step_s: int) -> float:
     return value
 
 
+def server_cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) the server process has used so far; 0 if unknown."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(url: str, pid: int | None, start, end, args: argparse.Namespace) -> dict[str, Any]:
+    """Interleaved timed runs of every route, then peak memory per route."""
+    todo = routes(url, start, end, args.step)
+    points = {name: run() for name, run in todo.items()}  # warm-up + sanity
+    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in todo}
+    for _ in range(args.repeat):
+        for name, run in todo.items():
+            wall, cpu, server = time.perf_counter(), time.process_time(), server_cpu_s(pid)
+            run()
+            runs[name].append(
+                (
+                    time.perf_counter() - wall,
+                    time.process_time() - cpu,
+                    server_cpu_s(pid) - server,
+                )
+            )
+    memory = {name: peak_rss(name, url, start, end, args.step) for name in todo}
+    return {"points": points, "runs": runs, "memory": memory}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--step", type=int, default=15, help="seconds")
     parser.add_argument("--pods", type=int, default=20, help="pods per variant")
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument(
+        "--url", help="use a running server already holding this backfill (skips set-up)"
+    )
+    parser.add_argument("--pid", type=int, help="that server's process id, for its CPU time")
     args = parser.parse_args()
 
     began = time.perf_counter()
     rec = simulate("healthy", seed=0, duration_min=args.hours * 60, step_s=args.step)
-    with tempfile.TemporaryDirectory(prefix="rolloutlab-bench-") as tmp:
-        path = Path(tmp) / "bench.om"
-        text = to_openmetrics(
-            rec, preset="istio", target=TARGET, namespace=NAMESPACE, pods_per_variant=args.pods
-        )
-        path.write_text(text)
-        size_mb = len(text) / 1e6
-        del text
-        with PrometheusServer(openmetrics=[path]) as server:
-            setup_s = time.perf_counter() - began
-            start, end = rec.start, rec.end
-            todo = routes(server.url, start, end, args.step)
-            points = {name: run() for name, run in todo.items()}  # warm-up + sanity
-            times: dict[str, list[float]] = {name: [] for name in todo}
-            for _ in range(args.repeat):
-                for name, run in todo.items():
-                    t0 = time.perf_counter()
-                    run()
-                    times[name].append(time.perf_counter() - t0)
-            memory = {name: peak_rss(name, server.url, start, end, args.step) for name in todo}
+    start, end = rec.start, rec.end
+    if args.url:
+        result, size = measure(args.url, args.pid, start, end, args), "(existing server)"
+    else:
+        with tempfile.TemporaryDirectory(prefix="rolloutlab-bench-") as tmp:
+            path = Path(tmp) / "bench.om"
+            text = to_openmetrics(
+                rec, preset="istio", target=TARGET, namespace=NAMESPACE, pods_per_variant=args.pods
+            )
+            path.write_text(text)
+            size = f"OpenMetrics {len(text) / 1e6:.0f} MB"
+            del text
+            with PrometheusServer(openmetrics=[path]) as server:
+                size += f", set-up {time.perf_counter() - began:.0f} s"
+                result = measure(server.url, server.pid, start, end, args)
 
     span = end - start + timedelta(seconds=args.step)
+    points = result["points"]["raw floor (requests + json.loads)"]
     print(
-        f"rollout: {span} at {args.step}s step, {args.pods} pods/variant, istio preset; "
-        f"OpenMetrics {size_mb:.0f} MB; setup (simulate+write+backfill+start) {setup_s:.0f} s"
+        f"rollout: {span} at {args.step}s step, {args.pods} pods/variant, istio preset; {size}\n"
+        f"3 queries, {points:,} points; {args.repeat} interleaved runs per route; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n"
     )
-    print(
-        f"3 queries, {points['raw floor (requests + json.loads)']:,} points; median of "
-        f"{args.repeat} interleaved runs\n"
-    )
-    floor = statistics.median(times["raw floor (requests + json.loads)"])
-    pandas = statistics.median(times["prometheus-api-client + pandas"])
+    med = {
+        name: [statistics.median(col) for col in zip(*runs, strict=True)]
+        for name, runs in result["runs"].items()
+    }
+    best = {name: min(r[0] for r in runs) for name, runs in result["runs"].items()}
+    floor, pandas = "raw floor (requests + json.loads)", "prometheus-api-client + pandas"
     header = (
-        f"{'route':36} {'median s':>9} {'min s':>7} {'vs floor':>9} {'pandas/x':>9} {'peak MiB':>9}"
+        f"{'route':34} {'median s':>8} {'min s':>6} {'÷floor':>7} {'pandas÷':>8} "
+        f"{'min ÷floor':>10} {'min pandas÷':>11} {'client CPU s':>12} {'server CPU s':>12} "
+        f"{'peak MiB':>8}"
     )
     print(header)
     print("-" * len(header))
-    for name, values in times.items():
-        med = statistics.median(values)
+    for name, (wall, cpu, server) in med.items():
         print(
-            f"{name:36} {med:9.3f} {min(values):7.3f} {med / floor:8.2f}x {pandas / med:8.2f}x "
-            f"{memory[name]:9.0f}"
+            f"{name:34} {wall:8.3f} {best[name]:6.3f} {wall / med[floor][0]:6.2f}x "
+            f"{med[pandas][0] / wall:7.2f}x {best[name] / best[floor]:9.2f}x "
+            f"{best[pandas] / best[name]:10.2f}x {cpu:12.3f} {server:12.3f} "
+            f"{result['memory'][name]:8.0f}"
         )
-    print("\nrows: " + ", ".join(f"{k}: {v:,}" for k, v in points.items()))
 
 
 if __name__ == "__main__":

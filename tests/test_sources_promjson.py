@@ -19,7 +19,11 @@ from hypothesis import strategies as st
 import rolloutlab
 from rolloutlab.errors import DataError
 from rolloutlab.sources.prometheus import Prometheus
-from rolloutlab.sources.promjson import load_query_range_json, matrix_to_frame
+from rolloutlab.sources.promjson import (
+    load_query_range_json,
+    matrix_to_frame,
+    response_to_frame,
+)
 
 
 def save(path: Path, doc: Any) -> Path:
@@ -214,11 +218,16 @@ series_strategy = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(series_strategy, min_size=1, max_size=5), st.booleans())
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(series_strategy, min_size=1, max_size=5),
+    st.sampled_from(["response", "matrix", "file"]),
+)
 def test_random_matrices_parse_like_a_plain_python_reference(
-    matrix: list[list[tuple[int, float]]], via_file: bool
+    matrix: list[list[tuple[int, float]]], path: str
 ) -> None:
+    """The fast (polars, raw bytes), matrix (decoded JSON) and file paths agree with
+    Python's float() on every point, NaN and ±Inf included."""
     result = [
         {
             "metric": {"variant": f"v{i}"},
@@ -229,7 +238,13 @@ def test_random_matrices_parse_like_a_plain_python_reference(
     expected = sorted(
         (t * 1_000_000, f"v{i}", x) for i, points in enumerate(matrix) for t, x in points
     )
-    if via_file:
+    if path == "response":
+        body = json.dumps(response(result)).encode()
+        frame, skipped = response_to_frame(
+            body, label="variant", variant_of=lambda v: v, metric="g", kind="gauge"
+        )
+        assert skipped == set()
+    elif path == "file":
         if not any(matrix):
             return
         with tempfile.TemporaryDirectory() as tmp:
@@ -247,3 +262,48 @@ def test_random_matrices_parse_like_a_plain_python_reference(
     for (t1, v1, x1), (t2, v2, x2) in zip(got, expected, strict=True):
         assert (t1, v1) == (t2, v2)
         assert x1 == x2 or (math.isnan(x1) and math.isnan(x2))
+
+
+def test_response_fast_path_maps_sums_and_reports_unmatched() -> None:
+    body = json.dumps(
+        response(
+            [
+                {"metric": {"pod": "web-1", "le": "0.005"}, "values": [[60, "1"], [120, "2"]]},
+                {"metric": {"pod": "web-2", "le": "0.005"}, "values": [[60, "3"]]},
+                {"metric": {"pod": "web-2", "le": "+Inf"}, "values": [[60, "4"]]},
+                {"metric": {"pod": "db-1", "le": "+Inf"}, "values": [[60, "9"]]},
+            ]
+        )
+    ).encode()
+    frame, skipped = response_to_frame(
+        body,
+        label="pod",
+        variant_of=lambda v: "web" if v.startswith("web") else None,
+        metric="latency_ms",
+        kind="bucket",
+        le_scale=1000.0,
+    )
+    assert skipped == {"db-1"}
+    rows = sorted((r["timestamp"].timestamp(), r["le"], r["value"]) for r in frame.to_dicts())
+    assert rows == [(60, 5.0, 4.0), (60, math.inf, 4.0), (120, 5.0, 2.0)]
+
+
+def test_response_odd_shapes_fall_back_to_the_checked_path() -> None:
+    vector = json.dumps(
+        {
+            "status": "success",
+            "data": {
+                "resultType": "vector",
+                "result": [{"metric": {"v": "a"}, "value": [60, "2"]}],
+            },
+        }
+    ).encode()
+    frame, _ = response_to_frame(
+        vector, label="v", variant_of=lambda v: v, metric="m", kind="counter"
+    )
+    assert frame["value"].to_list() == [2.0]
+    with pytest.raises(DataError, match="not JSON"):
+        response_to_frame(b"<html>", label="v", variant_of=str, metric="m", kind="gauge")
+    bad = json.dumps(response([{"metric": {}, "values": [[1, "x"]]}])).encode()
+    with pytest.raises(DataError, match="value 'x' is not a number string"):
+        response_to_frame(bad, label="v", variant_of=str, metric="m", kind="gauge")

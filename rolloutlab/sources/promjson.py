@@ -1,15 +1,18 @@
 """Prometheus ``query_range`` results (the ``matrix`` JSON) into the tidy recording frame.
 
-This is the hot path of every fetch, so values are pulled out of the decoded JSON with two
-flat list comprehensions and converted in bulk: timestamps by numpy, value strings (which
-include ``"NaN"``, ``"+Inf"``, ``"-Inf"``) by one polars cast. Per-series work (labels,
-variant mapping) is Python, but there are few series and many points.
+Fetching uses :func:`response_to_frame`, which parses the raw response bytes with polars'
+JSON reader (Rust; labels and value pairs read as strings, then cast in bulk, so no Python
+object is made per point: about 3× cheaper than ``json.loads`` alone). Anything unusual
+falls back to the Python path, :func:`matrix_to_frame` on the decoded JSON, which also
+loads saved files and names exactly what is malformed. Prometheus writes values as strings,
+including ``"NaN"``, ``"+Inf"`` and ``"-Inf"``; both paths read them.
 """
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,124 @@ DEFAULT_VARIANT_LABELS = (
     "destination_version",
 )
 _RAW_COUNTER_SUFFIXES = ("_total", "_count", "_sum")
+
+
+def response_to_frame(
+    body: bytes,
+    *,
+    label: str,
+    variant_of: Callable[[str], str | None],
+    metric: str,
+    kind: str,
+    le_scale: float = 1.0,
+    source: str = "<query_range>",
+) -> tuple[pl.DataFrame, set[str]]:
+    """Tidy rows (not yet validated) from a raw ``query_range`` response body.
+
+    Each series' variant is ``variant_of(value of label)`` (an absent label is ``""``);
+    series whose value maps to no variant are left out and their values returned in the
+    set. Series that map to the same (variant, le) are summed per timestamp.
+    """
+    schema = {
+        "data": pl.Struct(
+            {
+                "result": pl.List(
+                    pl.Struct(
+                        {
+                            "metric": pl.Struct({label: pl.String, "le": pl.String}),
+                            "values": pl.List(pl.List(pl.String)),
+                        }
+                    )
+                )
+            }
+        )
+    }
+    try:
+        series = (
+            pl.read_json(io.BytesIO(body), schema=schema)
+            .select(pl.col("data").struct.field("result"))
+            .explode("result")
+            .unnest("result")
+            .select(
+                pl.col("metric").struct.field(label).fill_null("").alias("label"),
+                pl.col("metric").struct.field("le"),
+                "values",
+            )
+        )
+        if series["values"].is_null().any():
+            raise ValueError("a series without values")
+        labels = series["label"].to_list()
+        names = [variant_of(value) for value in labels]
+        keep = [name is not None for name in names]
+        unmatched = {value for value, ok in zip(labels, keep, strict=True) if not ok}
+        series = series.filter(pl.Series(keep, dtype=pl.Boolean)).with_columns(
+            variant=pl.Series([name for name in names if name is not None], dtype=pl.String)
+        )
+        les = (
+            series["le"].cast(pl.Float64) * le_scale
+            if kind == "bucket"
+            else pl.Series(None, [None] * series.height, dtype=pl.Float64)
+        )
+        if kind == "bucket" and les.is_null().any():
+            raise ValueError("bucket series without a numeric le")
+        if le_scale != 1.0:
+            les = les.round_sig_figs(12)  # e.g. 0.005 s * 1000 is exactly 5 ms again
+        points = (
+            series.with_columns(le=les)
+            .select("variant", "le", "values")
+            .explode("values")
+            .drop_nulls("values")
+        )
+        if not (points["values"].list.len() == 2).all():
+            raise ValueError("a point is not a [time, value] pair")
+        frame = points.select(
+            (pl.col("values").list.get(0).cast(pl.Float64) * 1e6)
+            .round()
+            .cast(pl.Int64)
+            .cast(frames.SCHEMA["timestamp"])
+            .alias("timestamp"),
+            "variant",
+            pl.lit(metric, pl.String).alias("metric"),
+            pl.lit(kind, pl.String).alias("kind"),
+            "le",
+            pl.col("values").list.get(1).cast(pl.Float64).alias("value"),
+        )
+    except (pl.exceptions.PolarsError, ValueError):
+        return _slow_response_to_frame(body, label, variant_of, metric, kind, le_scale, source)
+    if series.select("variant", "le").is_duplicated().any():
+        frame = frame.group_by(frames.COLUMNS[:-1]).agg(pl.col("value").sum())
+    return frame.select(frames.COLUMNS), unmatched
+
+
+def _slow_response_to_frame(
+    body: bytes,
+    label: str,
+    variant_of: Callable[[str], str | None],
+    metric: str,
+    kind: str,
+    le_scale: float,
+    source: str,
+) -> tuple[pl.DataFrame, set[str]]:
+    """The Python path for what the fast reader refused: decode, check, say what is wrong."""
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise DataError(f"{source}: the response is not JSON ({exc})") from None
+    result = _result_list(doc, source)
+    keep, names, unmatched = [], [], set()
+    for series in result:
+        labels = series.get("metric") if isinstance(series, Mapping) else None
+        value = (labels or {}).get(label) or ""
+        name = variant_of(value)
+        if name is None:
+            unmatched.add(value)
+        else:
+            keep.append(series)
+            names.append(name)
+    frame = matrix_to_frame(
+        keep, variants=names, metric=metric, kind=kind, le_scale=le_scale, source=source
+    )
+    return frame, unmatched
 
 
 def matrix_to_frame(
@@ -286,4 +407,9 @@ def _variant(labels: Mapping[str, str], variant_label: str | None) -> str:
     return "all"
 
 
-__all__ = ["DEFAULT_VARIANT_LABELS", "load_query_range_json", "matrix_to_frame"]
+__all__ = [
+    "DEFAULT_VARIANT_LABELS",
+    "load_query_range_json",
+    "matrix_to_frame",
+    "response_to_frame",
+]

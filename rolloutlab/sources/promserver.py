@@ -86,6 +86,11 @@ class PrometheusServer:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        """Process id of the running server (None when stopped)."""
+        return self._proc.pid if self._proc else None
+
+    @property
     def data_dir(self) -> Path | None:
         """The temporary TSDB directory (removed on stop)."""
         return self._dir / "data" if self._dir else None
