@@ -11,6 +11,13 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+#: What each notebook must have shown: the story it tells actually happened.
+SHOWN = {
+    # the panel moved the local demo's weights: a confirmed step to 10%, then the rollback
+    "01-live-canary.ipynb": ['rollout.set_weight(10, reason="manual: panel")', "100/0"],
+    "02-post-mortem.ipynb": ["rolloutlab rolls back at", "flagger rolls back at"],
+    "03-ab-report.ipynb": ["B raises conversion by"],
+}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
