@@ -21,7 +21,7 @@ from rolloutlab.control.local import (
     parse_multiplier,
 )
 from rolloutlab.control.routers import Router, Weights
-from rolloutlab.errors import SpecError, ValidationFailed
+from rolloutlab.errors import SourceError, SpecError, ValidationFailed
 from rolloutlab.sources.simulate import ISTIO_BUCKETS_MS
 
 
@@ -183,13 +183,14 @@ def test_load_stops_at_its_duration(router, services):
     assert not load.running and 15 <= load.sent["primary"] <= 26
 
 
-def test_a_stopped_service_counts_failures_instead_of_crashing(router, services):
+def test_a_service_going_away_counts_failures_instead_of_crashing(router, services):
     primary, canary = services
-    primary.stop()
-    load = LoadGenerator(router, primary, canary, rate_per_s=200, max_requests=20)
+    load = LoadGenerator(router, primary, canary, rate_per_s=200, max_requests=100)
     load.start()
+    primary.stop()
     load._thread.join(10)
-    assert load.failed == 20
+    assert not load.running and load.sent["primary"] == 100
+    assert 50 < load.failed <= 100
 
 
 @pytest.mark.parametrize("rate", [0, 5000])
@@ -199,6 +200,15 @@ def test_load_rate_is_bounded(router, services, rate):
 
 
 # -- the whole demo on a real Prometheus ---------------------------------------------------
+
+
+def test_live_demo_refuses_an_impossible_canary_before_starting_anything():
+    with pytest.raises(SpecError, match="error rate must be in 0..1, got 1.2"):
+        LiveDemo(canary_errors="60x")
+    idle = LiveDemo()
+    with pytest.raises(SourceError, match="not running"):
+        _ = idle.prometheus_url
+    idle.stop()  # stopping a demo that never started is fine
 
 
 def _processes_listening_on(url: str) -> list[str]:

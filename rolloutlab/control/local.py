@@ -207,18 +207,13 @@ class Service:
             buckets=ISTIO_BUCKETS_MS,
             registry=self.registry,
         ).labels(**labels)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _ServiceHandler)
-        self._server.daemon_threads = False  # so server_close() joins connection threads
-        self._server.service = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},  # how long shutdown() may wait
-            name=f"rolloutlab-{workload}",
-            daemon=True,
-        )
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError(f"service {self.workload} is not started")
         return self._server.server_port
 
     @property
@@ -227,15 +222,27 @@ class Service:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        """Bind a free 127.0.0.1 port and serve from a thread."""
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _ServiceHandler)
+        self._server.daemon_threads = False  # so server_close() joins connection threads
+        self._server.service = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},  # how long shutdown() may wait
+            name=f"rolloutlab-{self.workload}",
+            daemon=True,
+        )
         self._thread.start()
 
     def stop(self) -> None:
         """Stop serving and join every thread (idle connections time out within a second)."""
         self.closing = True
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join()
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._thread.join()
         self._server.server_close()
+        self._server = None
 
     def serve(self) -> int:
         """Handle one request: draw its outcome and latency, record them, return the status."""
@@ -425,9 +432,7 @@ class LiveDemo:
             duration_s=duration_s,
             seed=seeds.getrandbits(32),
         )
-        self.prometheus = PrometheusServer(
-            scrape_targets=[self.primary.address, self.canary.address], scrape_interval="1s"
-        )
+        self.prometheus: PrometheusServer | None = None
         self.source: Prometheus | None = None
 
     def __repr__(self) -> str:
@@ -436,6 +441,8 @@ class LiveDemo:
 
     @property
     def prometheus_url(self) -> str:
+        if self.prometheus is None:
+            raise SourceError("the demo is not running; use it in a 'with' block or start() it")
         return self.prometheus.url
 
     def __enter__(self) -> LiveDemo:
@@ -451,7 +458,9 @@ class LiveDemo:
             self.primary.start()
             self.canary.start()
             self.load.start()
-            self.prometheus.start()
+            self.prometheus = PrometheusServer(
+                scrape_targets=[self.primary.address, self.canary.address], scrape_interval="1s"
+            ).start()
             self.source = Prometheus(self.prometheus.url, timeout=5.0, retries=0)
             self._wait_for_scrapes()
         except BaseException:
@@ -478,7 +487,9 @@ class LiveDemo:
         """Stop the load, Prometheus and the services, joining every thread (idempotent)."""
         atexit.unregister(self.stop)
         self.load.stop()
-        self.prometheus.stop()
+        if self.prometheus is not None:
+            self.prometheus.stop()
+            self.prometheus = None
         if self.source is not None:
             self.source.close()
             self.source = None
