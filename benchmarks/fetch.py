@@ -14,7 +14,8 @@ step, 5,761 points per series), it times:
 
 Routes are interleaved and repeated; the median wall time is reported. Peak memory is the
 rise of the peak RSS (VmHWM) over the post-import baseline, each route measured once in
-a fresh process (so Rust/numpy allocations count too).
+a fresh process (so Rust/numpy allocations count too) after the imports and a first tiny
+polars call (its thread pool exists in every route's process).
 
     .venv/bin/python benchmarks/fetch.py [--hours 24] [--step 15] [--pods 20] [--repeat 7]
 """
@@ -22,6 +23,7 @@ a fresh process (so Rust/numpy allocations count too).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import multiprocessing
 import os
@@ -33,6 +35,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import requests
 from prometheus_api_client import MetricRangeDataFrame, PrometheusConnect
 
@@ -116,6 +119,8 @@ def _peak_rss_child(args: tuple[str, str, Any, Any, int], out: Any) -> None:
     """Run one route in this fresh process; send the peak RSS rise in MiB."""
     name, url, start, end, step_s = args
     run = routes(url, start, end, step_s)[name]
+    # Start polars' thread pool and JSON reader first: loaded in every route's process.
+    pl.read_json(io.BytesIO(b'{"a": [[1]]}')).group_by("a").len()
     before = _high_water_mib()
     run()
     out.send(_high_water_mib() - before)
