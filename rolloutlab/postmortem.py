@@ -22,6 +22,7 @@ from rolloutlab import _html
 from rolloutlab.errors import SpecError
 from rolloutlab.frames import tick_table
 from rolloutlab.judges import Spec, Verdict, judge, roles
+from rolloutlab.sources.flagger import STATUS_METRIC
 from rolloutlab.sources.recording import Recording
 
 DEFAULT_JUDGES = ("flagger", "kayenta", "rolloutlab")
@@ -138,8 +139,27 @@ class Replay:
         return pl.DataFrame(rows, schema=schema, orient="row")
 
     def summary(self) -> str:
-        """One sentence per judge, e.g. "flagger promotes at 10:42 (...); rolloutlab ..."."""
-        return "\n".join(d.sentence() for d in self.decisions.values())
+        """One sentence per judge, e.g. "flagger promotes at 10:42 (...); rolloutlab ...",
+        and what Flagger itself did when the recording holds its series."""
+        lines = [d.sentence() for d in self.decisions.values()]
+        recorded = self._flagger_recorded()
+        return "\n".join([*lines, recorded] if recorded else lines)
+
+    def _flagger_recorded(self) -> str | None:
+        """One sentence from Flagger's own series (fetched with ``flagger=True``), if any."""
+        frame = self.recording.frame
+        status = frame.filter(pl.col("metric") == STATUS_METRIC).sort("timestamp")
+        if status.is_empty():
+            return None
+        weights = frame.filter((pl.col("metric") == "weight") & (pl.col("variant") == "canary"))
+        top = weights["value"].max() if weights.height else None
+        failed = status.filter(pl.col("value") == 2)
+        if failed.height:
+            outcome = f"failed at {failed['timestamp'][0]:%H:%M} UTC"
+        else:
+            outcome = "still progressing" if status["value"][-1] == 0 else "did not fail"
+        reach = f"weight up to {top:g}%, " if top is not None else ""
+        return f"Flagger itself (recorded): {reach}{outcome}"
 
     def what_if(self, **grid: Any) -> pl.DataFrame:
         """Re-run the judges over every combination of spec values.

@@ -665,8 +665,13 @@ def fetch(
     queries: str | Path | Mapping[str, Any] | None = None,
     timeout: float = 30.0,
     progress: bool | None = None,
+    flagger: bool = False,
 ) -> Recording:
     """One-call fetch for the CLI and notebooks: the ``rolloutlab fetch`` options as arguments.
+
+    ``flagger=True`` also fetches Flagger's own series for ``target`` (the weight timeline
+    that really happened, its status, its analysis values): see
+    :mod:`rolloutlab.sources.flagger`.
 
     ``headers`` may be ``"Key=Value"`` strings; ``variants`` may be ``"a,b"`` (label values,
     each its own variant) or ``"primary=podinfo-primary,canary=podinfo"`` (name=regex).
@@ -689,7 +694,7 @@ def fetch(
         else:
             variants = items
     with Prometheus(url, headers=header_map, auth=bearer, timeout=timeout) as prom:
-        return prom.fetch(
+        recording = prom.fetch(
             preset,
             start=start,
             end=end,
@@ -701,6 +706,13 @@ def fetch(
             queries=queries,
             progress=progress,
         )
+        if not flagger:
+            return recording
+        if not (target and namespace):
+            raise SpecError("flagger=True needs target= and namespace= (the Canary's names)")
+        from rolloutlab.sources.flagger import with_flagger
+
+        return with_flagger(recording, prom, target=target, namespace=namespace, step=step)
 
 
 __all__ = [
