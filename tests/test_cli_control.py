@@ -14,6 +14,7 @@ import yaml
 from kube_emulator import audit_log, kube, virtual_service  # noqa: F401
 
 from rolloutlab.cli import main
+from rolloutlab.sources.recording import load
 
 VS = "networking.istio.io/v1beta1/virtualservices"
 
@@ -79,3 +80,57 @@ def test_judge_json_is_the_verdict(tmp_path, capsys):
     assert main(["judge", "data/error-regression.parquet", "--judge", "flagger", "--json"]) == 0
     verdict = json.loads(capsys.readouterr().out)
     assert verdict["decision"] == "rollback" and verdict["judge"] == "flagger"
+
+
+def test_fetch_then_show_against_a_real_prometheus(backfilled, tmp_path, capsys):
+    out = tmp_path / "rec.parquet"
+    argv = [
+        "fetch",
+        "--url",
+        backfilled.url,
+        "--preset",
+        "istio",
+        "--target",
+        "podinfo",
+        "--namespace",
+        "test",
+        "--start",
+        "2026-01-12T10:01Z",
+        "--end",
+        "2026-01-12T11:00Z",
+        "--step",
+        "1m",
+        "-o",
+        str(out),
+    ]
+    assert main(argv) == 0
+    assert main(["show", str(out)]) == 0
+    text = capsys.readouterr().out
+    for metric in ("requests", "errors", "latency_ms"):
+        assert metric in text
+    rec = load(out)
+    assert set(rec.variants) == {"primary", "canary"}
+    assert rec.meta["preset"] == "istio" and rec.meta["source"] == backfilled.url
+
+
+def test_fetch_errors_are_one_line(backfilled, capsys):
+    argv = [
+        "fetch",
+        "--url",
+        backfilled.url,
+        "--preset",
+        "istio",
+        "--target",
+        "nope",
+        "--namespace",
+        "test",
+        "--start",
+        "2026-01-12T10:00Z",
+        "--end",
+        "2026-01-12T11:00Z",
+        "-o",
+        "unused.parquet",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "canary" in err and "Traceback" not in err
