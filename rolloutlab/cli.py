@@ -147,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="act on the judge's decisions; without it the judge only advises",
     )
+    p.add_argument("--slack-webhook", help="Slack incoming-webhook URL for decisions and failures")
     _kube_options(p)
 
     p = command("weight", _weight, "Read or set a traffic split by hand.")
@@ -166,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run a canary live on 127.0.0.1: two services, load, a real Prometheus",
     )
-    p.add_argument("--canary-errors", default="2x", help="canary error rate vs primary, e.g. 2x")
+    p.add_argument("--canary-errors", default="5x", help="canary error rate vs primary, e.g. 2x")
     p.add_argument("--canary-latency", default="+0%", help="canary latency vs primary, e.g. +30%%")
     p.add_argument("--interval", type=int, default=5, help="seconds per tick (live)")
     return parser
@@ -287,6 +288,7 @@ def _report(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from rolloutlab.control.kube import load_client
     from rolloutlab.control.loop import Rollout
+    from rolloutlab.control.notify import SlackNotifier
     from rolloutlab.control.routers import router
     from rolloutlab.judges import Spec
     from rolloutlab.sources.prometheus import Prometheus
@@ -304,6 +306,7 @@ def _run(args: argparse.Namespace) -> int:
             namespace=args.namespace,
             preset=args.preset,
             mode="auto" if args.auto else "manual",
+            notifier=SlackNotifier(args.slack_webhook) if args.slack_webhook else None,
         )
         return _drive(rollout)
 
