@@ -134,3 +134,53 @@ def test_fetch_errors_are_one_line(backfilled, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "canary" in err and "Traceback" not in err
+
+
+class MeshFollowingVirtualService:
+    """Stands in for the mesh: the demo's load follows the VirtualService's canary weight
+    (read from the API emulator at most every 0.2 s), as Istio's proxies would."""
+
+    def __init__(self, kube):
+        self.kube, self.read_at, self.value = kube, 0.0, 0
+
+    @property
+    def canary(self):
+        import time
+
+        if time.monotonic() - self.read_at > 0.2:
+            self.value = weights(self.kube)[1]
+            self.read_at = time.monotonic()
+        return self.value
+
+
+def test_run_rolls_back_a_bad_canary_through_the_virtual_service(
+    prometheus_binary, kube, kubeconfig, audit_log, tmp_path, capsys
+):
+    from rolloutlab.control.local import LiveDemo
+
+    kube.seed(VS, virtual_service(100, 0))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("interval: 3s\nthreshold: 2\nstepWeight: 10\nmaxWeight: 50\n")
+    with LiveDemo(canary_errors="5x", interval_s=3, duration_s=120, seed=4) as demo:
+        demo.load.router = MeshFollowingVirtualService(kube)
+        argv = [
+            "run",
+            "--url",
+            demo.prometheus_url,
+            "--router",
+            "istio",
+            "--target",
+            "podinfo",
+            "--namespace",
+            "test",
+            "--spec",
+            str(spec),
+            "--auto",
+        ]
+        # the canary gets no traffic until the loop's first write (10%), then fails 5x
+        assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "rolled_back" in out
+    assert weights(kube) == [100, 0]
+    canary = [r.after["canary"] for r in audit_log.records() if not r.dry_run]
+    assert canary[0] == 10 and canary[-1] == 0
