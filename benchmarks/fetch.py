@@ -12,7 +12,9 @@ step, 5,761 points per series), it times:
   ``MetricRangeDataFrame`` (pandas), one query after another;
 - ``raw floor``: ``requests.get`` of the same query_range URLs + ``json.loads``.
 
-Routes are interleaved and repeated; the median wall time is reported. Peak memory is the
+Routes are interleaved and repeated; the median wall time is reported, with the client's
+and the server's CPU seconds. A second table times only the client side (response bodies
+to frame) in CPU seconds, which is what a client library controls. Peak memory is the
 rise of the peak RSS (VmHWM) over the post-import baseline, each route measured once in
 a fresh process (so Rust/numpy allocations count too) after the imports and a first tiny
 polars call (its thread pool exists in every route's process).
@@ -42,7 +44,9 @@ from prometheus_api_client import MetricRangeDataFrame, PrometheusConnect
 from rolloutlab.sources.openmetrics import to_openmetrics
 from rolloutlab.sources.presets import get_preset
 from rolloutlab.sources.prometheus import Prometheus
+from rolloutlab.sources.promjson import response_to_frame
 from rolloutlab.sources.promserver import PrometheusServer
+from rolloutlab.sources.recording import Recording
 from rolloutlab.sources.simulate import simulate
 
 TARGET, NAMESPACE = "podinfo", "bench"
@@ -106,6 +110,51 @@ def routes(url: str, start, end, step_s: int) -> dict[str, Callable[[], int]]:
     }
 
 
+def client_side(url: str, start, end, step_s: int, repeat: int) -> dict[str, float]:
+    """Median CPU seconds from the same response bodies (fetched once) to each route's
+    frame: the part of the work a client library controls, free of server time."""
+    preset = get_preset("istio")
+    variants = preset.variants(TARGET, NAMESPACE)
+    queries = preset.queries(variants, namespace=NAMESPACE, step=f"{step_s}s")
+    params = {"start": int(start.timestamp()), "end": int(end.timestamp()), "step": f"{step_s}s"}
+    bodies = {
+        metric: requests.get(
+            f"{url}/api/v1/query_range", params={"query": q, **params}, timeout=60
+        ).content
+        for metric, (q, _) in queries.items()
+    }
+
+    def ours() -> None:
+        parts = [
+            response_to_frame(
+                bodies[metric],
+                label=variants.label,
+                variant_of=variants.variant_of,
+                metric=metric,
+                kind=kind,
+            )[0]
+            for metric, (_, kind) in queries.items()
+        ]
+        Recording(pl.concat(parts), {"source": url})  # validated and sorted, as fetch does
+
+    def pandas_route() -> None:
+        for body in bodies.values():
+            MetricRangeDataFrame(json.loads(body)["data"]["result"])
+
+    def floor() -> None:
+        for body in bodies.values():
+            json.loads(body)
+
+    todo = {"rolloutlab": ours, "prometheus-api-client + pandas": pandas_route, "json.loads": floor}
+    times: dict[str, list[float]] = {name: [] for name in todo}
+    for _ in range(repeat):
+        for name, run in todo.items():
+            t0 = time.process_time()  # CPU of all threads: robust on a busy machine
+            run()
+            times[name].append(time.process_time() - t0)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def _high_water_mib() -> float:
     """This process image's peak RSS (VmHWM; unlike ru_maxrss it is not inherited from
     the parent across fork+exec, whose peak here includes the 1 GB OpenMetrics text)."""
@@ -161,7 +210,8 @@ def measure(url: str, pid: int | None, start, end, args: argparse.Namespace) -> 
                 )
             )
     memory = {name: peak_rss(name, url, start, end, args.step) for name in todo}
-    return {"points": points, "runs": runs, "memory": memory}
+    client = client_side(url, start, end, args.step, args.repeat)
+    return {"points": points, "runs": runs, "memory": memory, "client": client}
 
 
 def main() -> None:
@@ -220,6 +270,13 @@ def main() -> None:
             f"{med[pandas][0] / wall:7.2f}x {best[name] / best[floor]:9.2f}x "
             f"{best[pandas] / best[name]:10.2f}x {cpu:12.3f} {server:12.3f} "
             f"{result['memory'][name]:8.0f}"
+        )
+    client = result["client"]
+    print("\nclient side only (same response bodies, no server): median CPU s, and ratios")
+    for name, seconds in client.items():
+        print(
+            f"  {name:32} {seconds:7.3f}  {seconds / client['json.loads']:5.2f}x json.loads  "
+            f"{client[pandas] / seconds:5.2f}x faster than pandas route"
         )
 
 
