@@ -258,3 +258,23 @@ def test_broken_recording_never_raises():
 def test_text_reprs_stay_short():
     assert len(repr(rollback_verdict())) < 100
     assert len(repr(errors_result())) < 60
+
+
+def test_experiment_report_card():
+    import rolloutlab
+
+    rec = rolloutlab.simulate("ab", seed=1)
+    card = rolloutlab.experiment(rec)._repr_html_()
+    assert "WINNER" in card and "#2e7d32" in card  # the winner badge, in the promote colour
+    assert "raises conversion by" in card and "SRM p=" in card
+    assert "always-valid interval" in card and "<script" not in card
+    # traffic went 60/40 while the recorded plan says 50/50: the card says invalid, in red
+    import polars as pl
+
+    skewed = rolloutlab.simulate("ab", seed=1, weights=(60.0, 40.0))
+    frame = skewed.frame.with_columns(
+        pl.when(pl.col("metric") == "weight").then(50.0).otherwise(pl.col("value")).alias("value")
+    )
+    report = rolloutlab.experiment(rolloutlab.Recording(frame, skewed.meta))
+    assert report.status == "invalid"
+    assert "INVALID" in report._repr_html_() and "#c62828" in report._repr_html_()

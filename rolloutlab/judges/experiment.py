@@ -38,6 +38,7 @@ import polars as pl
 from scipy.special import stdtr, stdtrit
 from scipy.stats import norm
 
+from rolloutlab import _html
 from rolloutlab.errors import SpecError
 from rolloutlab.judges.spec import MetricSpec, Spec
 from rolloutlab.judges.verdict import _jsonable
@@ -45,6 +46,13 @@ from rolloutlab.sources.recording import Recording
 from rolloutlab.stats import adjust, srm
 
 Status = Literal["winner", "no-winner-yet", "no-detectable-difference", "invalid"]
+#: The decision colour each status is shown in (a winner is good news, SRM is bad news).
+STATUS_TONE: dict[str, str] = {
+    "winner": "promote",
+    "no-winner-yet": "continue",
+    "no-detectable-difference": "continue",
+    "invalid": "rollback",
+}
 
 #: The slow-request share of a latency guardrail: requests above the control's p90 edge.
 LATENCY_QUANTILE = 0.9
@@ -535,6 +543,66 @@ class ExperimentReport:
             )
         except Exception:  # a repr never raises
             return "<ExperimentReport>"
+
+    @_html.never_raises
+    def _repr_html_(self) -> str:
+        """A card: status badge, the product-team sentence, the split, and the table."""
+        color = _html.DECISION_COLORS[STATUS_TONE[self.status]]
+        arms = ", ".join(self.arms)
+        title = _html.Html(
+            f"{_html.badge(self.status, color)} experiment: {_html.esc(arms)} vs "
+            f"{_html.esc(self.control)}"
+        )
+        split = " / ".join(
+            f"{_html.percent(o)} ({_html.percent(p)} planned)"
+            for o, p in zip(self.observed_split, self.planned_split, strict=False)
+        )
+        facts = _html.kv_table(
+            {
+                "result": self.summary(),
+                "traffic split": f"{split}, SRM p={_html.pvalue(self.srm_p_value)}",
+            }
+        )
+        return _html.card(title, facts, self.details_html())
+
+    def details_html(self) -> _html.Html:
+        """Every metric and arm in one compact table, with the interval and p-value the
+        decision used (always-valid when the experiment is sequential)."""
+        sequential = self.spec.sequential
+        low, high = ("rel_cs_low", "rel_cs_high") if sequential else ("rel_ci_low", "rel_ci_high")
+        p = "p_always_valid_adjusted" if sequential else "p_adjusted"
+        rows = (
+            (
+                r["metric"],
+                r["role"],
+                r["arm"],
+                _html.num(r["control_mean"], 4),
+                _html.num(r["arm_mean"], 4),
+                _html.percent(r["rel_lift"], signed=True),
+                f"{_html.percent(r[low], signed=True)} to {_html.percent(r[high], signed=True)}",
+                _html.pvalue(r[p]),
+                "yes" if r["significant"] else "no",
+                _html.percent(r["power"], 0),
+                _html.num(r["n_remaining"]),
+                r["reason"] or "",
+            )
+            for r in self.table().iter_rows(named=True)
+        )
+        columns = (
+            "metric",
+            "role",
+            "arm",
+            "control mean",
+            "arm mean",
+            "lift",
+            "always-valid interval" if sequential else "interval",
+            "p (adjusted)",
+            "significant",
+            "power",
+            "more units needed",
+            "note",
+        )
+        return _html.table(columns, rows, numeric=columns[3:8] + columns[9:11])
 
 
 def experiment(

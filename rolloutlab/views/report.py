@@ -191,7 +191,7 @@ def render_experiment(recording: Any, result: Any, *, title: str | None = None) 
         for line in str(result.summary()).splitlines()
         if line.strip()
     )
-    details = _experiment_table(result)
+    details = _html.card("Every metric and arm", result.details_html())
     figures = [
         ("Lift per metric", charts.lift(result)),
         ("Traffic split", charts.srm(recording, planned=_planned(result))),
@@ -215,48 +215,6 @@ def _planned(result: Any) -> dict[str, float] | None:
     if not shares:
         return None
     return dict(zip((result.control, *result.arms), shares, strict=True))
-
-
-def _experiment_table(result: Any) -> _html.Html:
-    """Every metric and arm in one compact table (the interval and p-value the decision
-    used: always-valid when the experiment is sequential)."""
-    table = result.table()
-    sequential = bool(getattr(result.spec, "sequential", False))
-    low, high = ("rel_cs_low", "rel_cs_high") if sequential else ("rel_ci_low", "rel_ci_high")
-    p = "p_always_valid_adjusted" if sequential else "p_adjusted"
-    rows = (
-        (
-            r["metric"],
-            r["role"],
-            r["arm"],
-            _html.num(r["control_mean"], 4),
-            _html.num(r["arm_mean"], 4),
-            _html.percent(r["rel_lift"], signed=True),
-            f"{_html.percent(r[low], signed=True)} to {_html.percent(r[high], signed=True)}",
-            _html.pvalue(r[p]),
-            "yes" if r["significant"] else "no",
-            _html.percent(r["power"], 0),
-            _html.num(r["n_remaining"]),
-            r["reason"] or "",
-        )
-        for r in table.iter_rows(named=True)
-    )
-    columns = (
-        "metric",
-        "role",
-        "arm",
-        "control mean",
-        "arm mean",
-        "lift",
-        "always-valid interval" if sequential else "interval",
-        "p (adjusted)",
-        "significant",
-        "power",
-        "more units needed",
-        "note",
-    )
-    numeric = columns[3:8] + columns[9:11]
-    return _html.card("Every metric and arm", _html.table(columns, rows, numeric=numeric))
 
 
 def _title(recording: Any, kind: str) -> str:
