@@ -70,8 +70,8 @@ from rolloutlab.stats.sequential import DEFAULT_GRID, _PoissonRatioEngine
 SRM_ALPHA = 0.001
 #: Primary quantiles whose bucket edges define the "slow request" shares for latency.
 LATENCY_QUANTILES = (0.5, 0.9, 0.99)
-#: Primary requests needed before the latency edges are fixed.
-LATENCY_WARMUP_REQUESTS = 200.0
+#: Primary requests needed before the latency edges are fixed (about 10 beyond the p99).
+LATENCY_WARMUP_REQUESTS = 1000.0
 #: First tick a gauge comparison is tried; the next ones come 25% later each time.
 GAUGE_FIRST_LOOK = 8
 GAUGE_LOOK_GROWTH = 1.25
@@ -368,8 +368,8 @@ class _RatioMonitor(_CountMonitor):
 class _LatencyMonitor(_CountMonitor):
     """Shares of requests slower than fixed edges, plus P(canary slower) as the effect.
 
-    One stream per quantile in ``LATENCY_QUANTILES``; a stream whose edge coincides with
-    an earlier one stays inactive, and the α split still counts it (conservative).
+    One stream per quantile in ``LATENCY_QUANTILES``; with too few bucket edges a
+    stream stays inactive, and the α split still counts it (conservative).
     """
 
     unit = "slow-share ratio"
@@ -403,22 +403,28 @@ class _LatencyMonitor(_CountMonitor):
         rows[self.streams, 3] = above_c[0]
 
     def _fix_edges(self, edges: np.ndarray) -> None:
-        """Once the primary has enough requests, pick the edges at or above its quantiles."""
+        """Once the primary has enough requests, pick one edge per quantile: the smallest
+        at or above the quantile and above the previous pick (so a sparse tail still gets
+        its own edge), never the last bucket (nobody can be slower than it)."""
         control = self.hist.get(self.control)
         if control is None or control.size < 2 or control.sum() < LATENCY_WARMUP_REQUESTS:
             return
         below = np.cumsum(control) / control.sum()
-        usable = np.isfinite(edges) & (below < 1.0)  # a finite edge someone is slower than
-        if not usable.any():
-            return
+        candidates = np.flatnonzero(np.isfinite(edges[:-1]))
         chosen: list[int] = []
         for q in LATENCY_QUANTILES:
-            candidates = np.flatnonzero(usable & (below >= q - 1e-12))
-            chosen.append(int(candidates[0] if candidates.size else np.flatnonzero(usable)[-1]))
-        self.edges = np.array(chosen)
+            left = candidates[candidates > (chosen[-1] if chosen else -1)]
+            if left.size == 0:
+                break
+            reached = left[below[left] >= q - 1e-12]
+            chosen.append(int(reached[0] if reached.size else left[-1]))
+        if not chosen:
+            return
+        pad = len(self.streams) - len(chosen)  # streams without an edge stay inactive
+        self.edges = np.array(chosen + chosen[-1:] * pad)
         self.edge_ms = [float(edges[j]) for j in chosen]
-        self.labels = [f"> {e:g} ms" for e in self.edge_ms]
-        self.tests.active[self.streams] = [j not in chosen[:i] for i, j in enumerate(chosen)]
+        self.labels = [f"> {e:g} ms" for e in self.edge_ms] + ["unused"] * pad
+        self.tests.active[self.streams] = [True] * len(chosen) + [False] * pad
 
     def no_data_reason(self) -> str:
         if not self.hist or sum(h.sum() for h in self.hist.values()) == 0:
