@@ -292,7 +292,7 @@ class _CountMonitor:
                 critical=m.critical,
                 details=self.details(),
             )
-        worst = min(live, key=t["harm_p"].__getitem__)
+        worst = live[0] if len(live) == 1 else min(live, key=t["harm_p"].__getitem__)
         if any(t["rejects_harm"][i] for i in live):
             classification = "fail"
         elif all(t["shows_safe"][i] for i in active):
@@ -323,6 +323,14 @@ class _CountMonitor:
         harm p-value scaled by the Bonferroni factor of the sub-tests."""
         if not active:
             return {}
+        if len(active) == 1:  # the common case, without the generators
+            i = active[0]
+            return {
+                "log_e_harm": t["harm_log_e"][i],
+                "p_harm": min(1.0, t["harm_p"][i] * self.alpha_harm / t["alpha_harm"][i]),
+                "log_e_safe": t["safe_log_e"][i],
+                "p_safe": t["safe_p"][i],
+            }
         scaled = min(t["harm_p"][i] * self.alpha_harm / t["alpha_harm"][i] for i in active)
         return {
             "log_e_harm": max(t["harm_log_e"][i] for i in active),
@@ -561,8 +569,8 @@ def _weights(table: TickTable, k: int, treatment: str, control: str) -> dict[str
 
 
 def _times(x: float, *, bare: bool = False) -> str:
-    text = "∞" if not math.isfinite(x) else f"{x:.3g}"
-    return text if bare else f"{text}×"
+    text = f"{x:.3g}" if x < math.inf else "∞"
+    return text if bare else text + "×"
 
 
 class RolloutlabJudge(Judge):
