@@ -290,40 +290,41 @@ def _statistics(
     recording: Recording, metrics: tuple[MetricSpec, ...], arms: list[str]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Per metric and arm: (n, mean, variance) arrays and each metric's label."""
+    missing = [m.name for m in metrics if m.kind != "latency" and m.denominator is None]
+    if missing:
+        raise SpecError(
+            f"metric(s) {missing} need a denominator in an experiment, e.g. "
+            "denominator='visitors', so arms of different sizes compare as rates."
+        )
     frame = recording.frame
-    counters = (
-        frame.filter(pl.col("kind") == "counter")
+    totals = (
+        frame.filter((pl.col("kind") == "counter") & pl.col("variant").is_in(arms))
         .group_by("metric", "variant")
         .agg(pl.col("value").sum())
+        .pivot(on="variant", index="metric", values="value")
     )
-    totals = {(m, v): x for m, v, x in counters.iter_rows()}
-    n = np.zeros((len(metrics), len(arms)))
-    mean = np.zeros_like(n)
-    var = np.zeros_like(n)
-    labels = []
-    latency = [m for m in metrics if m.kind == "latency"]
-    hist = _histograms(frame, {m.metric for m in latency}, arms) if latency else {}
-    for i, m in enumerate(metrics):
-        if m.kind == "latency":
-            edges, counts = hist.get(m.metric, (np.zeros(0), np.zeros((len(arms), 0))))
-            events, exposure, edge = _slow_share(edges, counts)
-            labels.append(f"{m.metric} > {edge:g}" if edge is not None else m.metric)
-        else:
-            den = m.denominator
-            if den is None:
-                raise SpecError(
-                    f"metric {m.name!r} ({m.kind}) needs a denominator in an experiment, e.g. "
-                    f"denominator='visitors', so arms of different sizes compare as rates."
-                )
-            events = np.array([totals.get((m.metric, a), 0.0) for a in arms])
-            exposure = np.array([totals.get((den, a), 0.0) for a in arms])
-            labels.append(f"{m.metric}/{den}")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rate = np.where(exposure > 0, events / exposure, 0.0)
-        n[i], mean[i] = exposure, rate
-        bernoulli = m.kind in ("ratio", "latency") and bool(np.all(rate <= 1))
-        var[i] = rate * (1 - rate) if bernoulli else rate
-    return n, mean, var, labels
+    names = {name: i for i, name in enumerate(totals["metric"].to_list())}
+    absent = len(names)  # the matrix's last row: zeros for names never recorded
+    matrix = np.zeros((absent + 1, len(arms)))
+    for j, arm in enumerate(arms):
+        if arm in totals.columns:
+            matrix[:absent, j] = totals[arm].fill_null(0.0).to_numpy()
+    events = matrix[[names.get(m.metric, absent) for m in metrics]]
+    exposure = matrix[[names.get(m.denominator or "", absent) for m in metrics]]
+    labels = [f"{m.metric}/{m.denominator}" for m in metrics]
+    latency = [i for i, m in enumerate(metrics) if m.kind == "latency"]
+    hist = _histograms(frame, {metrics[i].metric for i in latency}, arms) if latency else {}
+    for i in latency:
+        name = metrics[i].metric
+        edges, counts = hist.get(name, (np.zeros(0), np.zeros((len(arms), 0))))
+        events[i], exposure[i], edge = _slow_share(edges, counts)
+        labels[i] = f"{name} > {edge:g}" if edge is not None else name
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(exposure > 0, events / exposure, 0.0)
+    kinds = np.array([m.kind for m in metrics])
+    bernoulli = np.isin(kinds, ("ratio", "latency")) & np.all(rate <= 1, axis=1)
+    var = np.where(bernoulli[:, None], rate * (1 - rate), rate)
+    return exposure, rate, var, labels
 
 
 def _histograms(

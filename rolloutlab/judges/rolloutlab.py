@@ -389,6 +389,7 @@ class _LatencyMonitor(_CountMonitor):
         self.hist: dict[str, np.ndarray] = {}
         self._ticks = 0  # ticks judged since the edges were fixed
         self._effect: tuple[float, tuple[float, float], int] = (0.5, (0.0, 1.0), 0)
+        self._classification = "nodata"
         for i in self.streams:
             self.tests.active[i] = False
 
@@ -450,13 +451,15 @@ class _LatencyMonitor(_CountMonitor):
 
     def result(self) -> MetricResult:
         """The slow-share verdict plus P(canary slower), refreshed at doubling ticks and
-        whenever the metric passes or fails (the effect is descriptive; this keeps the
-        tick O(1) amortised)."""
+        whenever the classification changes, so the deciding tick has it fresh (the
+        effect is descriptive; this keeps the tick O(1) amortised)."""
         res = super().result()
         if self.edges is None:
             return res
         self._ticks += 1
-        if self._ticks & (self._ticks - 1) == 0 or res.classification in ("pass", "fail"):
+        changed = res.classification != self._classification
+        self._classification = res.classification
+        if changed or self._ticks & (self._ticks - 1) == 0:
             mw = mann_whitney_binned(self.hist[self.control], self.hist[self.treatment])
             self._effect = (mw.estimate, mw.ci, self._ticks)
         p, ci, age = self._effect
