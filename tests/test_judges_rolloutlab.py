@@ -289,3 +289,11 @@ def test_observing_after_the_decision_changes_nothing():
     j = run(Spec(), table)
     n, last = len(j.history), j.history[-1]
     assert j.observe(table, n) is last and len(j.history) == n
+
+
+def test_without_recorded_weights_the_plan_length_decides_promotion():
+    rec = simulate("healthy", seed=8, interval_s=60)
+    no_weights = Recording(rec.frame.filter(pl.col("metric") != "weight"), rec.meta)
+    verdict = judge(no_weights, judge="rolloutlab")
+    assert verdict.decision == "promote" and minutes(verdict) == len(Spec().weight_plan())
+    assert verdict.ticks[-1].weight is None

@@ -665,11 +665,13 @@ class RolloutlabJudge(Judge):
         return "continue"
 
     def _plan_complete(self, weight: float, k: int) -> bool:
-        """The recorded weight reached the plan's top and the plan's ticks have elapsed."""
+        """The recorded weight reached the plan's top and the plan's ticks have elapsed
+        (without any recorded weight, the plan's ticks alone)."""
         if self.spec.iterations:
             return k + 1 >= self.spec.iterations
         top = min(self.spec.max_weight, self._plan[-1]) if self._plan else self.spec.max_weight
-        return k + 1 >= len(self._plan) and weight >= top - 1e-9
+        reached = math.isnan(weight) or weight >= top - 1e-9
+        return k + 1 >= len(self._plan) and reached
 
     def explain(self, state: TickState) -> str:
         """One sentence: what decided, or what holds the rollout."""
