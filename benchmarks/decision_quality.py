@@ -127,7 +127,7 @@ def summarise(case: Case, runs: list[tuple[str, float]]) -> str:
     if case.kind == "aa":
         rate = rolled.mean()
         se = math.sqrt(max(rate * (1 - rate), 1.0 / n) / n)  # floor: 0 events still has error
-        return f"{100 * rate:.1f}% ± {100 * se:.1f}"
+        return f"{100 * rate:.1f}% ± {100 * se:.1f} · {100 * promoted.mean():.0f}% promoted"
     target = rolled if case.kind == "regression" else promoted
     times = np.array([t if hit else math.inf for (_, t), hit in zip(runs, target, strict=True)])
     med, p90 = (np.quantile(times, q, method="inverted_cdf") for q in (0.5, 0.9))
@@ -159,7 +159,7 @@ def main() -> None:
     print("| scenario | measure | " + " | ".join(columns) + " |")
     print("|---|---|" + "---|" * len(columns))
     measure = {
-        "aa": "false rollbacks (± SE)",
+        "aa": "false rollbacks ± SE",
         "regression": "min to rollback: median / p90",
         "healthy": "min to promotion: median / p90",
     }
