@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -136,17 +136,10 @@ def _default_spec(recording: Recording, spec: Spec | ExperimentSpec | None) -> E
         if isinstance(spec, ExperimentSpec)
         else ExperimentSpec(alpha=spec.alpha if isinstance(spec, Spec) else 0.05)
     )
-    return ExperimentSpec(
+    return replace(
+        base,
         goals=base.goals if base.goals is not None else goals,
         guardrails=base.guardrails if base.guardrails is not None else tuple(guardrails),
-        alpha=base.alpha,
-        correction=base.correction,
-        sequential=base.sequential,
-        planned_shares=base.planned_shares,
-        srm_alpha=base.srm_alpha,
-        power=base.power,
-        target_lift=base.target_lift,
-        n_star=base.n_star,
     )
 
 
@@ -612,8 +605,9 @@ def experiment(
     """Compare every arm of ``recording`` with its control on goals and guardrails.
 
     ``spec`` is an :class:`ExperimentSpec`, or anything :meth:`Spec.load` reads (a
-    ``Spec``, dict, YAML text or file), whose metrics become the guardrails and whose
-    ``alpha`` is used; the goal is then ``conversions``/``visitors`` when recorded.
+    ``Spec``, dict, YAML text or file), whose metrics become the guardrails (gauges are
+    skipped: experiments compare counts) and whose ``alpha`` is used; the goal is then
+    ``conversions``/``visitors`` when recorded.
     """
     if spec is not None and not isinstance(spec, ExperimentSpec):
         spec = Spec.load(spec)
@@ -665,9 +659,7 @@ def experiment(
         winner=None,
     )
     status, winner, worse = _decide(report)
-    return ExperimentReport(
-        **{**report.__dict__, "status": status, "winner": winner, "worse": worse}
-    )
+    return replace(report, status=status, winner=winner, worse=worse)
 
 
 def _adjust(p: np.ndarray, method: str) -> np.ndarray:

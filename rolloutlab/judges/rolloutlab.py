@@ -470,7 +470,7 @@ class _LatencyMonitor(_CountMonitor):
             "p_canary_slower_ticks": age,
         }
         reason = f"{res.reason}; P(canary slower) {p:.3f}"
-        return MetricResult(**{**res.__dict__, "reason": reason, "details": details})
+        return replace(res, reason=reason, details=details)
 
 
 class _GaugeMonitor:
