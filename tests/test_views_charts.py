@@ -313,7 +313,10 @@ def test_evidence_pvalue_on_log_axis_against_alpha_and_interval_against_margin()
 
 
 def test_evidence_of_the_rolloutlab_judge(canary):
-    v = judge(canary, judge="rolloutlab")
+    margins = {
+        "metrics": [{"name": "request-success-rate", "margin": 0.1}, {"name": "request-duration"}]
+    }
+    v = judge(canary, margins, judge="rolloutlab")
     assert v.decision == "rollback"
     spec = charts.evidence(v).to_dict()
     errors = spec["vconcat"][0]["hconcat"]
@@ -322,7 +325,7 @@ def test_evidence_of_the_rolloutlab_judge(canary):
     assert min(r["p_value"] for r in rows(spec, p_line)) <= 0.05  # crossed α: rolled back
     refs = next(x for x in views(errors[1]) if mark_type(x) == "rule" and "y" in x["encoding"])
     assert [r["label"] for r in rows(spec, refs)] == ["no effect", "margin"]
-    assert [r["ref"] for r in rows(spec, refs)] == pytest.approx([1.0, 1.1])  # default margin
+    assert [r["ref"] for r in rows(spec, refs)] == pytest.approx([1.0, 1.1])
     band = next(x for x in views(errors[1]) if mark_type(x) == "area")
     assert all(r["lo"] <= r["estimate"] <= r["hi"] for r in rows(spec, band))
 

@@ -343,7 +343,7 @@ class _CountMonitor:
         return f"no {self.metric.metric} or {self.metric.denominator} counted in a variant yet"
 
     def subject(self, label: str) -> str:
-        return f"canary {self.metric.metric} rate"
+        return f"canary {self.metric.metric}/{self.metric.denominator}"
 
     def details(self) -> dict[str, Any]:
         return {"alpha": self.alpha_harm}
