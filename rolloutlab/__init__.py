@@ -36,6 +36,7 @@ _LAZY = {
     "judge": "rolloutlab.judges",
     "experiment": "rolloutlab.judges.experiment",
     "ExperimentReport": "rolloutlab.judges.experiment",
+    "ExperimentSpec": "rolloutlab.judges.experiment",
     "replay": "rolloutlab.postmortem",
     "Replay": "rolloutlab.postmortem",
     # looking

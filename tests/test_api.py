@@ -11,6 +11,7 @@ PUBLIC = {
     "ActuationError",
     "AuditLog",
     "ExperimentReport",
+    "ExperimentSpec",
     "LiveDemo",
     "Panel",
     "Prometheus",
