@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from rolloutlab.stats.sequential import DEFAULT_GRID, _dm_log_bf, _PoissonRatioEngine
+from rolloutlab.stats.sequential import DEFAULT_GRID, PoissonRatioBatch, _dm_log_bf
 
 TICKS, LOG20 = 180, math.log(20)
 
@@ -35,7 +35,7 @@ def poisson_ratio(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """PoissonRatioSequential's engine on ``runs`` streams; weights step evenly."""
     rng = np.random.default_rng(seed)
-    engine = _PoissonRatioEngine(DEFAULT_GRID, null, alternative, batch_shape=(runs,))
+    engine = PoissonRatioBatch(DEFAULT_GRID, null, alternative, batch_shape=(runs,))
     truth = int(np.argmin(abs(DEFAULT_GRID - ratio)))
     weight = np.repeat(weights, TICKS // len(weights))
     first, covered = np.full(runs, np.inf), np.ones(runs, dtype=bool)

@@ -24,11 +24,11 @@ from rolloutlab.stats import (
 )
 from rolloutlab.stats.sequential import (
     DEFAULT_GRID,
+    PoissonRatioBatch,
     _conjmix_log_e,
     _conjmix_margin,
     _dm_log_bf,
     _msprt_log_lambda,
-    _PoissonRatioEngine,
     asymptotic_rho2,
 )
 
@@ -109,7 +109,7 @@ def _stream(rng, ticks, ratio=1.0, weights=(0.1, 0.2, 0.3, 0.4, 0.5), rpm=1000.0
 def test_grid_likelihood_is_the_conditional_binomial():
     rng = np.random.default_rng(3)
     c, x, k, y = _stream(rng, 40, ratio=1.7)
-    engine = _PoissonRatioEngine(DEFAULT_GRID, 1.0, "two-sided")
+    engine = PoissonRatioBatch(DEFAULT_GRID, 1.0, "two-sided")
     for tick in zip(c, x, k, y, strict=True):
         engine.step(*(np.asarray(float(v)) for v in tick))
     i, j = 100, 140  # theta = 1 and theta ~ 2.2
@@ -126,7 +126,7 @@ def test_grid_likelihood_is_the_conditional_binomial():
 def test_poisson_class_matches_batched_engine(alternative):
     rng = np.random.default_rng(4)
     streams = [_stream(rng, 50, ratio=r) for r in (0.5, 1.0, 1.3, 2.0)]
-    batch = _PoissonRatioEngine(DEFAULT_GRID, 1.0, alternative, batch_shape=(4,))
+    batch = PoissonRatioBatch(DEFAULT_GRID, 1.0, alternative, batch_shape=(4,))
     tests = [PoissonRatioSequential(alternative=alternative) for _ in streams]
     for t in range(50):
         ticks = [tuple(float(v[t]) for v in stream) for stream in streams]
@@ -190,7 +190,7 @@ def _poisson_simulation(
 ):
     """Vectorised runs over TICKS looks; returns (rejected, first tick, CS covered)."""
     rng = np.random.default_rng(seed)
-    engine = _PoissonRatioEngine(
+    engine = PoissonRatioBatch(
         DEFAULT_GRID, null_ratio, alternative, batch_shape=(replicates,), track_cs=track_cs
     )
     truth = int(np.argmin(abs(DEFAULT_GRID - ratio)))

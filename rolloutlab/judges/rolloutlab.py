@@ -62,8 +62,8 @@ from rolloutlab.frames import TickTable
 from rolloutlab.judges.base import Judge
 from rolloutlab.judges.spec import MetricSpec, Spec
 from rolloutlab.judges.verdict import Decision, MetricResult, TickState
-from rolloutlab.stats import mann_whitney_binned, welch_on_blocks
-from rolloutlab.stats.sequential import DEFAULT_GRID, _PoissonRatioEngine
+from rolloutlab.stats import PoissonRatioBatch, mann_whitney_binned, welch_on_blocks
+from rolloutlab.stats.sequential import DEFAULT_GRID
 
 #: Level of the sequential sample-ratio test. A false SRM only holds the rollout, but it
 #: holds it for good, so it is kept small (Eppo uses the same level for its SRM check).
@@ -126,7 +126,7 @@ class _RatioTests:
     :class:`~rolloutlab.stats.PoissonRatioSequential` (a test pins them).
 
     TODO(stats): use a public batched ``PoissonRatioSequential`` once ``rolloutlab.stats``
-    has one; this reads ``_PoissonRatioEngine`` the way ``PoissonRatioSequential.state`` does.
+    has one; this reads ``PoissonRatioBatch`` the way ``PoissonRatioSequential.state`` does.
     """
 
     def __init__(self) -> None:
@@ -162,7 +162,7 @@ class _RatioTests:
         self._groups = []
         for b, alt in sorted({t[2:4] for t in tests}):
             rows = np.array([i for i, t in enumerate(tests) if t[2:4] == (b, alt)])
-            self._groups.append((_PoissonRatioEngine(DEFAULT_GRID, b, alt, (rows.size,)), rows))
+            self._groups.append((PoissonRatioBatch(DEFAULT_GRID, b, alt, (rows.size,)), rows))
         self.p = np.ones(len(tests))
         self.log_e = np.zeros(len(tests))
         self.low = np.zeros(len(tests))

@@ -41,6 +41,7 @@ from rolloutlab.stats.sequential import (
     MSPRT,
     AsymptoticCS,
     DirichletMultinomialTest,
+    PoissonRatioBatch,
     PoissonRatioSequential,
     SequentialState,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "GroupSequentialTest",
     "MannWhitneyResult",
     "MeanStats",
+    "PoissonRatioBatch",
     "PoissonRatioSequential",
     "RateRatioResult",
     "SRMResult",

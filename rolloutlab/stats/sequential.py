@@ -184,8 +184,9 @@ def _log_cumsum_exp(a: np.ndarray, reverse: bool = False) -> np.ndarray:
         return np.log(sums) + top
 
 
-class _PoissonRatioEngine:
-    """The grid arithmetic of :class:`PoissonRatioSequential` for many streams at once.
+class PoissonRatioBatch:
+    """The grid arithmetic of :class:`PoissonRatioSequential` for many streams at once
+    (public for judges and simulations that step many streams per tick in one numpy call).
 
     State arrays carry any leading batch shape, so a simulation can advance thousands
     of independent streams per call; the public class uses batch shape ``()``.
@@ -296,7 +297,7 @@ class PoissonRatioSequential:
             )
         self.null_ratio = float(null_ratio)
         self.alternative: Alternative = alternative
-        self._engine = _PoissonRatioEngine(theta, self.null_ratio, alternative)
+        self._engine = PoissonRatioBatch(theta, self.null_ratio, alternative)
         self._sums = np.zeros(4)  # treatment events, exposure, control events, exposure
         self._t = 0
         self._ignored = 0
