@@ -123,10 +123,8 @@ class _RatioTests:
     at the same boundary). Tests sharing a boundary and an alternative are rows of one
     batched engine, and the per-stream summaries are numpy arrays, so a tick costs a
     handful of numpy calls however many metrics there are. The numbers are those of
-    :class:`~rolloutlab.stats.PoissonRatioSequential` (a test pins them).
-
-    TODO(stats): use a public batched ``PoissonRatioSequential`` once ``rolloutlab.stats``
-    has one; this reads ``PoissonRatioBatch`` the way ``PoissonRatioSequential.state`` does.
+    :class:`~rolloutlab.stats.PoissonRatioSequential` (a test pins them): each group is a
+    :class:`~rolloutlab.stats.PoissonRatioBatch`, read the way the scalar class reads its own.
     """
 
     def __init__(self) -> None:
