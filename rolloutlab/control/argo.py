@@ -9,39 +9,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rolloutlab.control.audit import AuditLog, Auditor, AuditRecord, OnChange
-from rolloutlab.control.kube import Kube, ObjectRef, Resource, retrying
+from rolloutlab.control.audit import AuditRecord
+from rolloutlab.control.kube import ClusterActor, ObjectRef, Resource
 from rolloutlab.control.routers import Weights, check_reason
 from rolloutlab.errors import ActuationError
 
 if TYPE_CHECKING:
-    from kubernetes.client import ApiClient
+    pass
 
 ROLLOUT = Resource("argoproj.io", "v1alpha1", "rollouts", "Rollout")
 
 
-class ArgoRollout:
-    """One Argo Rollout: read its canary weights, promote, abort, retry."""
+class ArgoRollout(ClusterActor):
+    """One Argo Rollout: read its canary weights, promote, abort, retry.
+
+    ``connection`` options are :class:`ClusterActor`'s (client, audit, retries, ...).
+    """
 
     kind = "argo-rollout"
 
-    def __init__(
-        self,
-        name: str,
-        namespace: str,
-        *,
-        client: ApiClient | None = None,
-        audit: AuditLog | None = None,
-        on_change: OnChange | None = None,
-        retries: int = 4,
-        backoff: float = 0.2,
-        timeout: float = 10.0,
-    ) -> None:
+    def __init__(self, name: str, namespace: str, **connection: Any) -> None:
+        super().__init__(**connection)
         self.ref = ObjectRef(ROLLOUT, namespace, name)
-        self.retries = retries
-        self.backoff = backoff
-        self._kube = Kube(client, timeout=timeout)
-        self._audit = Auditor(audit, on_change)
 
     def __repr__(self) -> str:
         return f"ArgoRollout({self.ref.name!r}, {self.ref.namespace!r})"
@@ -50,9 +39,7 @@ class ArgoRollout:
         return f"argo: {self.ref}"
 
     def _retrying(self, attempt: Any, what: str) -> Any:
-        return retrying(
-            attempt, what=f"{what} {self.ref}", retries=self.retries, backoff=self.backoff
-        )
+        return super()._retrying(attempt, f"{what} {self.ref}")
 
     def weights(self) -> Weights:
         """Stable and canary weights from ``status.canary.weights`` (set by the controller)."""

@@ -24,18 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 from rolloutlab.control.audit import AuditLog, Auditor, AuditRecord, OnChange
 from rolloutlab.control.kube import (
-    Kube,
+    ClusterActor,
     ObjectRef,
     Resource,
     flagger_canary,
     flagger_refusal,
-    retrying,
 )
 from rolloutlab.control.routers import Change, Router, check_reason
 from rolloutlab.errors import ActuationError
 
 if TYPE_CHECKING:
-    from kubernetes.client import ApiClient
+    pass
 
 DEPLOYMENT = Resource("apps", "v1", "deployments", "Deployment")
 
@@ -52,7 +51,7 @@ class Steps:
         return f"Steps({self.action}: {', '.join(self.done)})"
 
 
-class DeploymentCanary:
+class DeploymentCanary(ClusterActor):
     """A canary Deployment ``target`` and its primary ``<target>-primary``, behind ``router``.
 
     The route step is audited by the router itself (to the router's log).
@@ -66,23 +65,15 @@ class DeploymentCanary:
         namespace: str,
         *,
         router: Router,
-        client: ApiClient | None = None,
         primary: str | None = None,
-        audit: AuditLog | None = None,
-        on_change: OnChange | None = None,
-        retries: int = 4,
-        backoff: float = 0.2,
-        timeout: float = 10.0,
+        **connection: Any,
     ) -> None:
+        super().__init__(**connection)
         self.target = target
         self.namespace = namespace
         self.router = router
         self.canary_ref = ObjectRef(DEPLOYMENT, namespace, target)
         self.primary_ref = ObjectRef(DEPLOYMENT, namespace, primary or f"{target}-primary")
-        self.retries = retries
-        self.backoff = backoff
-        self._kube = Kube(client, timeout=timeout)
-        self._audit = Auditor(audit, on_change)
 
     def __repr__(self) -> str:
         return f"DeploymentCanary({self.target!r}, {self.namespace!r})"
@@ -146,9 +137,7 @@ class DeploymentCanary:
         return Steps(action, tuple(done), tuple(results))
 
     def _retrying(self, attempt: Callable[[], Any], what: str) -> Any:
-        return retrying(
-            attempt, what=f"{what} {self.canary_ref}", retries=self.retries, backoff=self.backoff
-        )
+        return super()._retrying(attempt, f"{what} {self.canary_ref}")
 
     def _copy_template(self, reason: str) -> AuditRecord:
         """Primary gets the canary's ``spec.template``, labels kept matching its own selector."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from rolloutlab.control.audit import AuditLog, Auditor, OnChange
 from rolloutlab.errors import ActuationError, ConflictError, ValidationFailed
 
 if TYPE_CHECKING:
@@ -272,3 +273,31 @@ def flagger_refusal(what: str, canary: str, namespace: str) -> ValidationFailed:
         f"{canary!r}, {namespace!r}) opens the confirm-promotion gate or requests a rollback "
         "through Flagger's loadtester."
     )
+
+
+class ClusterActor:
+    """What every actor on the cluster shares: a client, the audit trail, bounded retries.
+
+    Routers, Argo Rollouts and Deployment canaries take the same connection options
+    (``client``, ``audit``, ``on_change``, ``retries``, ``backoff``, ``timeout``); this
+    holds them once.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: ApiClient | None = None,
+        audit: AuditLog | None = None,
+        on_change: OnChange | None = None,
+        retries: int = 4,
+        backoff: float = 0.2,
+        timeout: float = 10.0,
+    ) -> None:
+        self.retries = retries
+        self.backoff = backoff
+        self._kube = Kube(client, timeout=timeout)
+        self._audit = Auditor(audit, on_change)
+
+    def _retrying(self, attempt: Callable[[], T], what: str) -> T:
+        """``attempt()`` with this actor's retry policy; ``what`` names it in errors."""
+        return retrying(attempt, what=what, retries=self.retries, backoff=self.backoff)

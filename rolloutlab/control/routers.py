@@ -20,15 +20,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rolloutlab.control.audit import AuditLog, Auditor, AuditRecord, OnChange
+from rolloutlab.control.audit import AuditLog, AuditRecord, OnChange
 from rolloutlab.control.kube import (
-    Kube,
+    ClusterActor,
     ObjectRef,
     Resource,
     flagger_canary,
     flagger_owner,
     flagger_refusal,
-    retrying,
 )
 from rolloutlab.errors import SpecError, ValidationFailed
 
@@ -145,7 +144,7 @@ class Router(ABC):
         """One line saying what this router changes."""
 
 
-class KubeRouter(Router):
+class KubeRouter(Router, ClusterActor):
     """A router whose weights live in one Kubernetes object.
 
     Subclasses give ``kind``, ``resource``, and the two hooks :meth:`_read` (weights
@@ -166,20 +165,13 @@ class KubeRouter(Router):
         client: ApiClient | None = None,
         primary: str | None = None,
         canary: str | None = None,
-        audit: AuditLog | None = None,
-        on_change: OnChange | None = None,
-        retries: int = 4,
-        backoff: float = 0.2,
-        timeout: float = 10.0,
+        **connection: Any,
     ) -> None:
+        super().__init__(client=client, **connection)
         self._name = name
         self.namespace = namespace
         self.primary = primary or f"{name}-primary"
         self.canary = canary or f"{name}-canary"
-        self.retries = retries
-        self.backoff = backoff
-        self._kube = Kube(client, timeout=timeout)
-        self._audit = Auditor(audit, on_change)
 
     @property
     def name(self) -> str:
@@ -205,12 +197,7 @@ class KubeRouter(Router):
         """A merge patch of ``obj`` that sets both weights."""
 
     def weights(self) -> Weights:
-        return retrying(
-            lambda: self._read(self._kube.get(self.ref)),
-            what=f"reading {self.ref}",
-            retries=self.retries,
-            backoff=self.backoff,
-        )
+        return self._retrying(lambda: self._read(self._kube.get(self.ref)), f"reading {self.ref}")
 
     def set_weight(self, canary_percent: float, *, reason: str, dry_run: bool = False) -> Change:
         """Route ``canary_percent`` to the canary and the rest to the primary, in one patch.
@@ -238,12 +225,7 @@ class KubeRouter(Router):
                 body.setdefault("metadata", {})["resourceVersion"] = version
             return before, self._read(self._kube.patch(self.ref, body, dry_run=dry_run))
 
-        before, after = retrying(
-            attempt,
-            what=f"setting weights on {self.ref}",
-            retries=self.retries,
-            backoff=self.backoff,
-        )
+        before, after = self._retrying(attempt, f"setting weights on {self.ref}")
         title = f"{self.kind} {self.ref}" + (" dry run" if dry_run else "")
         change = Change(
             router=f"{self.kind} {self.ref}",
