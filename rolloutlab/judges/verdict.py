@@ -67,6 +67,8 @@ class TickState:
 
     ``state`` carries the judge's running state in plain numbers (Flagger's
     ``failed_checks``, Kayenta's ``score``, rolloutlab's per-metric evidence).
+    ``hold`` is why the weight must not advance after a ``continue`` (invalid data, a
+    sample-ratio mismatch, a failed check, the bake phase), None when it may.
     """
 
     timestamp: datetime
@@ -74,6 +76,7 @@ class TickState:
     decision: Decision
     metrics: tuple[MetricResult, ...] = ()
     state: dict[str, Any] = field(default_factory=dict)
+    hold: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
