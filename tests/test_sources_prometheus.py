@@ -29,8 +29,9 @@ import polars as pl
 import pytest
 import requests
 from conftest import PODS, ROUND_TRIP_PRESETS, Backfilled
+from fake_prometheus import FakePrometheus
 
-from rolloutlab.errors import ConnectionFailed, EmptyResult, QueryError, SpecError
+from rolloutlab.errors import ActuationError, ConnectionFailed, EmptyResult, QueryError, SpecError
 from rolloutlab.sources.presets import PRESETS
 from rolloutlab.sources.prometheus import (
     PartialDataWarning,
@@ -482,6 +483,54 @@ def test_slow_server_times_out_as_connection_failed() -> None:
         with pytest.raises(ConnectionFailed, match=r"did not answer within 0.3 s"):
             web_fetch(Prometheus(log["url"], timeout=0.3))
         assert time.monotonic() - began < 1.5
+
+
+# -- total deadlines and invalid data, against the scripted fake Prometheus ---------------
+
+ISTIO = {"target": "podinfo", "namespace": "test", **WINDOW, "end": "2026-01-12T10:05:00Z"}
+
+
+def test_timeout_is_a_total_deadline_on_a_trickling_body() -> None:
+    """A server that sends its body a byte every 0.1 s never trips a per-read timeout; the
+    call still ends at its total deadline."""
+    with FakePrometheus() as fake:
+        fake.fault = "trickle"
+        began = time.monotonic()
+        with pytest.raises(ConnectionFailed, match=r"did not answer within 0\.5 s in total"):
+            Prometheus(fake.url, timeout=0.5).fetch("istio", **ISTIO)
+        assert time.monotonic() - began < 1.5
+
+
+def test_kubernetes_calls_have_a_total_deadline_too() -> None:
+    """Routers share the deadline (sources.prometheus.Deadline): the kubernetes client's own
+    _request_timeout only bounds each socket read, so a trickling API server held it."""
+    from kubernetes.client import ApiClient, Configuration
+
+    from rolloutlab.control.routers import IstioRouter
+
+    with FakePrometheus() as fake:
+        fake.fault = "trickle"
+        client = ApiClient(Configuration(host=fake.url))
+        router = IstioRouter("podinfo", "test", client=client, timeout=0.5, retries=0)
+        began = time.monotonic()
+        with pytest.raises(ActuationError, match=r"did not answer within 0\.5 s in total"):
+            router.weights()
+        assert time.monotonic() - began < 1.5
+
+
+def test_negative_increases_become_nan_with_a_warning() -> None:
+    """Prometheus' increase() is never negative, so a negative value (a broken exporter or
+    proxy) is invalid data for that step, not a failed fetch."""
+    with FakePrometheus() as fake:
+        fake.fault = "negative"
+        with pytest.warns(PartialDataWarning) as caught:
+            rec = Prometheus(fake.url).fetch("istio", **ISTIO)
+    text = str(caught[0].message)
+    assert "negative increases" in text and "read as NaN" in text
+    assert "variant 'canary' metric 'errors' at 2026-01-12T10:01:00Z–2026-01-12T10:05:00Z" in text
+    errors = rec.frame.filter(pl.col("metric") == "errors").sort("variant", "timestamp")
+    assert errors.filter(pl.col("variant") == "canary")["value"].is_nan().all()
+    assert errors.filter(pl.col("variant") == "primary")["value"].to_list() == [5.0] * 5
 
 
 def test_every_preset_queries_increments_for_both_variants() -> None:

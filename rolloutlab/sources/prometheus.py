@@ -14,13 +14,22 @@ ambiguous; prometheus-api-client would read them as local time). Evaluation time
 the epoch-aligned grid of ``step``: ``start`` is rounded up and ``end`` down to it, and the
 value at ``t`` is the increase over the window ``(t - step, t]`` (see
 :mod:`rolloutlab.sources.presets` for the exact alignment).
+
+Deadlines: ``requests`` only bounds each socket operation, so a server that trickles a byte
+now and then can hold a call for ever. :class:`Deadline` bounds a whole call (connect,
+headers, body) by shutting its socket down when the time is up; the HTTP callers of the
+control layer (Slack, Kubernetes) use it too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
+import socket
+import threading
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -30,7 +39,12 @@ from typing import Any, Literal
 
 import polars as pl
 import requests
+import urllib3
 from prometheus_api_client import PrometheusConnect
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.poolmanager import PoolManager
 from urllib3.util.retry import Retry
 
 from rolloutlab import frames
@@ -51,8 +65,136 @@ _TEMPLATE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 Auth = str | tuple[str, str] | requests.auth.AuthBase | None
 
 
+class Deadline:
+    """``with Deadline(seconds, error):`` bounds every HTTP call made on this thread inside
+    the block to ``seconds`` in total, then raises ``error``.
+
+    Only connections of pools prepared by :func:`watch_pools` (or a
+    :class:`DeadlineAdapter`) obey it: their connect timeout is cut to the time left, and
+    when the time is up a timer shuts their socket down, which ends a pending read at once
+    however slowly the server trickles. Whatever the call then raised (or returned: a body
+    cut short may look complete), ``error`` is raised, chained to it. DNS lookups and TLS
+    handshakes are bounded by the socket timeouts only.
+    """
+
+    _current = threading.local()
+
+    def __init__(self, seconds: float, error: Exception) -> None:
+        self.seconds = seconds
+        self.error = error
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def current(cls) -> Deadline | None:
+        """The innermost deadline in force on this thread, if any."""
+        return getattr(cls._current, "deadline", None)
+
+    def left(self) -> float:
+        """Seconds left before the deadline."""
+        return self._end - time.monotonic()
+
+    def watch(self, sock: socket.socket) -> None:
+        """Shut ``sock`` down when the time is up (at once if it already is)."""
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+    def __enter__(self) -> Deadline:
+        self._end = time.monotonic() + self.seconds
+        self._outer = Deadline.current()
+        Deadline._current.deadline = self
+        self._timer = threading.Timer(self.seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        self._timer.cancel()
+        Deadline._current.deadline = self._outer
+        if self.expired:
+            raise self.error from exc
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watched:
+    """A urllib3 connection that obeys the thread's :class:`Deadline`, if one is in force."""
+
+    timeout: Any
+    sock: Any
+
+    def connect(self) -> None:
+        deadline = Deadline.current()
+        if deadline is not None:
+            left = deadline.left()
+            if left <= 0:
+                raise urllib3.exceptions.ConnectTimeoutError(self, "the deadline passed")
+            if not isinstance(self.timeout, int | float) or self.timeout > left:
+                self.timeout = left
+        super().connect()  # type: ignore[misc]
+
+    def getresponse(self) -> Any:
+        deadline = Deadline.current()
+        if deadline is not None and self.sock is not None:
+            deadline.watch(self.sock)
+        return super().getresponse()  # type: ignore[misc]
+
+
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_PLAIN_POOLS = {"http": HTTPConnectionPool, "https": HTTPSConnectionPool}
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+def watch_pools(manager: PoolManager) -> PoolManager:
+    """Make the connections ``manager`` opens from now on obey :class:`Deadline` (plain
+    HTTP(S) pools only: a SOCKS proxy's pools are left alone). Returns ``manager``."""
+    if manager.pool_classes_by_scheme == _PLAIN_POOLS:
+        manager.pool_classes_by_scheme = _WATCHED_POOLS
+    return manager
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """``requests``' adapter whose connections (direct or through a proxy) obey
+    :class:`Deadline`; mount it on a session."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        watch_pools(self.poolmanager)
+
+    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> PoolManager:
+        return watch_pools(super().proxy_manager_for(*args, **kwargs))
+
+
 class PartialDataWarning(UserWarning):
-    """Some steps of a variant's metric came back empty (the message lists them)."""
+    """Some steps of a variant's metric came back empty, or invalid and read as NaN (the
+    message lists them)."""
 
 
 class Prometheus:
@@ -60,9 +202,9 @@ class Prometheus:
 
     ``auth`` is a bearer token (str), a ``(user, password)`` pair for basic auth, or any
     ``requests`` auth object; ``headers`` are sent with every request (e.g.
-    ``{"X-Scope-OrgID": "tenant"}``). ``timeout`` bounds each request in seconds (connecting
-    is bounded by ``min(timeout, 5)``); ``retries`` re-tries refused connections and 502/504
-    gateway errors with a 0.1 s back-off; ``verify`` is ``requests``' TLS setting (bool or a
+    ``{"X-Scope-OrgID": "tenant"}``). ``timeout`` bounds each ``query_range`` request in
+    seconds, in total: connecting (at most ``min(timeout, 5)``), retries, headers and body;
+    ``retries`` re-tries refused connections and 502/504 gateway errors with a 0.1 s back-off; ``verify`` is ``requests``' TLS setting (bool or a
     CA bundle path). ``max_workers`` queries run at once; ranges beyond ``max_points`` steps
     are split into chunks, and ranges beyond ``SPLIT_POINTS`` steps into one chunk per worker
     so the server evaluates them in parallel.
@@ -112,6 +254,8 @@ class Prometheus:
         self.client = PrometheusConnect(
             url=self.url, retry=retry, session=session, timeout=self._timeouts
         )
+        # Mounted after PrometheusConnect's own adapter for the same prefix, which it replaces.
+        session.mount(self.url, DeadlineAdapter(max_retries=retry))
 
     def __repr__(self) -> str:
         return f"Prometheus({self.url!r})"
@@ -157,15 +301,18 @@ class Prometheus:
         sends) returning the raw body, so polars can parse it without making a Python object
         per point. Every failure becomes a rolloutlab error."""
         params = {"query": query, "start": start, "end": end, "step": f"{step_s}s"}
+        late = ConnectionFailed(
+            f"Prometheus at {self.url} did not answer within {self.timeout:g} s in total "
+            f"(connect, headers and body; query: {query}). Raise timeout= or fetch a shorter "
+            "range."
+        )
         try:
-            response = self._session.get(
-                f"{self.url}/api/v1/query_range", params=params, timeout=self._timeouts
-            )
+            with Deadline(self.timeout, late):
+                response = self._session.get(
+                    f"{self.url}/api/v1/query_range", params=params, timeout=self._timeouts
+                )
         except requests.exceptions.Timeout:
-            raise ConnectionFailed(
-                f"Prometheus at {self.url} did not answer within {self.timeout:g} s "
-                f"(query: {query}). Raise timeout= or fetch a shorter range."
-            ) from None
+            raise late from None
         except requests.exceptions.SSLError as exc:
             raise ConnectionFailed(
                 f"TLS failed talking to Prometheus at {self.url}: {_reason(exc)}. "
@@ -234,7 +381,9 @@ class Prometheus:
 
         Raises :class:`EmptyResult` naming each variant and metric with no data at all;
         steps missing for some variant/metric warn (:class:`PartialDataWarning`) or, with
-        ``missing="raise"``, raise :class:`EmptyResult` listing them.
+        ``missing="raise"``, raise :class:`EmptyResult` listing them. A negative counter or
+        bucket increase (a broken exporter or proxy) becomes NaN, with a
+        :class:`PartialDataWarning` naming it.
         """
         step_s = parse_step(step)
         first, last = _grid(to_utc(start, "start"), to_utc(end, "end"), step_s)
@@ -256,6 +405,7 @@ class Prometheus:
         tasks = [(metric, chunk) for metric in spec.queries for chunk in chunks]
         parts = self._run(tasks, spec, step_s, progress)
         frame = pl.concat(parts, how="vertical") if parts else frames.empty()
+        frame = _negative_to_nan(frame, step_s, self.url)
         notes = _check_coverage(frame, spec, first, last, step_s, self.url, missing)
         meta = {
             "format_version": frames.FORMAT_VERSION,
@@ -488,6 +638,31 @@ def load_queries(path: str | Path) -> dict[str, Any]:
     return {"queries": dict(queries), **options}
 
 
+def _negative_to_nan(frame: pl.DataFrame, step_s: int, url: str) -> pl.DataFrame:
+    """Negative counter and bucket increases as NaN, with a PartialDataWarning naming them.
+
+    Prometheus' own ``increase()`` never gives one (it allows for counter resets), so a
+    negative value is a broken exporter or proxy: invalid data, which a judge counts as a
+    failed check for that tick, rather than a fetch that fails validation as a whole.
+    """
+    negative = (pl.col("kind") != "gauge") & (pl.col("value") < 0)
+    bad = frame.filter(negative)
+    if bad.is_empty():
+        return frame
+    text = "; ".join(
+        f"variant {variant!r} metric {metric!r} at "
+        + _listed(_ranges(sorted({int(t.timestamp()) for t in rows["timestamp"]}), step_s))
+        for (variant, metric), rows in bad.group_by("variant", "metric", maintain_order=True)
+    )
+    warnings.warn(
+        f"invalid data from {url}: negative increases (counters and buckets only grow; a "
+        f"broken exporter or proxy?) read as NaN: {text}",
+        PartialDataWarning,
+        stacklevel=3,
+    )
+    return frame.with_columns(value=pl.when(negative).then(float("nan")).otherwise("value"))
+
+
 def _check_coverage(
     frame: pl.DataFrame,
     spec: _QuerySpec,
@@ -529,7 +704,7 @@ def _check_coverage(
     if notes:
         text = "; ".join(
             f"variant {key.split('/')[0]!r} metric {key.split('/')[1]!r}: steps missing at "
-            f"{', '.join(spans[:5])}{' …' if len(spans) > 5 else ''}"
+            + _listed(spans)
             for key, spans in sorted(notes.items())
         )
         message = f"partial data from {url} {span}: {text}"
@@ -551,6 +726,11 @@ def _ranges(stamps: list[int], step_s: int) -> list[str]:
         if t is not None:
             run_start = prev = t
     return out
+
+
+def _listed(spans: list[str]) -> str:
+    """The first five spans, and an ellipsis if there are more."""
+    return ", ".join(spans[:5]) + (" …" if len(spans) > 5 else "")
 
 
 def _reason(exc: Exception) -> str:
