@@ -1,14 +1,17 @@
-"""SlackNotifier against a real HTTP server on 127.0.0.1 that records what it is sent."""
+"""SlackNotifier against a real HTTP server on 127.0.0.1 that records what it is sent (and
+the fake Prometheus, as a webhook that trickles its answer)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from fake_prometheus import FakePrometheus
 
 from rolloutlab.control.notify import Event, SlackNotifier
 
@@ -49,7 +52,7 @@ class _Handler(BaseHTTPRequestHandler):
 def webhook() -> Iterator[_Webhook]:
     server = _Webhook()
     server.delay.set()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server
     server.delay.set()
@@ -88,7 +91,18 @@ def test_timeout_is_logged_not_raised(webhook: _Webhook, caplog) -> None:
     webhook.delay.clear()
     with caplog.at_level(logging.WARNING, "rolloutlab.control.notify"):
         SlackNotifier(webhook.url, timeout=0.2).notify(_rollback())
-    assert "Slack notification failed (ReadTimeout)" in caplog.text
+    assert "Slack notification failed (no answer within 0.2 s)" in caplog.text
+
+
+def test_a_trickling_answer_is_cut_off_at_the_timeout(caplog) -> None:
+    """The timeout bounds the whole post: a webhook that answers a byte every 0.1 s (each
+    read well within any per-read timeout) is given up after 0.5 s."""
+    with FakePrometheus() as hook, caplog.at_level(logging.WARNING, "rolloutlab.control.notify"):
+        hook.fault = "trickle"
+        began = time.monotonic()
+        SlackNotifier(f"{hook.url}/services/T000/B000/XXXX", timeout=0.5).notify(_rollback())
+        assert time.monotonic() - began < 1.5
+    assert "Slack notification failed (no answer within 0.5 s)" in caplog.text
 
 
 def test_unreachable_is_logged_not_raised(caplog) -> None:

@@ -14,6 +14,8 @@ from typing import Any, Literal, Protocol
 
 import requests
 
+from rolloutlab.sources.prometheus import Deadline, DeadlineAdapter
+
 log = logging.getLogger(__name__)
 
 EventKind = Literal["promote", "rollback", "failure", "halt"]
@@ -57,21 +59,31 @@ class Notifier(Protocol):
 class SlackNotifier:
     """Posts each event to a Slack incoming webhook as ``{"text": ...}``.
 
-    Errors (unreachable, timeout, non-2xx answer) are logged as warnings, never raised.
+    ``timeout`` bounds each post in total (connect, headers, body), so a webhook that
+    answers byte by byte cannot hold up the rollout that notifies. Errors (unreachable,
+    timeout, non-2xx answer) are logged as warnings, never raised.
     """
 
     def __init__(self, webhook_url: str, *, timeout: float = 5.0) -> None:
         self.webhook_url = webhook_url
         self.timeout = timeout
+        self._session = requests.Session()
+        for prefix in ("http://", "https://"):
+            self._session.mount(prefix, DeadlineAdapter())
 
     def __repr__(self) -> str:
         return f"SlackNotifier(<webhook>, timeout={self.timeout})"  # the URL is a secret
 
     def notify(self, event: Event) -> None:
+        late = requests.Timeout(f"no answer within {self.timeout:g} s")
         try:
-            response = requests.post(
-                self.webhook_url, json={"text": event.text}, timeout=self.timeout
-            )
+            with Deadline(self.timeout, late):
+                response = self._session.post(
+                    self.webhook_url, json={"text": event.text}, timeout=self.timeout
+                )
+        except requests.Timeout:
+            log.warning("Slack notification failed (%s): %s", late, event.text)
+            return
         except requests.RequestException as exc:
             log.warning("Slack notification failed (%s): %s", type(exc).__name__, event.text)
             return
