@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rolloutlab.control.audit import AuditLog, Auditor, OnChange
 from rolloutlab.errors import ActuationError, ConflictError, ValidationFailed
+from rolloutlab.sources.prometheus import Deadline, watch_pools
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -101,26 +102,41 @@ class ObjectRef:
 class Kube:
     """Reads and patches objects as dicts, with rolloutlab's field manager and a timeout.
 
-    API errors are left to :func:`retrying`, except a missing object on read, which is
-    a :class:`ValidationFailed` (nothing to act on, so nothing is written).
+    ``timeout`` bounds each API call in total (connect, headers and body: a
+    :class:`~rolloutlab.sources.prometheus.Deadline`), not only each socket read as the
+    client's own ``_request_timeout`` does; a late call raises urllib3's TimeoutError,
+    which :func:`retrying` treats as transient. API errors are left to :func:`retrying`,
+    except a missing object on read, which is a :class:`ValidationFailed` (nothing to act
+    on, so nothing is written).
     """
 
     def __init__(self, client: ApiClient | None = None, *, timeout: float = 10.0) -> None:
         self.client = load_client(client)
         self.timeout = timeout
+        watch_pools(self.client.rest_client.pool_manager)
         self._api = kubernetes().client.CustomObjectsApi(self.client)
+
+    def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One API call within ``timeout`` in total."""
+        import urllib3
+
+        late = urllib3.exceptions.TimeoutError(
+            f"the API server did not answer within {self.timeout:g} s in total"
+        )
+        with Deadline(self.timeout, late):
+            return method(*args, _request_timeout=self.timeout, **kwargs)
 
     def get(self, ref: ObjectRef) -> dict[str, Any]:
         """The object, or ValidationFailed if it does not exist."""
         res = ref.resource
         try:
-            return self._api.get_namespaced_custom_object(
+            return self._call(
+                self._api.get_namespaced_custom_object,
                 res.group,
                 res.version,
                 ref.namespace,
                 res.plural,
                 ref.name,
-                _request_timeout=self.timeout,
             )
         except kubernetes().client.ApiException as exc:
             if exc.status == 404:
@@ -132,12 +148,12 @@ class Kube:
 
     def list(self, resource: Resource, namespace: str) -> list[dict[str, Any]]:
         """All objects of ``resource`` in ``namespace``."""
-        result = self._api.list_namespaced_custom_object(
+        result = self._call(
+            self._api.list_namespaced_custom_object,
             resource.group,
             resource.version,
             namespace,
             resource.plural,
-            _request_timeout=self.timeout,
         )
         return list(result.get("items", []))
 
@@ -160,7 +176,8 @@ class Kube:
             if status
             else self._api.patch_namespaced_custom_object
         )
-        return method(
+        return self._call(
+            method,
             res.group,
             res.version,
             ref.namespace,
@@ -170,7 +187,6 @@ class Kube:
             dry_run="All" if dry_run else None,
             field_manager=FIELD_MANAGER,
             _content_type=JSON_PATCH if isinstance(body, list) else MERGE_PATCH,
-            _request_timeout=self.timeout,
         )
 
 
