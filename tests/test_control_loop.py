@@ -2,29 +2,34 @@
 
 Mechanics (plan, hold, failures, manual mode, pause, notifications, recording) are tested
 with a scripted judge, a fake source and a fake clock, so every tick is deterministic.
-End to end, the loop runs on the local live demo against a real Prometheus with the real
-judge (bottom of the file).
+Manual actions during a hanging fetch run the real Prometheus client against the scripted
+fake Prometheus (tests/fake_prometheus.py). End to end, the loop runs on the local live
+demo against a real Prometheus with the real judge (bottom of the file).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
+from fake_prometheus import FakePrometheus
 
 from rolloutlab import frames
 from rolloutlab.control.audit import AuditLog
 from rolloutlab.control.local import LiveDemo, LocalRouter
-from rolloutlab.control.loop import Rollout
+from rolloutlab.control.loop import Rollout, TickRecord
 from rolloutlab.control.notify import Event
-from rolloutlab.errors import ActuationError, ConnectionFailed, SpecError
+from rolloutlab.errors import ActuationError, ConnectionFailed, DataError, SpecError
 from rolloutlab.judges.base import Judge
 from rolloutlab.judges.spec import Spec
 from rolloutlab.judges.verdict import MetricResult, TickState
+from rolloutlab.sources.prometheus import Prometheus
 from rolloutlab.sources.recording import Recording
 
 SPEC = Spec(interval_s=60, step_weight=20, max_weight=60)  # plan 20, 40, 60
@@ -43,20 +48,23 @@ class Clock:
         self.now = when
 
 
+OUTAGE = ConnectionFailed("cannot reach Prometheus at http://127.0.0.1:1: refused")
+
+
 class FakeSource:
-    """Per step: 100 requests split by the router's weight, 1% errors; or a scripted failure."""
+    """Per step: 100 requests split by the router's weight, 1% errors; or raises ``error``."""
 
     def __init__(self, router: LocalRouter) -> None:
         self.router = router
-        self.down = False
+        self.error: Exception | None = None
         self.no_canary = False
         self.calls: list[tuple[datetime, datetime]] = []
 
     def fetch(self, preset, *, start, end, step, target, namespace) -> Recording:
         assert (preset, target, namespace) == ("istio", "podinfo", "test")
         self.calls.append((start, end))
-        if self.down:
-            raise ConnectionFailed("cannot reach Prometheus at http://127.0.0.1:1: refused")
+        if self.error is not None:
+            raise self.error
         rows = []
         t = start
         while t <= end:
@@ -72,16 +80,27 @@ class FakeSource:
 
 
 class Scripted(Judge):
-    """Says ``decisions[k]`` at tick k (continue past the end); checks the tick order."""
+    """Says ``decisions[k]`` at tick k (continue past the end), holds with ``holds[k]``,
+    raises at the ticks in ``broken``; checks the tick order."""
 
     name = "scripted"
 
-    def __init__(self, decisions: dict[int, str] | None = None) -> None:
+    def __init__(
+        self,
+        decisions: dict[int, str] | None = None,
+        *,
+        holds: dict[int, str] | None = None,
+        broken: set[int] | None = None,
+    ) -> None:
         super().__init__(SPEC, control="primary", treatment="canary")
         self.decisions = decisions or {}
+        self.holds = holds or {}
+        self.broken = broken or set()
         self.seen: list[tuple[int, float, float]] = []
 
     def observe(self, table: frames.TickTable, k: int) -> TickState:
+        if k in self.broken:
+            raise RuntimeError(f"judge bug at tick {k}")
         assert k == len(self.history), "ticks must arrive in order, each once"
         weight = float(table.weight("canary")[k])
         self.seen.append((k, weight, float(table.counter("requests", "canary")[k])))
@@ -95,7 +114,7 @@ class Scripted(Judge):
             ci=(ratio * 0.8, ratio * 1.25), p_value=0.5 / (k + 1), unit="ratio",
         )  # fmt: skip
         decision = self.decisions.get(k, "continue")
-        state = TickState(table.ends[k], weight, decision, (evidence,))
+        state = TickState(table.ends[k], weight, decision, (evidence,), hold=self.holds.get(k))
         self.history.append(state)
         return state
 
@@ -117,11 +136,13 @@ def router(tmp_path) -> LocalRouter:
     return LocalRouter("podinfo", "test", audit=AuditLog(tmp_path / "audit.jsonl"))
 
 
-def make(router: LocalRouter, judge: Judge | None = None, **options) -> tuple[Rollout, Clock]:
+def make(
+    router: LocalRouter, judge: Judge | None = None, source=None, **options
+) -> tuple[Rollout, Clock]:
     clock = Clock()
     options.setdefault("notifier", Inbox())
     rollout = Rollout(
-        FakeSource(router),
+        source or FakeSource(router),
         router,
         SPEC,
         judge or Scripted(),
@@ -220,7 +241,7 @@ def test_prometheus_outage_holds_then_rolls_back_at_the_limit(router):
     rollout, clock = make(router, failure_limit=3)
     rollout.step()
     tick(rollout, clock, 0)  # 20 -> 40
-    rollout.source.down = True
+    rollout.source.error = OUTAGE
     records = [tick(rollout, clock, k) for k in (1, 2, 3)]
     assert [(r.action, r.failures, r.new_weight) for r in records] == [
         ("hold", 1, 40),
@@ -238,9 +259,9 @@ def test_after_an_outage_the_missed_ticks_are_fetched_and_judged_in_order(router
     rollout, clock = make(router, judge)
     rollout.step()
     tick(rollout, clock, 0)
-    rollout.source.down = True
+    rollout.source.error = OUTAGE
     assert tick(rollout, clock, 1).action == "hold"
-    rollout.source.down = False
+    rollout.source.error = None
     record = tick(rollout, clock, 2)
     assert (record.tick, record.action, record.failures) == (2, "advance", 0)
     assert [k for k, *_ in judge.seen] == [0, 1, 2]
@@ -252,16 +273,63 @@ def test_after_an_outage_the_missed_ticks_are_fetched_and_judged_in_order(router
     assert router.weights().canary == 60
 
 
-def test_missing_canary_data_holds_and_counts_a_failure(router):
-    rollout, clock = make(router)
+def test_a_hold_from_the_judge_holds_and_says_why_without_counting_a_failure(router):
+    """The judge owns data validity (here: no canary data in tick 0 is its hold)."""
+    judge = Scripted(holds={0: "invalid data: no canary requests", 2: "sample-ratio mismatch"})
+    rollout, clock = make(router, judge)
     rollout.step()
     rollout.source.no_canary = True
     record = tick(rollout, clock, 0)
-    assert (record.action, record.failures, record.new_weight) == ("hold", 1, 20)
-    assert record.error == "no data in tick(s) [0]"
+    assert (record.action, record.applied, record.failures, record.new_weight) == (
+        "hold",
+        True,
+        0,
+        20,
+    )
+    assert record.notes == ("hold: invalid data: no canary requests",)
+    assert "scripted says continue · hold: invalid data: no canary requests" in rollout.status
     rollout.source.no_canary = False
     assert tick(rollout, clock, 1).action == "advance"
-    assert rollout.failures == 0
+    # after an outage, a hold in any tick judged in the step holds the weight
+    rollout.source.error = OUTAGE
+    assert tick(rollout, clock, 2).failures == 1
+    rollout.source.error = None
+    record = tick(rollout, clock, 3)
+    assert (record.tick, record.action, record.failures, record.new_weight) == (3, "hold", 0, 40)
+    assert record.notes == ("hold: sample-ratio mismatch",)
+    assert tick(rollout, clock, 4).action == "advance"
+    assert router.weights().canary == 60 and rollout.notifier.kinds == ["failure"]
+
+
+def test_bad_data_from_the_source_is_a_failed_step(router):
+    """A DataError (e.g. a recording that fails validation) holds and counts, as an outage."""
+    rollout, clock = make(router, failure_limit=2)
+    rollout.step()
+    rollout.source.error = DataError("<query_range>, row 7: negative increase -3.0")
+    records = [tick(rollout, clock, k) for k in (0, 1)]
+    assert [(r.action, r.failures, r.new_weight) for r in records] == [
+        ("hold", 1, 20),
+        ("rollback", 2, 0),
+    ]
+    assert records[0].error == "Prometheus: <query_range>, row 7: negative increase -3.0"
+    assert rollout.phase == "rolled_back" and router.weights().canary == 0
+
+
+def test_a_judge_that_raises_is_a_failed_step_logged_with_its_traceback(router, caplog):
+    judge = Scripted(broken={1})
+    rollout, clock = make(router, judge)
+    rollout.step()
+    tick(rollout, clock, 0)
+    with caplog.at_level(logging.ERROR, "rolloutlab.control.loop"):
+        record = tick(rollout, clock, 1)
+    assert (record.action, record.failures, record.new_weight) == ("hold", 1, 40)
+    assert record.error == "judge scripted: unexpected RuntimeError: judge bug at tick 1"
+    assert "judge bug at tick 1" in caplog.text and caplog.records[0].exc_info is not None
+    judge.broken.clear()  # fixed: the next step judges tick 1 again, then tick 2
+    record = tick(rollout, clock, 2)
+    assert (record.tick, record.action, record.failures) == (2, "advance", 0)
+    assert [k for k, *_ in judge.seen] == [0, 1, 2]
+    assert rollout.recording.frame.filter(pl.col("metric") == "requests").height == 6
 
 
 def test_a_failing_router_write_holds_and_is_reported(router, monkeypatch):
@@ -334,6 +402,94 @@ def test_promoter_runs_before_the_route_goes_back(router):
     assert router.weights().canary == 0 and rollout.phase == "promoted"
     with pytest.raises(ActuationError, match="already promoted"):
         rollout.rollback()
+
+
+# -- people can always take over: manual actions never wait for network I/O --------------
+
+
+@pytest.fixture
+def fake(router) -> Iterator[FakePrometheus]:
+    with FakePrometheus(router) as fake:
+        yield fake
+
+
+def in_thread(rollout: Rollout) -> tuple[threading.Thread, list[TickRecord]]:
+    """Start ``rollout.step()`` in a thread; the list gets its record."""
+    records: list[TickRecord] = []
+    thread = threading.Thread(target=lambda: records.append(rollout.step()))
+    thread.start()
+    return thread, records
+
+
+def writes(rollout: Rollout) -> list[tuple[int, int]]:
+    return [(a["from"]["canary"], a["to"]["canary"]) for a in rollout.recording.meta["audit"]]
+
+
+def test_a_rollback_during_a_hanging_fetch_is_at_once_and_the_step_writes_nothing(router, fake):
+    rollout, clock = make(router, source=Prometheus(fake.url, timeout=3))
+    rollout.step()  # 20%
+    fake.fault = "hang"
+    clock.to(rollout.origin + timedelta(minutes=1, seconds=1.5))
+    thread, records = in_thread(rollout)
+    assert fake.hung.wait(5)
+    began = time.monotonic()
+    rollout.rollback(reason="the dashboards look wrong")
+    assert time.monotonic() - began < 1 and router.weights().canary == 0
+    fake.release()  # the fetch returns, with data that would advance the canary
+    thread.join(5)
+    assert records[0].action == "wait" and records[0].notes == ("rolled_back",)
+    assert writes(rollout) == [(0, 20), (20, 0)] and len(router._audit.log.records()) == 2
+    assert [r.action for r in rollout.history] == ["start"]
+
+
+def test_a_pause_during_a_hanging_fetch_is_at_once_and_the_step_only_advises(router, fake):
+    judge = Scripted()
+    rollout, clock = make(router, judge, source=Prometheus(fake.url, timeout=3))
+    rollout.step()
+    fake.fault = "hang"
+    clock.to(rollout.origin + timedelta(minutes=1, seconds=1.5))
+    thread, records = in_thread(rollout)
+    assert fake.hung.wait(5)
+    began = time.monotonic()
+    rollout.pause()
+    assert time.monotonic() - began < 1
+    fake.release()
+    thread.join(5)
+    assert (records[0].tick, records[0].action, records[0].applied) == (0, "advance", False)
+    assert judge.seen == [(0, 20, 200)]  # over HTTP: 1000 requests a tick, 20% to the canary
+    assert router.weights().canary == 20 and writes(rollout) == [(0, 20)]
+
+
+class Stuck(Inbox):
+    """Holds up the first event until ``go`` is set (at most 5 s); takes the rest at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy = threading.Event()
+        self.go = threading.Event()
+
+    def notify(self, event: Event) -> None:
+        super().notify(event)
+        if len(self.events) == 1:
+            self.busy.set()
+            self.go.wait(5)
+
+
+def test_a_rollback_while_the_step_notifies_is_at_once(router):
+    rollout, clock = make(router, notifier=Stuck())
+    rollout.step()
+    rollout.source.error = OUTAGE  # the step notifies its first failure
+    clock.to(rollout.origin + timedelta(minutes=1, seconds=1.5))
+    thread, records = in_thread(rollout)
+    assert rollout.notifier.busy.wait(5)
+    began = time.monotonic()
+    rollout.rollback()
+    assert time.monotonic() - began < 1 and router.weights().canary == 0
+    rollout.notifier.go.set()
+    thread.join(5)
+    assert (records[0].action, records[0].failures) == ("hold", 1)
+    assert writes(rollout) == [(0, 20), (20, 0)]
+    assert rollout.notifier.kinds == ["failure", "rollback"]
 
 
 def test_a_failing_notifier_does_not_stop_the_rollout(router, caplog):

@@ -14,11 +14,19 @@ Ticks lie on the epoch-aligned grid of the spec's interval (the grid Prometheus
 evaluates ``query_range`` on), starting at the first boundary after the canary got
 traffic; a step runs ``lag_s`` after a boundary so that the last scrape is in.
 
-Failure is safe by construction: a failed fetch, or a tick in which a variant with
-traffic has no requests at all, holds the weight (never advances) and counts a
+The weight advances only when the judge says ``continue`` with no hold; a hold from
+the judge (invalid data, a sample-ratio mismatch, the bake phase: ``TickState.hold``)
+keeps the weight and says why, and the judge's own rules decide when bad data rolls
+back. Failure is safe by construction: a step that cannot see (a fetch that fails,
+whatever the source raised) or whose judge raises holds the weight and counts a
 failure; ``failure_limit`` consecutive failures roll back. Every write is a single
 ``router.set_weight`` call (atomic), so stopping at any point leaves the routes as
 the last completed write left them.
+
+People can always take over: a step fetches and notifies outside the lock that router
+writes and manual actions take, so :meth:`Rollout.rollback` or :meth:`Rollout.pause`
+happens at once even while Prometheus or the chat hangs, and the step, once its fetch
+is back, writes only if the rollout is still running and acting.
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ import logging
 import math
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -38,7 +47,7 @@ from rolloutlab import frames
 from rolloutlab.control.audit import current_user
 from rolloutlab.control.notify import Event, EventKind, Notifier
 from rolloutlab.control.routers import Change, Router
-from rolloutlab.errors import ActuationError, SourceError, SpecError
+from rolloutlab.errors import ActuationError, RolloutlabError, SpecError
 from rolloutlab.judges.base import Judge
 from rolloutlab.judges.spec import Spec
 from rolloutlab.judges.verdict import Decision, TickState, Verdict
@@ -195,7 +204,9 @@ class Rollout:
         self._meta: dict[str, Any] = {}
         self._audit: list[dict[str, Any]] = []
         self._timeline: list[tuple[datetime, int]] = []  # (since, canary weight), known to us
-        self._lock = threading.RLock()
+        self._outbox: list[Event] = []  # events to send once the lock is released
+        self._lock = threading.RLock()  # state and router writes; never held for a fetch
+        self._stepping = threading.Lock()  # one step at a time
         self._stop = threading.Event()
 
     def __repr__(self) -> str:
@@ -268,6 +279,8 @@ class Rollout:
                 parts.append(f"canary {weight}%")
             if last is not None and last.tick is not None:
                 parts.append(f"tick {last.tick}: {self.judge.name} says {last.decision}")
+                if last.decision == "continue" and last.state and last.state.hold:
+                    parts.append(f"hold: {last.state.hold}")
             if self.advice:
                 parts.append(f"advice: {self.advice}")
             if self.failures:
@@ -280,12 +293,12 @@ class Rollout:
 
     def set_weight(self, canary_percent: int, *, reason: str = "manual") -> Change:
         """Write a canary weight (recorded in the history's timeline and the audit trail)."""
-        with self._lock:
+        with self._locked():
             return self._write(canary_percent, reason)
 
     def next_step(self, *, reason: str = "manual: next step of the plan") -> Change:
         """Move to the plan's next weight; ValueError at the end of the plan."""
-        with self._lock:
+        with self._locked():
             weight = self.next_weight()
             if weight is None:
                 raise ValueError(
@@ -296,17 +309,19 @@ class Rollout:
 
     def promote(self, *, reason: str = "manual promotion") -> Change:
         """Promote: the promoter (if any), then all traffic to the primary."""
-        with self._lock:
+        with self._locked():
             return self._finish("promote", reason)
 
     def rollback(self, *, reason: str = "manual rollback") -> Change:
         """Roll back: the promoter's rollback (if any), then canary weight 0."""
-        with self._lock:
+        with self._locked():
             return self._finish("rollback", reason)
 
     def pause(self) -> None:
-        """Keep watching and judging, but write nothing until :meth:`resume`."""
-        self.paused = True
+        """Keep watching and judging, but write nothing until :meth:`resume` (a write under
+        way completes before this returns; none follows)."""
+        with self._lock:
+            self.paused = True
 
     def resume(self) -> None:
         self.paused = False
@@ -317,17 +332,30 @@ class Rollout:
         """Run one tick now: fetch what ended since the last step, judge, act (or advise).
 
         Returns the step's record. A step before any tick is complete, or after the
-        rollout is done, returns a ``wait`` record that is not added to the history.
+        rollout is done (also when it was rolled back or promoted during the fetch),
+        returns a ``wait`` record that is not added to the history. Never raises for a
+        bad fetch or a failing judge: that is a failed step.
         """
-        with self._lock:
-            now = self.clock()
-            if self.done:
-                return TickRecord(now, None, None, None, "wait", None, False, notes=(self.phase,))
-            record = self._start(now) if self.origin is None else self._tick(now)
-            if record.action != "wait" or record.error:
-                self.history.append(record)
-            self._last_step = now
-            return record
+        with self._stepping:
+            with self._locked():
+                now = self.clock()
+                if self.done:
+                    return self._over(now)
+                if self.origin is None:
+                    return self._keep(now, self._start(now))
+                first = self._next_tick
+                lagged = now - timedelta(seconds=self.lag_s)
+                last = _ticks_between(self.origin, lagged, self._interval) - 1
+                if last < first:
+                    return self._keep(now, TickRecord(now, None, None, None, "wait", None, False))
+            try:  # without the lock: a fetch can take up to the source's timeout
+                fetched: tuple[Recording, tuple[str, ...]] | str = self._fetch(first, last)
+            except Exception as exc:  # whatever the source raised, the step fails safe
+                fetched = _problem("Prometheus", exc)
+            with self._locked():
+                if self.done:
+                    return self._over(now)
+                return self._keep(now, self._tick(now, first, last, fetched))
 
     def run(
         self,
@@ -347,9 +375,10 @@ class Rollout:
         try:
             while not self.done:
                 if steps >= budget:
-                    self._notify(
-                        "halt", f"no decision after {steps} ticks; weights left as they are"
-                    )
+                    with self._locked():
+                        self._notify(
+                            "halt", f"no decision after {steps} ticks; weights left as they are"
+                        )
                     break
                 if self._stop.wait(max(0.0, (self._due() - self.clock()).total_seconds())):
                     break
@@ -374,6 +403,27 @@ class Rollout:
         self._stop.set()
 
     # -- internals -----------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the lock for state and router writes, then send the events queued meanwhile
+        outside it (never nest it), so that a slow notifier never holds up a manual action."""
+        try:
+            with self._lock:
+                yield
+        finally:
+            self._deliver()
+
+    def _keep(self, now: datetime, record: TickRecord) -> TickRecord:
+        """Note that a step ran; add its record to the history unless it is a plain wait."""
+        if record.action != "wait" or record.error:
+            self.history.append(record)
+        self._last_step = now
+        return record
+
+    def _over(self, now: datetime) -> TickRecord:
+        """The record of a step after the rollout is done."""
+        return TickRecord(now, None, None, None, "wait", None, False, notes=(self.phase,))
 
     def _tick_end(self, k: int) -> datetime:
         assert self.origin is not None
@@ -426,39 +476,48 @@ class Rollout:
             self._begin(now)
         return TickRecord(now, None, current, None, "start", current, self.acting)
 
-    def _tick(self, now: datetime) -> TickRecord:
-        """Fetch and judge the ticks that ended since the last step, then act."""
-        assert self.origin is not None
-        last = _ticks_between(self.origin, now - timedelta(seconds=self.lag_s), self._interval) - 1
-        first = self._next_tick
-        if last < first:
-            return TickRecord(now, None, None, None, "wait", None, False)
+    def _tick(
+        self,
+        now: datetime,
+        first: int,
+        last: int,
+        fetched: tuple[Recording, tuple[str, ...]] | str,
+    ) -> TickRecord:
+        """Judge the fetched ticks ``first..last`` (or fail with the fetch's error), then act.
+
+        Advances only on ``continue`` with no hold in any tick judged; the hold's reason
+        goes into the record's notes. A judge that raises is a failed step.
+        """
         try:
             current = self._observe_weight(now)
         except ActuationError as exc:
             return self._failure(now, None, None, f"router: {exc}")
+        if isinstance(fetched, str):
+            return self._failure(now, None, current, fetched)
+        recording, notes = fetched
+        self._append(first, last, recording)
         try:
-            notes = self._fetch(first, last)
-        except SourceError as exc:
-            return self._failure(now, None, current, f"Prometheus: {exc}")
-        self._next_tick = last + 1
-        table = frames.tick_table(
-            self._frame,
-            self._interval.total_seconds(),
-            variants=(CONTROL, TREATMENT),
-            origin=self.origin,
+            states = self._judge(first, last)
+        except Exception as exc:  # a live loop survives a judge's bug: a failed step
+            return self._failure(now, None, current, _problem(f"judge {self.judge.name}", exc))
+        state, hold = states[-1], None
+        if state.decision == "continue":  # a hold in any tick judged holds the weight
+            state = next((s for s in states if s.hold), state)
+            hold = state.hold
+        k = self._next_tick - 1
+        tick = _Tick(
+            now,
+            k,
+            self._weight_at(self._tick_end(k)),
+            state,
+            notes + ((f"hold: {hold}",) if hold else ()),
         )
-        states = [self.judge.observe(table, k) for k in range(first, last + 1)]
-        state = next((s for s in states if s.decision != "continue"), states[-1])
-        tick = _Tick(now, last, self._weight_at(self._tick_end(last)), state, notes)
-        missing = self._missing(first, last)
-        if state.decision == "rollback" or (state.decision == "promote" and not missing):
-            self.failures = 0
-            return self._act(tick, state.decision, current)
-        if missing:
-            return self._failure(now, tick, current, f"no data in tick(s) {missing}")
         self.failures = 0
-        return self._act(tick, "advance" if self.next_weight(current) else "hold", current)
+        if state.decision != "continue":
+            return self._act(tick, state.decision, current)
+        return self._act(
+            tick, "advance" if not hold and self.next_weight(current) else "hold", current
+        )
 
     def _act(self, tick: _Tick, action: Action, current: int) -> TickRecord:
         """Carry out ``action`` (or only advise it when not acting), and record the step."""
@@ -506,20 +565,26 @@ class Rollout:
     def _not_acting(self) -> str:
         return "paused" if self.paused else "manual mode"
 
-    def _fetch(self, first: int, last: int) -> tuple[str, ...]:
-        """Append ticks ``first..last`` from the source, with the canary weight in force
-        at each tick's end; returns the source's warnings (e.g. partial data)."""
-        start, end = self._tick_end(first), self._tick_end(last)
+    def _fetch(self, first: int, last: int) -> tuple[Recording, tuple[str, ...]]:
+        """Ticks ``first..last`` from the source, with its warnings (e.g. partial data).
+        Network I/O: called without the lock."""
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             recording = self.source.fetch(
                 self.preset,
-                start=start,
-                end=end,
+                start=self._tick_end(first),
+                end=self._tick_end(last),
                 step=int(self._interval.total_seconds()),
                 target=self.target,
                 namespace=self.namespace,
             )
+        return recording, tuple(str(w.message) for w in caught)
+
+    def _append(self, first: int, last: int, recording: Recording) -> None:
+        """Keep ticks ``first..last`` of ``recording`` (replacing those kept by an earlier
+        step that did not judge them all), with the canary weight in force at each tick's
+        end."""
+        start, end = self._tick_end(first), self._tick_end(last)
         rows = recording.frame.filter(
             pl.col("timestamp").is_between(start, end) & (pl.col("metric") != "weight")
         )
@@ -536,29 +601,31 @@ class Rollout:
             },
             schema=frames.SCHEMA,
         )
-        self._frame = pl.concat([self._frame, rows, weights], how="vertical")
+        kept = self._frame.filter(pl.col("timestamp") < start)
+        self._frame = pl.concat([kept, rows, weights], how="vertical")
         if not self._meta:
             skip = ("start", "end", "created_at", "audit", "missing_steps")
             self._meta = {k: v for k, v in recording.meta.items() if k not in skip}
-        return tuple(str(w.message) for w in caught)
 
-    def _missing(self, first: int, last: int) -> list[int]:
-        """Ticks in ``first..last`` in which a variant with traffic has no requests."""
-        origin = self._tick_end(first) - self._interval
+    def _judge(self, first: int, last: int) -> list[TickState]:
+        """Feed the judge ticks ``first..last`` in order, up to its first decision.
+
+        ``_next_tick`` follows each tick judged, so the next step fetches again, and
+        judges, the tick the judge raised on or the ticks after its decision.
+        """
         table = frames.tick_table(
-            self._frame.filter(pl.col("timestamp") > origin),
+            self._frame,
             self._interval.total_seconds(),
             variants=(CONTROL, TREATMENT),
-            origin=origin,
+            origin=self.origin,
         )
-        return [
-            first + i
-            for i in range(len(table))
-            if any(
-                table.weight(v)[i] > 0 and table.counter("requests", v)[i] <= 0
-                for v in (CONTROL, TREATMENT)
-            )
-        ]
+        states: list[TickState] = []
+        for k in range(first, last + 1):
+            states.append(self.judge.observe(table, k))
+            self._next_tick = k + 1
+            if states[-1].decision != "continue":
+                break
+        return states
 
     def _write(self, canary_percent: int, reason: str) -> Change:
         """One atomic router write, then the weight timeline and the audit trail."""
@@ -594,13 +661,20 @@ class Rollout:
         return change
 
     def _notify(self, kind: EventKind, message: str) -> None:
-        if self.notifier is None:
-            return
-        weight = self._timeline[-1][1] if self._timeline else None
-        try:
-            self.notifier.notify(Event(kind, self.name, message, weight))
-        except Exception:  # a notifier must never stop a rollout
-            log.exception("notifier %r failed", self.notifier)
+        """Queue an event (under the lock); :meth:`_locked` sends it after the lock."""
+        if self.notifier is not None:
+            weight = self._timeline[-1][1] if self._timeline else None
+            self._outbox.append(Event(kind, self.name, message, weight))
+
+    def _deliver(self) -> None:
+        """Send the queued events; called without the lock."""
+        with self._lock:
+            events, self._outbox = self._outbox, []
+        for event in events:
+            try:
+                self.notifier.notify(event)  # type: ignore[union-attr]  # queued only with one
+            except Exception:  # a notifier must never stop a rollout
+                log.exception("notifier %r failed", self.notifier)
 
 
 @dataclass(frozen=True)
@@ -635,6 +709,15 @@ class _Tick:
             state=self.state,
             notes=self.notes,
         )
+
+
+def _problem(what: str, exc: Exception) -> str:
+    """A failed step's error text; an unexpected exception (a bug rather than bad data or
+    a failed request) is logged with its traceback."""
+    if isinstance(exc, RolloutlabError):
+        return f"{what}: {exc}"
+    log.error("%s failed unexpectedly", what, exc_info=exc)
+    return f"{what}: unexpected {type(exc).__name__}: {exc}"
 
 
 def _ticks_between(origin: datetime, when: datetime, interval: timedelta) -> int:
