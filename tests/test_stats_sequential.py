@@ -21,6 +21,8 @@ from rolloutlab.stats import (
     DirichletMultinomialTest,
     MeanStats,
     PoissonRatioSequential,
+    TickContrast,
+    minutes_to_evidence,
 )
 from rolloutlab.stats.sequential import (
     DEFAULT_GRID,
@@ -30,6 +32,7 @@ from rolloutlab.stats.sequential import (
     _dm_log_bf,
     _msprt_log_lambda,
     asymptotic_rho2,
+    half_normal_log_e,
 )
 
 LOG20 = math.log(20)  # 1 / alpha at alpha = 0.05
@@ -280,6 +283,139 @@ def test_msprt_degenerate_and_misuse():
         MSPRT(0.0, 1.0)
     with pytest.raises(DataError):
         test.update([1.0], [2.0])  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------
+# Overdispersed counts: the robust (quasi-likelihood, Huber) rate-ratio test
+# ---------------------------------------------------------------------------------------
+
+
+def _bursty_errors(rng, replicates, ratio=1.0, canary=0.2, rpm=1000.0, rate=0.01, burst=3):
+    """Per-tick (c, x, k, y) where every root failure is retried into ``burst`` errors
+    (mesh retries), so error counts vary ``burst`` times more than a Poisson's."""
+    x = rng.poisson(rpm * canary, (replicates, TICKS)).astype(float)
+    y = rng.poisson(rpm * (1 - canary), (replicates, TICKS)).astype(float)
+    c = burst * rng.binomial(x.astype(int), rate * ratio / burst)
+    k = burst * rng.binomial(y.astype(int), rate / burst)
+    return c.astype(float), x, k.astype(float), y
+
+
+def _first_rejection(engine: PoissonRatioBatch, data, alpha: float) -> np.ndarray:
+    c, x, k, y = data
+    first = np.full(c.shape[0], np.inf)
+    for t in range(c.shape[1]):
+        engine.step(c[:, t], x[:, t], k[:, t], y[:, t])
+        hit = (engine.max_log_e >= math.log(1 / alpha)) & ~np.isfinite(first)
+        first[hit] = t + 1
+    return first
+
+
+def test_robust_rate_ratio_keeps_its_level_on_retry_bursts():
+    # A/A, 20 % canary, 1 % errors each retried into 3, looked at every minute for 3 h.
+    # The Poisson test (every request independent) rejects far beyond alpha; the robust
+    # one stays within alpha + 3 Monte-Carlo standard errors (1,000 runs).
+    alpha, reps = 0.025, 1000
+    data = _bursty_errors(np.random.default_rng(11), reps)
+    plain = PoissonRatioBatch(DEFAULT_GRID, 1.0, "greater", (reps,), track_cs=False)
+    robust = PoissonRatioBatch(
+        DEFAULT_GRID, 1.0, "greater", (reps,), track_cs=False, robust=True, prior_sd=0.5
+    )
+    plain_rate = np.isfinite(_first_rejection(plain, data, alpha)).mean()
+    robust_rate = np.isfinite(_first_rejection(robust, data, alpha)).mean()
+    assert plain_rate > 0.1  # measured 0.24
+    assert robust_rate <= _mc_bound(alpha, reps), robust_rate  # measured 0.005
+    assert 2.5 < np.median(robust.phi) < 3.5  # the dispersion it estimated: about 3
+
+
+def test_robust_rate_ratio_still_catches_doubled_errors():
+    reps = 300
+    data = _bursty_errors(np.random.default_rng(12), reps, ratio=2.0, burst=1)
+    robust = PoissonRatioBatch(
+        DEFAULT_GRID, 1.0, "greater", (reps,), track_cs=False, robust=True, prior_sd=0.5
+    )
+    first = _first_rejection(robust, data, 0.025)
+    assert np.isfinite(first).all()
+    assert np.median(first) <= 20  # measured 13 minutes at a 20 % canary, 1,000 req/min
+
+
+def test_robust_public_class_reports_its_dispersion():
+    rng = np.random.default_rng(13)
+    test = PoissonRatioSequential(alternative="greater", robust=True)
+    c, x, k, y = _bursty_errors(rng, 1)
+    for tick in zip(c[0], x[0], k[0], y[0], strict=True):
+        state = test.update(*tick)
+    assert 2.0 < state.dispersion < 4.5
+    assert PoissonRatioSequential().update(1, 10, 1, 10).dispersion == 1.0
+
+
+# ---------------------------------------------------------------------------------------
+# A difference seen tick by tick (latency scores)
+# ---------------------------------------------------------------------------------------
+
+
+def test_half_normal_mixture_is_the_integral_it_names():
+    # int_0^inf exp(theta S - theta^2 I / 2) 2 N(theta; 0, tau^2) dtheta, by quadrature
+    for score, info, tau in ((3.0, 10.0, 0.4), (-2.0, 50.0, 0.1), (0.0, 1.0, 1.0)):
+
+        def mixed(th: float, s=score, i=info, t=tau) -> float:
+            return math.exp(th * s - th**2 * i / 2) * 2 * norm.pdf(th, 0, t)
+
+        value, _ = integrate.quad(mixed, 0, np.inf)
+        assert half_normal_log_e(score, info, tau) == pytest.approx(math.log(value), rel=1e-8)
+
+
+def _contrast_runs(rng, replicates, effect=0.0, extra_sd=0.0, outlier_p=0.0):
+    """Per-tick differences with model variance v; optional between-tick noise (extra
+    variance the model does not know) and rare large outliers (incidents)."""
+    v = np.full((replicates, TICKS), 0.004)
+    d = effect + rng.normal(0, np.sqrt(v)) + rng.normal(0, extra_sd, v.shape)
+    hits = rng.random(v.shape) < outlier_p
+    d = d + hits * rng.choice([-1.0, 1.0], v.shape) * 0.5
+    return d, v
+
+
+def _contrast_rejections(d, v, null=0.0, alpha=0.025, tau=0.05):
+    test = TickContrast(tau, +1, (d.shape[0],))
+    best = np.zeros(d.shape[0])
+    first = np.full(d.shape[0], np.inf)
+    for t in range(d.shape[1]):
+        test.step(d[:, t], v[:, t], null)
+        best = np.maximum(best, test.log_e())
+        first[(best >= math.log(1 / alpha)) & ~np.isfinite(first)] = t + 1
+    return first, test
+
+
+def test_tick_contrast_keeps_its_level_with_overdispersed_and_outlying_ticks():
+    reps = 1000
+    for extra_sd, outlier_p in ((0.0, 0.0), (0.1, 0.0), (0.0, 0.02)):
+        d, v = _contrast_runs(np.random.default_rng(14), reps, 0.0, extra_sd, outlier_p)
+        first, test = _contrast_rejections(d, v)
+        rate = np.isfinite(first).mean()
+        assert rate <= _mc_bound(0.025, reps), (extra_sd, outlier_p, rate)
+    # between-tick sd 0.1 on a model sd of 0.063: variance (0.004 + 0.01) / 0.004 = 3.5
+    d, v = _contrast_runs(np.random.default_rng(15), 200, 0.0, 0.1)
+    _, test = _contrast_rejections(d, v)
+    assert 2.8 < np.median(test.dispersion.phi) < 4.2
+
+
+def test_tick_contrast_detects_a_shift_and_its_interval_covers():
+    d, v = _contrast_runs(np.random.default_rng(16), 300, effect=0.03)
+    first, test = _contrast_rejections(d, v)
+    assert np.isfinite(first).all() and np.median(first) <= 60  # measured 48 ticks
+    width = test.half_width(0.05)
+    covered = np.abs(test.estimate - 0.03) <= width
+    assert covered.mean() >= 0.95
+
+
+def test_minutes_to_evidence_is_where_the_mixture_crosses():
+    gap, info, rate, tau, alpha = 0.2, 20.0, 15.0, 0.5, 0.05
+    minutes = minutes_to_evidence(gap, info, rate, tau=tau, alpha=alpha)
+    after = info + rate * minutes
+    assert half_normal_log_e(after * gap, after, tau) >= math.log(1 / alpha)
+    earlier = info + rate * minutes * 0.97
+    assert half_normal_log_e(earlier * gap, earlier, tau) < math.log(1 / alpha)
+    assert minutes_to_evidence(-0.1, info, rate, tau=tau, alpha=alpha) == math.inf
+    assert minutes_to_evidence(gap, info, 0.0, tau=tau, alpha=alpha) == math.inf
 
 
 # ---------------------------------------------------------------------------------------

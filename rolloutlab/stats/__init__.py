@@ -26,6 +26,7 @@ from rolloutlab.stats.power import (
     TimeToDecision,
     mde_means,
     mde_proportions,
+    minutes_to_evidence,
     sample_size_means,
     sample_size_proportions,
     time_to_decision,
@@ -44,6 +45,8 @@ from rolloutlab.stats.sequential import (
     PoissonRatioBatch,
     PoissonRatioSequential,
     SequentialState,
+    TickContrast,
+    TickDispersion,
 )
 from rolloutlab.stats.srm import SequentialSRM, SRMResult, srm
 
@@ -68,6 +71,8 @@ __all__ = [
     "SequentialSRM",
     "SequentialState",
     "StatResult",
+    "TickContrast",
+    "TickDispersion",
     "TimeToDecision",
     "WelchResult",
     "adjust",
@@ -77,6 +82,7 @@ __all__ = [
     "mann_whitney_binned",
     "mde_means",
     "mde_proportions",
+    "minutes_to_evidence",
     "poisson_rates",
     "sample_size_means",
     "sample_size_proportions",

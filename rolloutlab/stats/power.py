@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from scipy.optimize import brentq
 from scipy.stats import norm
 
 from rolloutlab.errors import DataError
 from rolloutlab.stats._result import check_alpha
+from rolloutlab.stats.sequential import half_normal_log_e
 
 
 @dataclass(frozen=True)
@@ -213,3 +215,29 @@ def time_to_decision(
         n_primary=minutes * requests_per_min * (1 - canary_weight),
         sample_size=size,
     )
+
+
+def minutes_to_evidence(
+    gap: float,
+    information: float,
+    information_per_min: float,
+    *,
+    tau: float,
+    alpha: float,
+    horizon_min: float = 7 * 24 * 60,
+) -> float:
+    """Minutes until a one-sided normal-mixture test is expected to reject, or inf.
+
+    ``gap`` is how far the estimate lies inside the alternative (e.g. the promotion
+    bound minus the estimated log ratio), ``information`` the test's information now and
+    ``information_per_min`` how fast it grows at the current traffic. Assumes the
+    estimate stays where it is and solves for the first minute at which
+    :func:`~rolloutlab.stats.sequential.half_normal_log_e` reaches ``log(1/alpha)``;
+    inf when the gap is not positive, nothing accrues, or it takes beyond ``horizon_min``.
+    """
+    if not (gap > 0 and information_per_min > 0 and math.isfinite(information)):
+        return math.inf
+    minutes = np.concatenate([[0.0], np.geomspace(0.25, horizon_min, 400)])
+    info = information + information_per_min * minutes
+    reached = np.flatnonzero(half_normal_log_e(info * gap, info, tau) >= math.log(1 / alpha))
+    return float(minutes[reached[0]]) if reached.size else math.inf

@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 from scipy.special import gammaln, logsumexp
+from scipy.stats import norm
 
 from rolloutlab.errors import DataError
 from rolloutlab.stats._result import (
@@ -38,13 +39,15 @@ class SequentialState(StatResult):
     ``log_e_value`` is the largest log e-value (Bayes factor, mixture likelihood
     ratio) against the null so far, so ``p_value = min(1, exp(-log_e_value))``;
     ``reject`` is ``p_value <= alpha``. Tests without a
-    confidence sequence report ``ci=(0, inf)`` for ratios.
+    confidence sequence report ``ci=(0, inf)`` for ratios. ``dispersion`` is the
+    overdispersion a robust test estimated from its ticks (1: none, or not estimated).
     """
 
     reject: bool = False
     n: float = 0.0
     t: int = 0
     log_e_value: float = 0.0
+    dispersion: float = 1.0
 
 
 def _shares(shares: Iterable[float], name: str = "shares") -> np.ndarray:
@@ -184,12 +187,67 @@ def _log_cumsum_exp(a: np.ndarray, reverse: bool = False) -> np.ndarray:
         return np.log(sums) + top
 
 
+class TickDispersion:
+    """Overdispersion of per-tick residuals, and Huber weights for outlying ticks.
+
+    Real counts vary more than a Poisson's: mesh retries turn one failure into a burst,
+    uneven pods and incidents move one variant's rate for minutes. Each tick gives a
+    predictive residual ``r`` (observed minus what the estimate before the tick
+    predicts, over the standard deviation of that prediction under the model). The
+    dispersion is their Pearson estimate, shrunk towards 1 by ``prior_ticks`` pseudo-ticks
+    and widened while it rests on few ticks (as a t quantile exceeds a normal one)::
+
+        phi = max(1, (sum r^2 + prior_ticks) / (ticks + prior_ticks)) * (1 + small / (ticks + 1))
+
+    and a test divides its log-likelihood by it (quasi-likelihood). Without the
+    widening a test that looks every tick takes its chance while the estimate is still
+    low (measured: 5.6 % instead of 2.5 % false rejections with between-tick variance
+    3.5 times the model's). :meth:`weight` bounds how far one tick can move a test
+    (Huber): a tick whose score against the test's null exceeds ``huber`` standard
+    deviations counts as if it were at ``huber``, so a burst or a short incident on one
+    variant adds a bounded amount, while a lasting difference still adds up tick after
+    tick. Both make the guarantee approximate; the tests and the decision-quality
+    benchmark measure it on bursts, incidents, uneven pods and cold starts.
+    """
+
+    def __init__(
+        self,
+        batch_shape: tuple[int, ...] = (),
+        *,
+        prior_ticks: float = 5.0,
+        small: float = 6.0,
+        huber: float = 2.0,
+    ):
+        self.prior_ticks = prior_ticks
+        self.small = small
+        self.huber = huber
+        self.sum_r2 = np.zeros(batch_shape)
+        self.ticks = np.zeros(batch_shape)
+
+    @property
+    def phi(self) -> np.ndarray:
+        pearson = (self.sum_r2 + self.prior_ticks) / (self.ticks + self.prior_ticks)
+        return np.maximum(1.0, pearson) * (1.0 + self.small / (self.ticks + 1.0))
+
+    def update(self, r: np.ndarray, informative: np.ndarray) -> None:
+        """Add one tick's predictive residuals (ignored where not ``informative``)."""
+        self.sum_r2 += np.where(informative, r, 0.0) ** 2
+        self.ticks += informative
+
+    def weight(self, score: np.ndarray) -> np.ndarray:
+        """Huber weights for ticks whose standardised score against the null is ``score``."""
+        return np.minimum(1.0, self.huber / np.maximum(np.abs(score), 1e-300))
+
+
 class PoissonRatioBatch:
     """The grid arithmetic of :class:`PoissonRatioSequential` for many streams at once
     (public for judges and simulations that step many streams per tick in one numpy call).
 
     State arrays carry any leading batch shape, so a simulation can advance thousands
-    of independent streams per call; the public class uses batch shape ``()``.
+    of independent streams per call; the public class uses batch shape ``()``. With
+    ``robust=True`` each tick is weighted and the likelihood tempered by a
+    :class:`TickDispersion` of the ticks' Pearson residuals around the running ratio.
+    ``prior_sd`` is the spread of the mixing prior on ``log(theta)``.
     """
 
     def __init__(
@@ -199,14 +257,17 @@ class PoissonRatioBatch:
         alternative: Alternative,
         batch_shape: tuple[int, ...] = (),
         track_cs: bool = True,
+        *,
+        robust: bool = False,
+        prior_sd: float = 1.0,
     ):
         self.grid = grid
         self.log_grid = np.log(grid)
         self.log_null = math.log(null_ratio)
         self.alternative = alternative
         self.track_cs = track_cs
-        # Prior: normal (sd 1) on log(theta) around the null, restricted to the alternative.
-        self.log_prior = -0.5 * (self.log_grid - self.log_null) ** 2
+        # Prior: normal on log(theta) around the null, restricted to the alternative.
+        self.log_prior = -0.5 * ((self.log_grid - self.log_null) / prior_sd) ** 2
         region = {
             "greater": grid > null_ratio,
             "less": grid < null_ratio,
@@ -220,7 +281,10 @@ class PoissonRatioBatch:
         self.loglik = np.zeros((*batch_shape, grid.size))
         self.loglik_null = np.zeros(batch_shape)
         self.max_log_e = np.zeros(batch_shape)
+        self.log_e = np.zeros(batch_shape)  # at the last tick (max_log_e: its running max)
         self.cs_log_e = np.full((*batch_shape, grid.size), -np.inf)
+        self.dispersion = TickDispersion(batch_shape) if robust else None
+        self.sums = np.zeros((4, *batch_shape))  # robust only: c, x, k, y so far
 
     def step(self, c: np.ndarray, x: np.ndarray, k: np.ndarray, y: np.ndarray) -> None:
         """Add one tick: treatment events/exposure ``c, x``; control ``k, y`` (valid data)."""
@@ -233,21 +297,62 @@ class PoissonRatioBatch:
         np.log(work, out=work)
         work *= -e[..., None]
         work += np.multiply.outer(c, self.log_grid)
-        self.loglik += work
-        self.loglik_null += c * self.log_null - e * np.log(np.exp(self.log_null) * x + y)
-        np.add(self.loglik, self.log_w_test, out=work)
-        log_e = _logsumexp(work) - self.loglik_null
+        null = c * self.log_null - e * np.log(np.exp(self.log_null) * x + y)
+        if self.dispersion is None:
+            self.loglik += work
+            self.loglik_null += null
+            np.add(self.loglik, self.log_w_test, out=work)
+            log_e = _logsumexp(work) - self.loglik_null
+        else:
+            weight = self._weight(c, x, e, y, idle)
+            self.sums += np.where(idle, 0.0, np.stack(np.broadcast_arrays(c, x, k, y)))
+            self.loglik += work * weight[..., None]
+            self.loglik_null += null * weight
+            phi = self.dispersion.phi
+            np.divide(self.loglik, phi[..., None], out=work)
+            work += self.log_w_test
+            log_e = _logsumexp(work) - self.loglik_null / phi
+        self.log_e = log_e
         np.maximum(self.max_log_e, log_e, out=self.max_log_e)
         if self.track_cs:
             np.maximum(self.cs_log_e, self._grid_log_e(), out=self.cs_log_e)
 
+    @property
+    def phi(self) -> np.ndarray:
+        """The dispersion the likelihood is divided by (1 unless robust)."""
+        if self.dispersion is None:
+            return np.ones(self.max_log_e.shape)
+        return self.dispersion.phi
+
+    def _weight(self, c, x, e, y, idle) -> np.ndarray:
+        """Update the dispersion with the tick's predictive residual around the ratio so
+        far, and weigh the tick by its Huber weight at the null (1 until both variants
+        have had events).
+
+        The residual's variance adds the estimate's own (``Var log theta ~ 1/C + 1/K``)
+        to the binomial's, so a ratio still uncertain is not read as overdispersion.
+        """
+        sc, sx, sk, sy = self.sums
+        known = (sc > 0) & (sk > 0) & ~idle
+        with np.errstate(divide="ignore", invalid="ignore"):
+            theta = np.where(known, sc * sy / (sk * sx), 1.0)
+            share = theta * x / (theta * x + y)
+            binomial = e * share * (1 - share)
+            spread = np.sqrt(binomial * (1 + binomial * (1 / sc + 1 / sk)))
+            r = np.where(known, (c - e * share) / np.maximum(spread, 1e-12), 0.0)
+            null = np.exp(self.log_null) * x / (np.exp(self.log_null) * x + y)
+            score = (c - e * null) / np.maximum(np.sqrt(e * null * (1 - null)), 1e-12)
+        self.dispersion.update(r, known)
+        return np.where(idle, 0.0, self.dispersion.weight(score))
+
     def _grid_log_e(self) -> np.ndarray:
         """log e-value against every grid point: the mixture over the whole grid (two-sided)
         or over the points at or beyond it (one-sided), divided by its likelihood."""
+        loglik = self.loglik if self.dispersion is None else self.loglik / self.phi[..., None]
         if self.alternative == "two-sided":
-            return _logsumexp(self.loglik + self.log_w_all)[..., None] - self.loglik
-        tails = _log_cumsum_exp(self.loglik + self.log_prior, self.alternative == "greater")
-        return tails - self.log_tail_mass - self.loglik
+            return _logsumexp(loglik + self.log_w_all)[..., None] - loglik
+        tails = _log_cumsum_exp(loglik + self.log_prior, self.alternative == "greater")
+        return tails - self.log_tail_mass - loglik
 
     def p_value(self) -> np.ndarray:
         return np.minimum(1.0, np.exp(-self.max_log_e))
@@ -273,6 +378,12 @@ class PoissonRatioSequential:
     reported as 0 and inf. ``estimate`` is the pooled rate ratio
     ``(sum c / sum x) / (sum k / sum y)``. Ticks with NaN, or with events but no
     exposure (a counter reset), are skipped and counted in ``reason``.
+
+    ``robust=True`` makes it a quasi-likelihood test for overdispersed counts (retry
+    bursts, uneven pods, incidents): see :class:`TickDispersion`; the state's
+    ``dispersion`` is the estimate, and the guarantee becomes approximate.
+    ``prior_sd`` is the spread of the mixing prior on ``log(theta)``: smaller values
+    favour moderate effects (a judge uses 0.5), larger ones large effects.
     """
 
     def __init__(
@@ -282,6 +393,8 @@ class PoissonRatioSequential:
         alternative: Alternative = "two-sided",
         alpha: float = 0.05,
         grid: Iterable[float] | None = None,
+        robust: bool = False,
+        prior_sd: float = 1.0,
     ):
         self.alpha = check_alpha(alpha)
         if alternative not in ("greater", "less", "two-sided"):
@@ -297,7 +410,9 @@ class PoissonRatioSequential:
             )
         self.null_ratio = float(null_ratio)
         self.alternative: Alternative = alternative
-        self._engine = PoissonRatioBatch(theta, self.null_ratio, alternative)
+        self._engine = PoissonRatioBatch(
+            theta, self.null_ratio, alternative, robust=robust, prior_sd=prior_sd
+        )
         self._sums = np.zeros(4)  # treatment events, exposure, control events, exposure
         self._t = 0
         self._ignored = 0
@@ -363,6 +478,7 @@ class PoissonRatioSequential:
             n=float(c + k),
             t=self._t,
             log_e_value=float(engine.max_log_e),
+            dispersion=float(engine.phi),
         )
 
     @property
@@ -385,6 +501,88 @@ class PoissonRatioSequential:
     def log_e_value(self) -> float:
         """Largest log e-value so far (``p_value = min(1, exp(-log_e_value))``)."""
         return self.state.log_e_value
+
+
+# ---------------------------------------------------------------------------------------
+# A difference observed tick by tick (robust normal mixture)
+# ---------------------------------------------------------------------------------------
+
+
+def half_normal_log_e(score: Numeric, information: Numeric, tau: float) -> Numeric:
+    """log e-value of the normal likelihood ratio mixed over a half-normal(tau) effect.
+
+    For a score ``S`` with ``Var(S) = I`` and mean ``I * delta`` (delta > 0 under the
+    alternative, <= 0 under the null),
+    ``log 2 - log(1 + tau^2 I) / 2 + tau^2 S^2 / (2 (1 + tau^2 I)) + log Phi(tau S / sqrt(1 + tau^2 I))``;
+    each mixed component is a supermartingale for any delta <= 0, so the mixture is too.
+    """
+    grow = 1.0 + tau**2 * np.asarray(information, dtype=float)
+    z = tau * np.asarray(score, dtype=float) / np.sqrt(grow)
+    return math.log(2.0) - 0.5 * np.log(grow) + 0.5 * z**2 + norm.logcdf(z)
+
+
+class TickContrast:
+    """An anytime-valid one-sided test of a difference seen tick by tick, robust to
+    overdispersion and outlying ticks.
+
+    Each tick brings an estimate ``d`` of the difference (e.g. the canary's mean latency
+    score minus the primary's in that tick), its model variance ``v`` and the test's null
+    ``delta0`` (which may be refined as data come in). Ticks are pooled with weights
+    ``1 / v``: stratified by tick, so a weight step or a diurnal swing that moves both
+    variants alike biases nothing. A :class:`TickDispersion` of the predictive residuals
+    scales the variance, and each tick's Huber weight at the null bounds its pull.
+    :meth:`log_e` is :func:`half_normal_log_e` against ``delta <= delta0`` (``side=+1``)
+    or ``delta >= delta0`` (``side=-1``) with information ``I = A / phi`` and score
+    ``S = side (B - delta0 A) / phi`` (``A = sum w / v``, ``B = sum w d / v``, ``w`` the
+    Huber weights); callers keep its running maximum. :attr:`estimate` and
+    :meth:`half_width` use the unweighted sums. Approximate: the variance is estimated.
+    """
+
+    def __init__(self, tau: float, side: int, batch_shape: tuple[int, ...] = ()):
+        if not (math.isfinite(tau) and tau > 0):
+            raise DataError(f"tau must be a finite number > 0, got {tau!r}")
+        self.tau = float(tau)
+        self.side = side
+        self.sums = np.zeros((4, *batch_shape))  # A, B weighted at the null; unweighted A, B
+        self.null = np.zeros(batch_shape)
+        self.dispersion = TickDispersion(batch_shape)
+
+    def step(self, d: Numeric, v: Numeric, null: Numeric) -> None:
+        """Add one tick (ignored where ``d`` or ``v`` is not finite or ``v <= 0``)."""
+        d, v = np.asarray(d, dtype=float), np.asarray(v, dtype=float)
+        ok = np.isfinite(d) & np.isfinite(v) & (v > 0)
+        d, v = np.where(ok, d, 0.0), np.where(ok, v, 1.0)
+        weight_sum = self.sums[2]
+        known = ok & (weight_sum > 0)  # predictive residual: v plus the estimate's
+        spread = np.sqrt(v + 1 / np.where(known, weight_sum, 1.0))
+        self.dispersion.update((d - self.estimate) / spread, known)
+        self.null = np.asarray(null, dtype=float)
+        w = np.where(ok, self.dispersion.weight((d - self.null) / np.sqrt(v)), 0.0)
+        self.sums += np.stack([w / v, w * d / v, ok / v, ok * d / v])
+
+    @property
+    def estimate(self) -> np.ndarray:
+        """The pooled difference so far (0 before any tick)."""
+        a = self.sums[2]
+        return np.where(a > 0, self.sums[3] / np.where(a > 0, a, 1.0), 0.0)
+
+    @property
+    def information(self) -> np.ndarray:
+        return self.sums[2] / self.dispersion.phi
+
+    def log_e(self) -> np.ndarray:
+        """Current log e-value against the null given at the last step."""
+        phi = self.dispersion.phi
+        a, b = self.sums[0], self.sums[1]
+        return half_normal_log_e(self.side * (b - self.null * a) / phi, a / phi, self.tau)
+
+    def half_width(self, alpha: float) -> np.ndarray:
+        """Half-width of the two-sided normal-mixture confidence sequence (inf before data)."""
+        info = self.information
+        grow = 1.0 + self.tau**2 * info
+        with np.errstate(divide="ignore", invalid="ignore"):
+            width = np.sqrt(grow * (2 * math.log(1 / alpha) + np.log(grow))) / (self.tau * info)
+        return np.where(info > 0, width, np.inf)
 
 
 # ---------------------------------------------------------------------------------------
