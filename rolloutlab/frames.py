@@ -17,7 +17,7 @@ may assume a valid frame.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -246,6 +246,10 @@ class TickTable:
     weight is the last value reported in the tick (carried forward when missing).
     Judges read ``table.counter("errors", "canary")[k]`` in O(1), which keeps the
     cost of a tick constant however long the rollout has run.
+
+    Broken data stay visible: a NaN or infinite value makes its tick's total NaN or
+    infinite, and :meth:`present` tells a tick with no row at all (a missing scrape,
+    a series that is not there) from a tick that counted zero.
     """
 
     ends: tuple[datetime, ...]
@@ -256,6 +260,7 @@ class TickTable:
     buckets: dict[str, dict[str, np.ndarray]]
     gauges: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
     weights: dict[str, np.ndarray]
+    rows: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ends)
@@ -279,6 +284,10 @@ class TickTable:
     def weight(self, variant: str) -> np.ndarray:
         """Traffic percent of ``variant`` per tick (nan before the first report)."""
         return self.weights.get(variant, np.full(len(self), np.nan))
+
+    def present(self, metric: str, variant: str) -> np.ndarray:
+        """Per tick: does ``variant`` have at least one row of ``metric`` (any kind)?"""
+        return self.rows.get(metric, {}).get(variant, np.zeros(len(self), dtype=bool))
 
 
 def tick_table(
@@ -311,6 +320,13 @@ def tick_table(
     ).filter(pl.col("tick") >= 0)
     n = int(rows["tick"].max()) + 1 if rows.height else 0
     ends = tuple(origin + timedelta(microseconds=interval_us * (k + 1)) for k in range(n))
+
+    present: dict[str, dict[str, np.ndarray]] = {}
+    seen = rows.select("metric", "variant", "tick").unique()
+    for (metric, variant), part in seen.partition_by("metric", "variant", as_dict=True).items():
+        mask = np.zeros(n, dtype=bool)
+        mask[part["tick"].to_numpy()] = True
+        present.setdefault(metric, {})[variant] = mask
 
     counters: dict[str, dict[str, np.ndarray]] = {}
     summed = (
@@ -355,7 +371,9 @@ def tick_table(
             weights[variant] = _carry_forward(last)
         else:
             gauges.setdefault(metric, {})[variant] = (ticks, values)
-    return TickTable(ends, interval_s, tuple(variants), counters, edges, buckets, gauges, weights)
+    return TickTable(
+        ends, interval_s, tuple(variants), counters, edges, buckets, gauges, weights, present
+    )
 
 
 def _carry_forward(values: np.ndarray) -> np.ndarray:
