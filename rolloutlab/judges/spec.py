@@ -19,6 +19,10 @@ snake_case)::
     iterations: 10             # Flagger blue/green (or A/B with abTesting: true)
     alpha: 0.05                # the error budget shared by the metrics
     minExposure: 0             # canary requests before a promotion may be considered
+    promotion: evidence        # evidence (every critical metric shown within its
+                               #   promotionMargin) | plan (Flagger: the plan's end)
+    maxAnalysisTime: 1h5m      # then onInconclusive decides (default: the plan + 1h)
+    onInconclusive: rollback   # rollback | hold | promote (promote only on valid data)
     control: primary           # variants (default: the recording's roles)
     treatment: canary
     kayenta: {passScore: 95, marginalScore: 75, confidence: 0.98, allowedIncrease: 1.0,
@@ -35,7 +39,8 @@ snake_case)::
         denominator: null            # ratio/counter: the counter divided by
         direction: increase          # increase | decrease | either (which change harms)
         critical: true
-        margin: 0.1                  # tolerated relative harm (rolloutlab judge)
+        margin: 0.1                  # tolerated relative harm: rollback beyond it
+        promotionMargin: 0.2         # promotion needs evidence of harm below it
         alpha: 0.01
         thresholdRange: {max: 0.9}   # Flagger judge
         interval: 1m                 # Flagger judge lookback
@@ -66,6 +71,8 @@ from rolloutlab.errors import SpecError
 
 MetricKind = Literal["ratio", "latency", "gauge", "counter"]
 Direction = Literal["increase", "decrease", "either"]
+Promotion = Literal["evidence", "plan"]
+OnInconclusive = Literal["rollback", "hold", "promote"]
 NanStrategy = Literal["remove", "replace"]
 EffectSizeMeasure = Literal["meanRatio", "cles"]
 
@@ -75,6 +82,12 @@ JUDGE_NAMES = ("flagger", "kayenta", "rolloutlab")
 FLAGGER_API = "flagger.app/"
 FLAGGER_METRIC_INTERVAL_S = 60.0
 FLAGGER_MIN_INTERVAL_S = 10.0
+#: Promotion margins by metric kind when a metric does not state one (the error rate at
+#: most 1.5x the primary's, latency at most 10% slower); chosen with the benchmark in
+#: benchmarks/decision_quality.py (see benchmarks/RESULTS.md).
+DEFAULT_PROMOTION_MARGIN = {"ratio": 0.5, "counter": 0.5, "latency": 0.1, "gauge": 0.1}
+#: How long the bake phase may last after the plan when maxAnalysisTime is not set.
+DEFAULT_BAKE_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -89,7 +102,12 @@ class MetricSpec:
       ``counter`` a count per tick compared as a rate per unit of ``denominator``.
     direction: which change is harmful (``increase`` for errors and latency).
     margin: tolerated relative harm; rollback needs evidence that the harm exceeds it
-      (errors: the canary/primary rate ratio is above ``1 + margin``).
+      (errors: the canary/primary rate ratio is above ``1 + margin``; latency: the
+      canary's latency distribution is shifted by more than ``+margin``, e.g. 0.05 = 5%).
+    promotion_margin: the promotion bound, at least ``margin``; promotion needs evidence
+      that the harm is below it (errors at most ``1 + promotion_margin`` times the
+      primary's). None: :data:`DEFAULT_PROMOTION_MARGIN` for the kind (or ``margin``
+      if that is larger); :meth:`promotion_tolerance` resolves it.
     threshold_min/threshold_max/interval_s/quantile: Flagger's ``thresholdRange``, the
       metric's lookback interval, and the latency quantile (request-duration is p99).
     must_have_data/groups: Kayenta's ``mustHaveData`` and the metric's scoring groups
@@ -114,6 +132,12 @@ class MetricSpec:
     must_have_data: bool = False
     groups: tuple[str, ...] = ()
     template: str | None = None
+    promotion_margin: float | None = None
+
+    def promotion_tolerance(self) -> float:
+        """The promotion margin in force: stated, or the kind's default; never below margin."""
+        stated = self.promotion_margin
+        return max(self.margin, DEFAULT_PROMOTION_MARGIN[self.kind] if stated is None else stated)
 
 
 @dataclass(frozen=True)
@@ -145,14 +169,17 @@ class KayentaSettings:
 
 
 def default_metrics() -> tuple[MetricSpec, ...]:
-    """Errors, latency and success rate as Flagger users know them, judged canary vs primary."""
+    """Errors and latency as Flagger users know them, judged canary vs primary.
+
+    Rollback: any evidence of a higher error rate, or of latency more than 5% slower.
+    Promotion: evidence that errors are at most 1.5x and latency at most 10% slower
+    (the kinds' default promotion margins). Chosen with benchmarks/decision_quality.py.
+    """
     return (
-        # no tolerated margin on errors: any evidence of a higher error rate is harm
-        # (a 10% margin measured 16 instead of 12 minutes to catch doubled errors)
         MetricSpec(
             "request-success-rate", "ratio", "errors", "requests", margin=0.0, threshold_min=99.0
         ),
-        MetricSpec("request-duration", "latency", "latency_ms", margin=0.1, threshold_max=500.0),
+        MetricSpec("request-duration", "latency", "latency_ms", margin=0.05, threshold_max=500.0),
     )
 
 
@@ -167,6 +194,13 @@ class Spec:
     ``max_weight`` their last value (capped at 100), as Flagger reads them.
     ``ab_testing`` marks a Flagger A/B analysis (``analysis.match`` with ``iterations``);
     ``iterations`` alone is blue/green.
+
+    Promotion (rolloutlab's judge): with ``promotion="evidence"`` the plan's end is not
+    enough; every critical metric must be shown within its promotion margin, and until
+    then the canary bakes at the top weight. ``max_analysis_s`` bounds the whole
+    analysis (None: the plan's duration plus :data:`DEFAULT_BAKE_S`); when it runs out
+    without that evidence, ``on_inconclusive`` decides. ``promotion="plan"`` promotes
+    at the plan's end as Flagger does.
     """
 
     interval_s: float = 60.0
@@ -187,11 +221,24 @@ class Spec:
     kayenta: KayentaSettings = field(default_factory=KayentaSettings)
     target: str | None = None
     ab_testing: bool = False
+    promotion: Promotion = "evidence"
+    max_analysis_s: float | None = None
+    on_inconclusive: OnInconclusive = "rollback"
 
     def __post_init__(self) -> None:
         if self.step_weights:
             object.__setattr__(self, "step_weight", 0.0)
             object.__setattr__(self, "max_weight", min(100.0, float(self.step_weights[-1])))
+
+    def plan_duration_s(self) -> float:
+        """How long the plan takes with every check passing (steps or iterations x interval)."""
+        return self.interval_s * (self.iterations or len(self.weight_plan()))
+
+    def analysis_deadline_s(self) -> float:
+        """Seconds of analysis after which ``on_inconclusive`` decides."""
+        if self.max_analysis_s is not None:
+            return self.max_analysis_s
+        return self.plan_duration_s() + DEFAULT_BAKE_S
 
     def weight_plan(self) -> tuple[float, ...]:
         """Canary weights tick after tick until promotion, as Flagger steps them.
@@ -543,6 +590,7 @@ _METRIC_FIELDS = (
     _Field("mustHaveData", "must_have_data", _flag),
     _Field("groups", "groups", _groups),
     _Field("template", "template", _optional(_text)),
+    _Field("promotionMargin", "promotion_margin", _optional(_number(0.5, lo=0))),
 )
 
 _KAYENTA_FIELDS = (
@@ -580,6 +628,9 @@ _SPEC_FIELDS = (
     _Field("minExposure", "min_exposure", _number(1000, lo=0)),
     _Field("control", "control", _optional(_text)),
     _Field("treatment", "treatment", _optional(_text)),
+    _Field("promotion", "promotion", _choice(get_args(Promotion))),
+    _Field("maxAnalysisTime", "max_analysis_s", _optional(parse_duration), ("max_analysis_s",)),
+    _Field("onInconclusive", "on_inconclusive", _choice(get_args(OnInconclusive))),
     _Field("metrics", "metrics", lambda value, path: value),
     _Field("kayenta", "kayenta", lambda value, path: value),
 )
@@ -645,6 +696,13 @@ def _checked_metric(metric: MetricSpec, path: str) -> MetricSpec:
             f"ratio metric '{metric.name}' has no denominator",
             "Name the counter it divides by, e.g. denominator: requests.",
         )
+    if metric.promotion_margin is not None and metric.promotion_margin < metric.margin:
+        raise _fail(
+            _join(path, "promotionMargin"),
+            f"{metric.promotion_margin:g} is below the rollback margin {metric.margin:g}",
+            "A canary is promoted when shown below promotionMargin and rolled back when shown "
+            "above margin: set promotionMargin >= margin.",
+        )
     return metric
 
 
@@ -673,6 +731,14 @@ def _build(
             _join(path, "stepWeight"),
             "no weight plan: stepWeight is 0 and there are no stepWeights or iterations",
             "Set stepWeight (e.g. 10), stepWeights (e.g. [5, 10, 25]) or iterations.",
+        )
+    if spec.max_analysis_s is not None and spec.max_analysis_s < spec.plan_duration_s():
+        raise _fail(
+            _join(path, "maxAnalysisTime"),
+            f"{format_duration(spec.max_analysis_s)} is shorter than the weight plan itself "
+            f"({format_duration(spec.plan_duration_s())})",
+            "Give the analysis at least the plan's duration plus time to bake, or leave it "
+            "unset (the plan + 1h).",
         )
     return spec
 
@@ -868,6 +934,7 @@ def _looks_like_path(text: str) -> bool:
 
 __all__ = [
     "BUILTIN_METRICS",
+    "DEFAULT_PROMOTION_MARGIN",
     "JUDGE_NAMES",
     "KayentaSettings",
     "MetricSpec",
