@@ -122,6 +122,17 @@ def test_failed_checks_are_cumulative_across_passes():
     assert (verdict.decision, verdict.decided_at) == ("rollback", at(5))
 
 
+def test_a_failed_check_holds_the_weight():
+    # Flagger's scheduler returns right after counting a failed analysis, before it steps
+    # the weight (fluxcd/flagger pkg/controller/scheduler.go, advanceCanary: "if ok :=
+    # c.runAnalysis(cd); !ok { SetStatusFailedChecks(...); return }", commit 15bd6ad5).
+    verdict = flagger(recording([HEALTHY, BAD, HEALTHY, HEALTHY]))
+    holds = [t.hold for t in verdict.ticks]
+    assert holds[0] is None and holds[2] is None
+    assert holds[1].startswith("failed check (1 of 3): ")
+    assert "does not advance the weight" in holds[1]
+
+
 def test_no_values_is_a_failure():
     verdict = flagger(recording([(0, 0)] * 10))
     assert (verdict.decision, verdict.decided_at) == ("rollback", at(3))

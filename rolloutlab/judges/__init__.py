@@ -7,16 +7,18 @@ feeds them to a judge from :data:`JUDGES` until the first terminal decision.
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from rolloutlab import frames
 from rolloutlab.errors import SpecError
 from rolloutlab.frames import tick_table
 from rolloutlab.judges.base import Judge
 from rolloutlab.judges.flagger import FlaggerJudge
 from rolloutlab.judges.kayenta import KayentaJudge
-from rolloutlab.judges.spec import KayentaSettings, MetricSpec, Spec
+from rolloutlab.judges.spec import KayentaSettings, MetricSpec, Spec, format_duration
 from rolloutlab.judges.verdict import MetricResult, TickState, Verdict
 from rolloutlab.sources.recording import Recording
 
@@ -60,7 +62,7 @@ def judge(
     judge knew then; a judge with a schedule of its own (Kayenta's lifetime) still sees the
     whole recording's length.
     """
-    spec = Spec.load(spec)
+    spec, notes = _fit_interval(Spec.load(spec), recording)
     name = judge or spec.judge
     cls = judge_class(name)
     control, treatment = roles(recording, spec)
@@ -75,7 +77,25 @@ def judge(
             break
         if instance.observe(table, k).decision != "continue":
             break
-    return instance.verdict()
+    verdict = instance.verdict()
+    if notes:
+        reason = f"{verdict.reason} (note: {'; '.join(notes)})"
+        verdict = replace(verdict, reason=reason, details={**verdict.details, "notes": notes})
+    return verdict
+
+
+def _fit_interval(spec: Spec, recording: Recording) -> tuple[Spec, list[str]]:
+    """The spec with its interval raised to the recording's step when shorter (a tick
+    cannot be shorter than the data's resolution), and a note saying so."""
+    step = frames.step_seconds(recording.frame) or recording.step_s
+    if not step or spec.interval_s >= step - 1e-9:
+        return spec, []
+    note = (
+        f"the spec's interval {format_duration(spec.interval_s)} is shorter than the "
+        f"recording's {format_duration(step)} step, so each tick covers one step "
+        f"(judged every {format_duration(step)})"
+    )
+    return replace(spec, interval_s=float(step)), [note]
 
 
 def roles(recording: Recording, spec: Spec) -> tuple[str, str]:

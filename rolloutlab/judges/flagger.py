@@ -252,11 +252,19 @@ class FlaggerJudge(Judge):
         phase: Phase,
         results: tuple[MetricResult, ...],
     ) -> TickState:
+        failing = [r.reason for r in results if r.classification == "fail"]
+        hold = None
+        if decision == "continue" and failing:  # Flagger returns before stepping the weight
+            hold = (
+                f"failed check ({self.failed_checks} of {self.spec.threshold}): {failing[0]}; "
+                "Flagger does not advance the weight after a failed check"
+            )
         state = TickState(
             timestamp=table.ends[k],
             weight=weight,
             decision=decision,
             metrics=results,
+            hold=hold,
             state={
                 "failed_checks": self.failed_checks,
                 "passed_checks": self.passed_checks,

@@ -3,49 +3,51 @@
 Why: Flagger checks the canary alone against static thresholds and Kayenta's rank test
 on scrape points loses its error control when it looks again and again. This judge
 compares the variants request by request with tests whose guarantee holds at every
-look, and rolls back only when the evidence says the harm exceeds the metric's margin.
+look, rolls back only on evidence that the harm exceeds a metric's ``margin``, and
+promotes only on evidence that it stays below its ``promotion_margin``.
 
 How each metric kind is tested (all O(1) per tick):
 
 * ``ratio`` (errors among requests) and ``counter`` (a count per unit of a denominator,
-  or per unit of traffic share without one): the canary/primary rate ratio with
-  :class:`~rolloutlab.stats.PoissonRatioSequential`. The *harm* test rejects
-  ``ratio <= 1 + margin`` (rollback evidence); the *safety* test at the same boundary
-  rejects ``ratio >= 1 + margin`` (early-promotion evidence). Exposures may change
-  every tick (weight steps): the test conditions on each tick's total events.
-* ``latency`` (bucket histograms, requests as the unit): the share of requests slower
-  than a few fixed bucket edges (the smallest edges at or above the primary's p50,
-  p90 and p99, read once from the primary's first ``LATENCY_WARMUP_REQUESTS``
-  requests; evidence is gathered from the tick after, so the choice cannot peek at
-  the comparison) goes through the same rate-ratio tests: slow requests are the
-  events, requests the exposure, and the margin is a relative increase of the slow
-  share. The p50 and p90 edges catch a shift of the whole distribution (a 10% shift
-  of an 80 ms log-normal raises the share above Istio's 250 ms bucket by 42%), the p99
-  edge a tail-only regression (doubling the tail above p95 raises the share above
-  500 ms 5.6-fold). ``mann_whitney_binned`` on the cumulative histograms gives
-  P(canary slower) as the descriptive effect.
+  or per unit of traffic share without one): the canary/primary rate ratio with the
+  robust (quasi-likelihood) :class:`~rolloutlab.stats.PoissonRatioBatch`. The *harm*
+  test rejects ``ratio <= 1 + margin`` (rollback evidence), the *safety* test rejects
+  ``ratio >= 1 + promotion_margin`` (promotion evidence). Exposures may change every
+  tick (weight steps): the test conditions on each tick's total events. Overdispersion
+  (retry bursts, uneven pods, incidents) is estimated from the ticks themselves.
+* ``latency`` (bucket histograms, requests as the unit), on the whole distribution:
+  each request gets its bucket's mid-rank score in the primary's first
+  ``LATENCY_WARMUP_REQUESTS`` requests (Wilcoxon scores; evidence starts the tick
+  after, so the choice cannot peek at the comparison), and the canary's mean score
+  minus the primary's, tick by tick, goes through a robust normal-mixture test
+  (:class:`~rolloutlab.stats.TickContrast`). Margins are latency shifts ("+5%"):
+  a shift of the primary's distribution (interpolated log-linearly inside buckets) says
+  which score difference it means, and estimates and intervals are reported back as
+  shifts. A tail test (the share of requests above the primary's p99 edge, a rate
+  ratio as above) catches a slower tail that barely moves the mean score; it can only
+  roll back, since proving a 0.1% tail safe takes hours at common traffic.
 * ``gauge`` (CPU, ...): Welch on autocorrelation-sized block means
   (:func:`~rolloutlab.stats.welch_on_blocks`), flagged approximate. Tried at ticks
   8, 10, 13, 17, ... (25% apart, so the O(n) comparison costs O(1) amortised); one
   with at least ``GAUGE_MIN_BLOCKS`` blocks per variant is a look, and the j-th look
-  spends 6α/(πj)², which sums to α, so repeated looks keep the level (up to the
-  block approximation).
+  spends 6α/(πj)², which sums to α.
 
 Error budget: a false rollback is a rollback while every critical metric is within its
-margin. ``spec.alpha`` is split by Bonferroni: critical metrics without their own
-``alpha`` share what the explicit ones leave, equally; inside a metric its α is split
-equally over its sub-tests (latency edges × harmful directions). The union bound then
-keeps P(any false rollback, at any tick) <= ``spec.alpha`` (with a real difference
-below the margins, far less). Each result's ``p_value`` is the smallest always-valid
-p-value of its sub-tests times their number, so it compares with the metric's share
-of α (``details["alpha"]``).
-Promotion needs *every* critical metric's safety test to reject (an intersection-union
-test), so each safety test runs at the metric's full α and needs no correction.
+margin. ``spec.alpha`` is split by Bonferroni over the critical metrics (explicit
+``alpha`` first), and inside a metric over its harm sub-tests. Promotion needs *every*
+critical metric's safety test to reject (an intersection-union test), so each runs at
+the metric's full α. Each result's ``p_value`` is its smallest harm p-value times the
+number of sub-tests, to compare with ``details["alpha"]``.
 
-SRM: canary requests against the recorded weights, with a two-sided rate-ratio test
-(requests as events, traffic share as exposure; ticks right after a weight change are
-skipped, since Prometheus windows straddle the change). If it fires the data are
-invalid: the judge holds (continue, never promote) and says so, and blames no one.
+Fail-safe: a tick whose data for a critical metric are missing, NaN, infinite or
+negative is a failed check for that metric (Flagger's rule): it adds no evidence, holds
+the weight, and ``spec.threshold`` such ticks in a row roll back ("no valid data for X
+since T"). The sample-ratio check compares each tick's canary requests with the weight
+in force (between the previous and the current recorded weight, or the plan's); a
+mismatch holds for good (the data are invalid) but never stops a rollback on clear harm.
+When the plan ends without promotion evidence the canary bakes at the top weight, and
+the judge says what is missing and how long it expects to need; after
+``spec.analysis_deadline_s()`` ``spec.on_inconclusive`` decides.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -60,34 +63,50 @@ import numpy as np
 from rolloutlab.errors import SpecError
 from rolloutlab.frames import TickTable
 from rolloutlab.judges.base import Judge
-from rolloutlab.judges.spec import MetricSpec, Spec
+from rolloutlab.judges.spec import MetricSpec, Spec, format_duration
 from rolloutlab.judges.verdict import Decision, MetricResult, TickState
-from rolloutlab.stats import PoissonRatioBatch, mann_whitney_binned, welch_on_blocks
+from rolloutlab.stats import PoissonRatioBatch, TickContrast, welch_on_blocks
+from rolloutlab.stats.power import minutes_to_evidence
 from rolloutlab.stats.sequential import DEFAULT_GRID
 
 #: Level of the sequential sample-ratio test. A false SRM only holds the rollout, but it
 #: holds it for good, so it is kept small (Eppo uses the same level for its SRM check).
 SRM_ALPHA = 0.001
-#: Primary quantiles whose bucket edges define the "slow request" shares for latency.
-LATENCY_QUANTILES = (0.5, 0.9, 0.99)
-#: Primary requests needed before the latency edges are fixed (about 10 beyond the p99).
+#: Primary requests needed before the latency scores and the tail edge are fixed.
 LATENCY_WARMUP_REQUESTS = 1000.0
+#: The tail test's edge: the smallest bucket edge at or above this primary quantile.
+TAIL_QUANTILE = 0.99
+#: Spread of the mixing prior on log(rate ratio): effects of ×1.2 to ×3 weigh most.
+RATIO_PRIOR_SD = 0.5
+#: The tail test's prior: tail regressions are large ratios (×2 to ×10) of rare events.
+TAIL_PRIOR_SD = 1.0
+#: Decay of the latency survival function (S(x) ~ x^-beta) when the data cannot tell.
+TAIL_DECAY = 3.0
+#: A tail test whose current e-value is at least this holds promotion: the tail alarm
+#: may be on its way (P(e >= 5) <= 0.2 under the null at any one tick, by Markov).
+TAIL_WATCH = 5.0
+#: The latency test's mixing scale, as the latency shift it is tuned for.
+LATENCY_PRIOR_SHIFT = 0.1
 #: First tick a gauge comparison is tried; the next ones come 25% later each time.
 GAUGE_FIRST_LOOK = 8
 GAUGE_LOOK_GROWTH = 1.25
 #: Blocks per variant a gauge comparison needs before it counts as a look.
 GAUGE_MIN_BLOCKS = 4
+#: Ticks over which the information rate behind a bake-phase estimate is measured.
+RATE_WINDOW = 10
+#: Latency shifts on which score differences are tabulated (to convert both ways).
+_SHIFTS = np.concatenate([np.linspace(-0.6, 0.0, 61)[:-1], np.linspace(0.0, 3.0, 301)])
 
 _OPPOSITE = {"greater": "less", "less": "greater"}
 _VERDICTS = {
     "fail": "beyond the tolerated",
-    "pass": "within the tolerated",
-    "inconclusive": "not yet distinguishable from the tolerated",
+    "pass": "within the promotion bound",
+    "inconclusive": "not yet shown within the promotion bound",
 }
 
 
 def error_budget(spec: Spec) -> dict[str, float]:
-    """α of each metric's harm test: Bonferroni over the critical metrics (see module doc).
+    """α of each metric's harm tests: Bonferroni over the critical metrics (module doc).
 
     Critical metrics with an explicit ``alpha`` keep it; the others share the rest of
     ``spec.alpha`` equally. Non-critical metrics cannot trigger a rollback, so they are
@@ -109,74 +128,87 @@ def error_budget(spec: Spec) -> dict[str, float]:
     }
 
 
-def _sides(metric: MetricSpec) -> tuple[tuple[str, float], ...]:
-    """(harm alternative, ratio boundary) per harmful direction."""
-    up, down = ("greater", 1.0 + metric.margin), ("less", max(1.0 - metric.margin, 1e-9))
+def _inside_grid(ratio: float) -> float:
+    """A test boundary the rate-ratio grid can hold (between its second and last points)."""
+    return float(min(max(ratio, DEFAULT_GRID[1]), DEFAULT_GRID[-2]))
+
+
+def _sides(metric: MetricSpec, margin: float) -> tuple[tuple[str, float], ...]:
+    """(harm alternative, relative boundary) per harmful direction, at ``margin``."""
+    up, down = ("greater", _inside_grid(1.0 + margin)), ("less", _inside_grid(1.0 - margin))
     return {"increase": (up,), "decrease": (down,), "either": (up, down)}[metric.direction]
+
+
+def _problem(values: Sequence[float], present: Sequence[bool], what: Sequence[str]) -> str | None:
+    """Why one tick's numbers cannot count (missing, NaN, infinite, negative), else None."""
+    for value, there, name in zip(values, present, what, strict=True):
+        if not there:
+            return f"no {name}"
+        if math.isnan(value):
+            return f"{name} is NaN"
+        if math.isinf(value):
+            return f"{name} is infinite"
+        if value < 0:
+            return f"{name} is negative"
+    return None
 
 
 class _RatioTests:
     """Every rate-ratio stream of a judge with its harm and safety tests, stepped together.
 
     A stream is one count series (events and exposure per variant). Each harmful side
-    gives it a harm test (H0: ratio within the boundary) and a safety test (the mirror,
-    at the same boundary). Tests sharing a boundary and an alternative are rows of one
-    batched engine, and the per-stream summaries are numpy arrays, so a tick costs a
-    handful of numpy calls however many metrics there are. The numbers are those of
-    :class:`~rolloutlab.stats.PoissonRatioSequential` (a test pins them): each group is a
-    :class:`~rolloutlab.stats.PoissonRatioBatch`, read the way the scalar class reads its own.
+    gives it a harm test (H0: ratio within the rollback boundary) and a safety test
+    (H0: ratio beyond the promotion boundary). Tests sharing a boundary and an
+    alternative are rows of one robust :class:`~rolloutlab.stats.PoissonRatioBatch`,
+    so a tick costs a handful of numpy calls however many metrics there are.
     """
 
     def __init__(self) -> None:
-        self._tests: list[tuple[int, bool, float, str, float]] = []  # stream, harm, b, alt, α
-        self.boundaries: list[tuple[float, ...]] = []
-        self.alpha_harm: list[float] | np.ndarray = []
-        self.active: list[bool] | np.ndarray = []  # latency streams wait for their edges
+        # stream, harm, boundary, alternative, robust, α
+        self._tests: list[tuple[int, bool, float, str, bool, float]] = []
+        self.n = 0
 
     def add(
-        self, sides: Sequence[tuple[str, float]], alpha_harm: float, alpha_safe: float | None
+        self,
+        harm: Sequence[tuple[str, float]],
+        alpha_harm: float,
+        safe: Sequence[tuple[str, float]] = (),
+        alpha_safe: float = 0.0,
+        *,
+        robust: bool = True,
     ) -> int:
-        """Register a stream (before the first tick); returns its index.
-
-        ``alpha_safe=None`` gives the stream no safety tests (the SRM check).
-        """
-        i = len(self.boundaries)
-        for side, b in sides:
-            self._tests.append((i, True, b, side, alpha_harm))
-            if alpha_safe is not None:
-                self._tests.append((i, False, b, _OPPOSITE[side], alpha_safe))
-        self.boundaries.append(tuple(b for _, b in sides))
-        self.alpha_harm.append(alpha_harm)
-        self.active.append(True)
+        """Register a stream (before the first tick); returns its index. ``robust=False``
+        for counts that are binomial by construction (requests split by a router)."""
+        i = self.n
+        self._tests += [(i, True, b, side, robust, alpha_harm) for side, b in harm]
+        self._tests += [(i, False, b, side, robust, alpha_safe) for side, b in safe]
+        self.n += 1
         return i
 
     def start(self) -> None:
         tests = self._tests
-        n = len(self.boundaries)
-        self.alpha_harm = np.asarray(self.alpha_harm, dtype=float)
-        self._stream = np.array([t[0] for t in tests])
-        self._harm = np.array([t[1] for t in tests])
-        self._alpha = np.array([t[4] for t in tests])
+        self._stream = np.array([t[0] for t in tests], dtype=int)
+        self._harm = np.array([t[1] for t in tests], dtype=bool)
+        self._alpha = np.array([t[5] for t in tests])
         self._groups = []
-        for b, alt in sorted({t[2:4] for t in tests}):
-            rows = np.array([i for i, t in enumerate(tests) if t[2:4] == (b, alt)])
-            self._groups.append((PoissonRatioBatch(DEFAULT_GRID, b, alt, (rows.size,)), rows))
+        for b, alt, robust in sorted({t[2:5] for t in tests}):
+            rows = np.array([i for i, t in enumerate(tests) if t[2:5] == (b, alt, robust)])
+            engine = PoissonRatioBatch(
+                DEFAULT_GRID, b, alt, (rows.size,), robust=robust, prior_sd=RATIO_PRIOR_SD
+            )
+            self._groups.append((engine, rows))
         self.p = np.ones(len(tests))
-        self.log_e = np.zeros(len(tests))
         self.low = np.zeros(len(tests))
         self.high = np.full(len(tests), math.inf)
-        self.active = np.asarray(self.active, dtype=bool)
-        self.events = np.zeros((n, 2))  # treatment, control totals
-        self.exposure = np.zeros((n, 2))
+        self.phi = np.ones(len(tests))
+        self.events = np.zeros((self.n, 2))  # treatment, control totals of valid ticks
         self._summarise()
 
     def step(self, rows: np.ndarray) -> None:
-        """One tick: ``rows[stream] = (c, x, k, y)``, treatment then control events/exposure."""
+        """One tick: ``rows[stream] = (c, x, k, y)``; NaN rows (invalid data) add nothing."""
         valid = np.all(np.isfinite(rows), axis=1) & (rows[:, 1] > 0) & (rows[:, 3] > 0)
-        rows = np.where(valid[:, None], rows, (0.0, 1.0, 0.0, 1.0))  # a nodata tick is a no-op
-        counted = (valid & self.active)[:, None]
-        self.events += np.where(counted, rows[:, [0, 2]], 0.0)
-        self.exposure += np.where(counted, rows[:, [1, 3]], 0.0)
+        rows = np.where(valid[:, None], rows, (0.0, 1.0, 0.0, 1.0))
+        self.events += rows[:, [0, 2]]
         per_test = rows[self._stream]
         last = DEFAULT_GRID.size - 1
         for engine, idx in self._groups:
@@ -184,7 +216,7 @@ class _RatioTests:
                 continue
             engine.step(*per_test[idx].T)
             self.p[idx] = engine.p_value()
-            self.log_e[idx] = engine.max_log_e
+            self.phi[idx] = engine.phi
             inside = engine.cs_log_e < -np.log(self._alpha[idx])[:, None]
             first = np.argmax(inside, axis=1)
             final = last - np.argmax(inside[:, ::-1], axis=1)
@@ -198,39 +230,19 @@ class _RatioTests:
         self._summarise()
 
     def _summarise(self) -> None:
-        """Per-stream arrays the monitors read (min/max over each stream's tests)."""
-        n = len(self.boundaries)
-        harm, safe = self._harm, ~self._harm
-        self.harm_p = _per_stream(np.minimum, self.p, self._stream, harm, n, 1.0)
-        self.safe_p = _per_stream(np.maximum, self.p, self._stream, safe, n, 0.0)
-        self.harm_log_e = _per_stream(np.maximum, self.log_e, self._stream, harm, n, -math.inf)
-        self.safe_log_e = _per_stream(np.minimum, self.log_e, self._stream, safe, n, math.inf)
+        """Per-stream lists the monitors read (min/max over each stream's tests)."""
+        harm, n = self._harm, self.n
         rejected = (self.p <= self._alpha).astype(float)
-        self.rejects_harm = _per_stream(np.maximum, rejected, self._stream, harm, n, 0.0) > 0
-        self.shows_safe = _per_stream(np.minimum, rejected, self._stream, safe, n, 1.0) > 0
         every = np.ones_like(harm)
-        self.ci_low = _per_stream(np.maximum, self.low, self._stream, every, n, -math.inf)
-        self.ci_high = _per_stream(np.minimum, self.high, self._stream, every, n, math.inf)
-        (ev_t, ev_c), (ex_t, ex_c) = self.events.T, self.exposure.T
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = (ev_t / ex_t) / (ev_c / ex_c)
-        self.ratio = np.where(ev_c > 0, ratio, np.where(ev_t > 0, math.inf, 1.0))
-        self.has_data = (ex_t > 0) & (ex_c > 0) & self.active
-        names = (
-            "harm_p",
-            "safe_p",
-            "harm_log_e",
-            "safe_log_e",
-            "rejects_harm",
-            "shows_safe",
-            "ci_low",
-            "ci_high",
-            "ratio",
-            "has_data",
-            "active",
-            "alpha_harm",
-        )
-        self.lists = {name: getattr(self, name).tolist() for name in names}
+        self.lists = {
+            "harm_p": _per_stream(np.minimum, self.p, self._stream, harm, n, 1.0),
+            "rejects_harm": _per_stream(np.maximum, rejected, self._stream, harm, n, 0.0) > 0,
+            "shows_safe": _per_stream(np.minimum, rejected, self._stream, ~harm, n, 1.0) > 0,
+            "ci_low": _per_stream(np.maximum, self.low, self._stream, every, n, -math.inf),
+            "ci_high": _per_stream(np.minimum, self.high, self._stream, every, n, math.inf),
+            "phi": _per_stream(np.maximum, self.phi, self._stream, every, n, 1.0),
+        }
+        self.lists = {name: values.tolist() for name, values in self.lists.items()}
 
 
 def _per_stream(
@@ -241,267 +253,462 @@ def _per_stream(
     return out
 
 
-class _CountMonitor:
-    """A metric judged by rate-ratio streams; subclasses say where the counts come from."""
+def _times(x: float, *, bare: bool = False) -> str:
+    text = f"{x:.3g}" if x < math.inf else "∞"
+    return text if bare else text + "×"
 
-    unit = "ratio"
 
-    def __init__(
-        self,
-        metric: MetricSpec,
-        alpha_harm: float,
-        alpha_safe: float,
-        treatment: str,
-        control: str,
-        tests: _RatioTests,
-    ) -> None:
+def _shift(x: float) -> str:
+    return "+∞" if x == math.inf else "−∞" if x == -math.inf else f"{x:+.1%}"
+
+
+class _Monitor:
+    """What every metric monitor shares: its spec, variants, α and the tick's problem."""
+
+    unit = ""
+
+    def __init__(self, judge: RolloutlabJudge, metric: MetricSpec, alpha_harm: float) -> None:
         self.metric = metric
         self.alpha_harm = alpha_harm
-        self.treatment = treatment
-        self.control = control
-        self.tests = tests
-        self.labels = self.stream_labels()
-        sides = _sides(metric)
-        per_test = alpha_harm / (len(self.labels) * len(sides))
-        self.streams = np.array([tests.add(sides, per_test, alpha_safe) for _ in self.labels])
-        self._ids: list[int] = self.streams.tolist()
-        self._level = f"{100 * (1 - len(sides) * (per_test + alpha_safe)):.3g}"  # two-sided CS
-        self._evidence: dict[str, float] = {}
-        self.bound = " or ".join(f"{b:.3g}×" for _, b in sides)
+        self.alpha_safe = metric.alpha if metric.alpha is not None else judge.spec.alpha
+        self.treatment, self.control = judge.treatment, judge.control
+        self.variants = (self.treatment, self.control)
 
-    def stream_labels(self) -> list[str]:
-        raise NotImplementedError
-
-    def feed(self, table: TickTable, k: int, rows: np.ndarray) -> None:
-        """Write this tick's (ev_t, ex_t, ev_c, ex_c) per stream into the judge's batch."""
+    def feed(self, table: TickTable, k: int, rows: np.ndarray) -> str | None:
+        """Read tick ``k`` (writing batched count rows); the reason it is invalid, or None."""
         raise NotImplementedError
 
     def result(self) -> MetricResult:
-        m, t = self.metric, self.tests.lists  # plain lists: cheap to index per metric
-        active = [i for i in self._ids if t["active"][i]]
-        live = [i for i in active if t["has_data"][i]]
-        self._evidence = self._summary(t, active)
-        if not live:
-            return MetricResult(
-                m.name,
-                "nodata",
-                f"{m.name}: {self.no_data_reason()}",
-                unit=self.unit,
-                critical=m.critical,
-                details=self.details(),
-            )
-        worst = live[0] if len(live) == 1 else min(live, key=t["harm_p"].__getitem__)
-        if any(t["rejects_harm"][i] for i in live):
+        raise NotImplementedError
+
+    def evidence(self) -> dict[str, Any]:
+        return {}
+
+    def minutes_to_promotion(self, ticks_per_min: float) -> float | None:
+        """Expected minutes until the safety test rejects at the current traffic (None:
+        cannot tell)."""
+        return None
+
+    def _result(self, classification: str, reason: str, **fields: Any) -> MetricResult:
+        return MetricResult(
+            self.metric.name,
+            classification,  # type: ignore[arg-type]
+            reason,
+            unit=self.unit,
+            critical=self.metric.critical,
+            **fields,
+        )
+
+
+class _InformationRate:
+    """Information per tick over the last ``RATE_WINDOW`` ticks (for bake estimates)."""
+
+    def __init__(self) -> None:
+        self.history: list[float] = []
+
+    def add(self, information: float) -> None:
+        self.history.append(information)
+        del self.history[: -RATE_WINDOW - 1]
+
+    def per_tick(self) -> float:
+        if len(self.history) < 2:
+            return 0.0
+        return (self.history[-1] - self.history[0]) / (len(self.history) - 1)
+
+
+class _RatioMonitor(_Monitor):
+    """Numerator events per unit of the denominator (or of traffic share) per variant."""
+
+    unit = "ratio"
+
+    def __init__(self, judge: RolloutlabJudge, metric: MetricSpec, alpha_harm: float) -> None:
+        super().__init__(judge, metric, alpha_harm)
+        harm = _sides(metric, metric.margin)
+        safe = [(_OPPOSITE[s], b) for s, b in _sides(metric, metric.promotion_tolerance())]
+        per_test = alpha_harm / len(harm)
+        self.tests = judge.tests
+        self.stream = judge.tests.add(harm, per_test, safe, self.alpha_safe)
+        self.harm_bound = " or ".join(_times(b) for _, b in harm)
+        self.safe_bound = " and ".join(
+            f"{'≤' if s == 'less' else '≥'} {_times(b)}" for s, b in safe
+        )
+        self._level = f"{100 * (1 - len(harm) * per_test - self.alpha_safe):.3g}"
+        self._rate = _InformationRate()
+        self._table: TickTable | None = None
+        self._sums = np.zeros(4)  # treatment events, exposure, control's, of valid ticks
+
+    def feed(self, table: TickTable, k: int, rows: np.ndarray) -> str | None:
+        m = self.metric
+        if table is not self._table:  # the arrays, looked up once per table
+            self._table = table
+            self._events = [table.counter(m.metric, v) for v in self.variants]
+            self._events_present = [table.present(m.metric, v) for v in self.variants]
+            if m.denominator:
+                self._exposure = [table.counter(m.denominator, v) for v in self.variants]
+                self._exposure_present = [table.present(m.denominator, v) for v in self.variants]
+            else:
+                w_t, w_c = (table.weight(v) for v in self.variants)
+                self._exposure = [w_t, np.where(np.isnan(w_c), 100.0 - w_t, w_c)]
+                self._exposure_present = [~np.isnan(w) for w in self._exposure]
+        events = [float(a[k]) for a in self._events]
+        exposure = [float(a[k]) for a in self._exposure]
+        names = [f"{v} {m.metric}" for v in self.variants]
+        if m.denominator:
+            names += [f"{v} {m.denominator}" for v in self.variants]
+        else:
+            names += [f"{v} traffic weight" for v in self.variants]
+        problem = _problem(
+            events + exposure,
+            [p[k] for p in self._events_present] + [p[k] for p in self._exposure_present],
+            names,
+        )
+        if problem is None:
+            row = (events[0], exposure[0], events[1], exposure[1])
+            rows[self.stream] = row
+            self._sums += row
+        return problem
+
+    def information(self) -> float:
+        """Information on the log ratio so far: 1 / (phi (1/C + 1/K)) with C, K events."""
+        c, k = self.tests.events[self.stream]
+        if c <= 0 or k <= 0:
+            return 0.0
+        return 1.0 / (self.tests.lists["phi"][self.stream] * (1 / c + 1 / k))
+
+    def result(self) -> MetricResult:
+        t, i, m = self.tests.lists, self.stream, self.metric
+        self._rate.add(self.information())
+        if not (self._sums[1] > 0 and self._sums[3] > 0):
+            return self._result("nodata", f"{m.name}: {self.no_data_reason()}")
+        if t["rejects_harm"][i]:
             classification = "fail"
-        elif all(t["shows_safe"][i] for i in active):
+        elif t["shows_safe"][i]:
             classification = "pass"
         else:
             classification = "inconclusive"
-        ci = (t["ci_low"][worst], t["ci_high"][worst])
-        ratio = t["ratio"][worst]
+        ci = (t["ci_low"][i], t["ci_high"][i])
+        ratio = self.ratio()
+        phi = t["phi"][i]
+        bound = self.harm_bound if classification == "fail" else self.safe_bound
         reason = (
-            f"{self.subject(self.labels[self._ids.index(worst)])} {_times(ratio)} "
-            f"primary ({self._level}% CS {_times(ci[0], bare=True)}–{_times(ci[1])}), "
-            f"{_VERDICTS[classification]} {self.bound}"
+            f"{self.subject()} {_times(ratio)} primary ({self._level}% CS "
+            f"{_times(ci[0], bare=True)}–{_times(ci[1])}), {_VERDICTS[classification]} {bound}"
+            + (f"; counts overdispersed ×{phi:.2g}" if phi > 1.05 else "")
         )
-        return MetricResult(
-            m.name,
+        return self._result(
             classification,
             reason,
             estimate=ratio,
             ci=ci,
-            p_value=self._evidence["p_harm"],
-            unit=self.unit,
-            critical=m.critical,
-            details=self.details(),
+            p_value=min(1.0, t["harm_p"][i] * len(_sides(m, m.margin))),
+            approximate=phi > 1.05,
+            details={"alpha": self.alpha_harm, "dispersion": phi},
         )
 
-    def _summary(self, t: dict[str, list], active: list[int]) -> dict[str, float]:
-        """Evidence numbers: log e-values (running maxima) and always-valid p-values, the
-        harm p-value scaled by the Bonferroni factor of the sub-tests."""
-        if not active:
-            return {}
-        if len(active) == 1:  # the common case, without the generators
-            i = active[0]
-            return {
-                "log_e_harm": t["harm_log_e"][i],
-                "p_harm": min(1.0, t["harm_p"][i] * self.alpha_harm / t["alpha_harm"][i]),
-                "log_e_safe": t["safe_log_e"][i],
-                "p_safe": t["safe_p"][i],
-            }
-        scaled = min(t["harm_p"][i] * self.alpha_harm / t["alpha_harm"][i] for i in active)
+    def ratio(self) -> float:
+        """The pooled canary/primary rate ratio of the valid ticks."""
+        c, x, k, y = self._sums
+        if c + k == 0 or x == 0 or y == 0:
+            return 1.0
+        return math.inf if k == 0 else (c / x) / (k / y)
+
+    def no_data_reason(self) -> str:
+        m = self.metric
+        return f"no {m.metric} or {m.denominator or 'traffic share'} counted in a variant yet"
+
+    def subject(self) -> str:
+        m = self.metric
+        return f"canary {m.metric}/{m.denominator or 'traffic share'}"
+
+    def evidence(self) -> dict[str, Any]:
+        t, i = self.tests.lists, self.stream
         return {
-            "log_e_harm": max(t["harm_log_e"][i] for i in active),
-            "p_harm": min(1.0, scaled),
-            "log_e_safe": min(t["safe_log_e"][i] for i in active),
-            "p_safe": max(t["safe_p"][i] for i in active),
+            "p_harm": t["harm_p"][i],
+            "shows_safe": t["shows_safe"][i],
+            "dispersion": t["phi"][i],
         }
 
-    def no_data_reason(self) -> str:
-        return f"no {self.metric.metric} or {self.metric.denominator} counted in a variant yet"
-
-    def subject(self, label: str) -> str:
-        return f"canary {self.metric.metric}/{self.metric.denominator}"
-
-    def details(self) -> dict[str, Any]:
-        return {"alpha": self.alpha_harm}
-
-    def evidence(self) -> dict[str, float]:
-        """The metric's evidence numbers at the last tick, for TickState.state."""
-        return self._evidence
-
-
-class _RatioMonitor(_CountMonitor):
-    """Numerator events per unit of the denominator (or of traffic share) per variant."""
-
-    def stream_labels(self) -> list[str]:
-        return [f"{self.metric.metric}/{self.metric.denominator or 'traffic share'}"]
-
-    def feed(self, table: TickTable, k: int, rows: np.ndarray) -> None:
-        if table is not getattr(self, "_table", None):  # the arrays, looked up once per table
-            m, variants = self.metric, (self.treatment, self.control)
-            exposure = [
-                table.counter(m.denominator, v) if m.denominator else table.weight(v)
-                for v in variants
-            ]
-            if not m.denominator and np.all(np.isnan(exposure[1])):
-                exposure[1] = 100.0 - exposure[0]  # the control's share when not recorded
-            events = [table.counter(m.metric, v) for v in variants]
-            self._table, self._arrays = table, (events[0], exposure[0], events[1], exposure[1])
-        rows[self.streams[0]] = [a[k] for a in self._arrays]
-
-
-class _LatencyMonitor(_CountMonitor):
-    """Shares of requests slower than fixed edges, plus P(canary slower) as the effect.
-
-    One stream per quantile in ``LATENCY_QUANTILES``; with too few bucket edges a
-    stream stays inactive, and the α split still counts it (conservative).
-    """
-
-    unit = "slow-share ratio"
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.edges: np.ndarray | None = None  # bin index of each stream's edge
-        self.edge_ms: list[float] = []
-        self.hist: dict[str, np.ndarray] = {}
-        self._ticks = 0  # ticks judged since the edges were fixed
-        self._effect: tuple[float, tuple[float, float], int] = (0.5, (0.0, 1.0), 0)
-        self._classification = "nodata"
-        for i in self.streams:
-            self.tests.active[i] = False
-
-    def stream_labels(self) -> list[str]:
-        return [f"p{100 * q:g}" for q in LATENCY_QUANTILES]
-
-    def feed(self, table: TickTable, k: int, rows: np.ndarray) -> None:
-        name = self.metric.metric
-        bins = {v: table.histogram(name, v)[k] for v in (self.treatment, self.control)}
-        for v, counts in bins.items():
-            self.hist[v] = self.hist[v] + counts if v in self.hist else counts.copy()
-        if self.edges is None:  # evidence starts the tick after the edges are fixed
-            self._fix_edges(table.edges.get(name, np.zeros(0)))
-            return
-        above_t = np.cumsum(bins[self.treatment][::-1])[::-1]  # at or above each bin
-        above_c = np.cumsum(bins[self.control][::-1])[::-1]
-        rows[self.streams, 0] = above_t[self.edges + 1]
-        rows[self.streams, 1] = above_t[0]
-        rows[self.streams, 2] = above_c[self.edges + 1]
-        rows[self.streams, 3] = above_c[0]
-
-    def _fix_edges(self, edges: np.ndarray) -> None:
-        """Once the primary has enough requests, pick one edge per quantile: the smallest
-        at or above the quantile and above the previous pick (so a sparse tail still gets
-        its own edge), never the last bucket (nobody can be slower than it)."""
-        control = self.hist.get(self.control)
-        if control is None or control.size < 2 or control.sum() < LATENCY_WARMUP_REQUESTS:
-            return
-        below = np.cumsum(control) / control.sum()
-        candidates = np.flatnonzero(np.isfinite(edges[:-1]))
-        chosen: list[int] = []
-        for q in LATENCY_QUANTILES:
-            left = candidates[candidates > (chosen[-1] if chosen else -1)]
-            if left.size == 0:
-                break
-            reached = left[below[left] >= q - 1e-12]
-            chosen.append(int(reached[0] if reached.size else left[-1]))
-        if not chosen:
-            return
-        pad = len(self.streams) - len(chosen)  # streams without an edge stay inactive
-        self.edges = np.array(chosen + chosen[-1:] * pad)
-        self.edge_ms = [float(edges[j]) for j in chosen]
-        self.labels = [f"> {e:g} ms" for e in self.edge_ms] + ["unused"] * pad
-        self.tests.active[self.streams] = [True] * len(chosen) + [False] * pad
-
-    def no_data_reason(self) -> str:
-        if not self.hist or sum(h.sum() for h in self.hist.values()) == 0:
-            return f"no {self.metric.metric} histogram counts in either variant yet"
-        return (
-            f"fixing the slow-request edges from the primary's first "
-            f"{LATENCY_WARMUP_REQUESTS:g} requests"
+    def minutes_to_promotion(self, ticks_per_min: float) -> float | None:
+        m = self.metric
+        ratio = self.ratio()
+        if not (0 < ratio < math.inf):
+            return None
+        gaps = [
+            (math.log(b) - math.log(ratio)) * (1 if s == "less" else -1)
+            for s, b in ((_OPPOSITE[s], b) for s, b in _sides(m, m.promotion_tolerance()))
+        ]
+        return minutes_to_evidence(
+            min(gaps),
+            self.information(),
+            self._rate.per_tick() * ticks_per_min,
+            tau=RATIO_PRIOR_SD,
+            alpha=self.alpha_safe,
         )
 
-    def subject(self, label: str) -> str:
-        return f"share of canary requests slower than {label[2:]}"
 
-    def details(self) -> dict[str, Any]:
-        return {"alpha": self.alpha_harm, "edges_ms": self.edge_ms}
+class _LatencyMonitor(_Monitor):
+    """The whole latency distribution as a shift, plus a tail test (module docstring)."""
+
+    unit = "latency shift"
+
+    def __init__(self, judge: RolloutlabJudge, metric: MetricSpec, alpha_harm: float) -> None:
+        super().__init__(judge, metric, alpha_harm)
+        if metric.direction != "increase":
+            raise SpecError(
+                f"metrics.{metric.name}: a latency metric's harm is a slower canary; "
+                f"direction {metric.direction!r} is not supported. Use direction: increase."
+            )
+        self.alpha_test = alpha_harm / 2  # the shift test and the tail test
+        self.warmup = np.zeros(0)  # the primary's valid bins before the scores are fixed
+        self.scores: np.ndarray | None = None
+        self.primary = np.zeros(0)  # the primary's cumulative histogram since then
+        self.sums = np.zeros((2, 3))  # per variant: requests, sum of scores, of squares
+        self.harm = self.safe = TickContrast(1.0, +1)  # replaced when the scores are fixed
+        self.max_log_e = {"harm": 0.0, "safe": 0.0, "tail": 0.0}
+        self.tail: PoissonRatioBatch | None = None
+        self.tail_edge_ms = math.nan
+        self.tail_events = np.zeros(2)
+        self.low, self.high = -math.inf, math.inf
+        self._deltas = np.zeros(_SHIFTS.size)
+        self._rate = _InformationRate()
+        self._bins: tuple[np.ndarray, np.ndarray] | None = None
+
+    def feed(self, table: TickTable, k: int, rows: np.ndarray) -> str | None:
+        name = self.metric.metric
+        bins = [table.histogram(name, v)[k] for v in self.variants]
+        present = [table.present(name, v)[k] for v in self.variants]
+        for v, there, counts in zip(self.variants, present, bins, strict=True):
+            if not there or counts.size == 0:
+                return f"no {v} {name} histogram"
+            if not np.all(np.isfinite(counts)):
+                return f"{v} {name} has NaN or infinite buckets"
+        if self.scores is None:
+            self._warm_up(table.edges[name], bins[1])
+            self._bins = None
+            return None
+        self._bins = (bins[0], bins[1])
+        return None
+
+    def _warm_up(self, edges: np.ndarray, control: np.ndarray) -> None:
+        """Fix the scores and the tail edge once the primary has enough valid requests."""
+        self.warmup = self.warmup + control if self.warmup.size else control.copy()
+        total = self.warmup.sum()
+        if self.warmup.size < 2 or total < LATENCY_WARMUP_REQUESTS:
+            return
+        below = np.cumsum(self.warmup) / total
+        self.edges = edges
+        self.scores = below - self.warmup / (2 * total)  # mid-ranks in (0, 1)
+        self.primary = np.zeros_like(self.warmup)
+        finite = np.flatnonzero(np.isfinite(edges[:-1]))
+        reached = finite[below[finite] >= TAIL_QUANTILE - 1e-12]
+        self.tail_index = int(reached[0] if reached.size else finite[-1])
+        self.tail_edge_ms = float(edges[self.tail_index])
+        self._tabulate(self.warmup)
+        tail_bound = _inside_grid(self._tail_ratio(self.warmup, self.metric.margin))
+        self.tail = PoissonRatioBatch(
+            DEFAULT_GRID, tail_bound, "greater", robust=True, prior_sd=TAIL_PRIOR_SD
+        )
+        self.tail_bound = tail_bound
+        tau = self._delta(LATENCY_PRIOR_SHIFT)
+        self.harm, self.safe = TickContrast(tau, +1), TickContrast(tau, -1)
+
+    # -- shifts and score differences ---------------------------------------------
+
+    def _cdf(self, hist: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """The histogram's CDF at ``x`` (ms), log-linear inside buckets, linear in the
+        first; mass in the +Inf bucket stays beyond every finite point."""
+        edges, cum = self.edges, np.cumsum(hist) / hist.sum()
+        finite = np.isfinite(edges)
+        e, f = edges[finite], cum[finite]
+        out = np.interp(np.log(np.maximum(x, 1e-300)), np.log(e), f, left=np.nan, right=f[-1])
+        first = x <= e[0]
+        return np.where(first, f[0] * np.clip(x / e[0], 0, 1), out)
+
+    def _shifted_bins(self, hist: np.ndarray, factors: np.ndarray) -> np.ndarray:
+        """Bin probabilities of ``hist`` with every latency multiplied by each factor."""
+        edges = np.where(np.isfinite(self.edges), self.edges, np.nan)
+        cdf = self._cdf(hist, edges[None, :] / factors[:, None])
+        cdf[:, ~np.isfinite(self.edges)] = 1.0
+        return np.diff(cdf, axis=1, prepend=0.0)
+
+    def _tabulate(self, hist: np.ndarray) -> None:
+        """Score difference per tabulated shift, from the primary's histogram."""
+        probs = self._shifted_bins(hist, 1.0 + _SHIFTS)
+        base = hist / hist.sum()
+        self._deltas = np.maximum.accumulate((probs - base) @ self.scores)
+
+    def _delta(self, shift: float) -> float:
+        return float(np.interp(shift, _SHIFTS, self._deltas))
+
+    def _as_shift(self, delta: float) -> float:
+        if delta >= self._deltas[-1]:
+            return math.inf if delta > self._deltas[-1] + 1e-12 else float(_SHIFTS[-1])
+        if delta <= self._deltas[0]:
+            return -math.inf if delta < self._deltas[0] - 1e-12 else float(_SHIFTS[0])
+        return float(np.interp(delta, self._deltas, _SHIFTS))
+
+    def _tail_ratio(self, hist: np.ndarray, shift: float) -> float:
+        """How much the share above the tail edge grows when latency shifts by ``shift``:
+        ``(1 + shift) ** beta`` with ``beta`` the local decay of the primary's survival
+        function, read from the last two edges at or below the tail edge that still have
+        requests above them (the tail edge itself often has none in a warm-up sample)."""
+        survival = 1.0 - np.cumsum(hist) / hist.sum()
+        usable = [j for j in range(self.tail_index + 1) if survival[j] > 0 and self.edges[j] > 0]
+        beta = TAIL_DECAY
+        if len(usable) >= 2:
+            a, b = usable[-2], usable[-1]
+            beta = math.log(survival[a] / survival[b]) / math.log(self.edges[b] / self.edges[a])
+        return float((1.0 + shift) ** beta)
+
+    # -- one tick -------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Advance the tests with the tick fed last (called when its data were valid)."""
+        if self._bins is None:
+            self._rate.add(self.safe.information.item())
+            return
+        treatment, control = self._bins
+        self.primary += control
+        self._tabulate(self.primary + self.warmup)
+        n = np.array([treatment.sum(), control.sum()])
+        s = np.array([treatment @ self.scores, control @ self.scores])
+        q = np.array([treatment @ self.scores**2, control @ self.scores**2])
+        self.sums += np.column_stack([n, s, q])
+        if np.all(n > 0):
+            total, sum_s, sum_q = self.sums.T
+            within = (sum_q - sum_s**2 / np.maximum(total, 1)).sum() / max(total.sum() - 2, 1)
+            d = s[0] / n[0] - s[1] / n[1]
+            v = max(within, 1e-12) * (1 / n[0] + 1 / n[1])
+            m = self.metric
+            self.harm.step(d, v, self._delta(m.margin))
+            self.safe.step(d, v, self._delta(m.promotion_tolerance()))
+        self.max_log_e["harm"] = max(self.max_log_e["harm"], self.harm.log_e().item())
+        self.max_log_e["safe"] = max(self.max_log_e["safe"], self.safe.log_e().item())
+        width = self.safe.half_width(self.alpha_test + self.alpha_safe).item()
+        estimate = self.safe.estimate.item()
+        self.low = max(self.low, estimate - width)
+        self.high = min(self.high, estimate + width)
+        above = np.array(
+            [treatment[self.tail_index + 1 :].sum(), control[self.tail_index + 1 :].sum()]
+        )
+        self.tail_events += above
+        if above.sum() > 0:
+            assert self.tail is not None
+            counts = (above[0], n[0], above[1], n[1])
+            self.tail.step(*(np.asarray(x, dtype=float) for x in counts))
+            self.max_log_e["tail"] = float(self.tail.max_log_e)
+        self._rate.add(self.safe.information.item())
 
     def result(self) -> MetricResult:
-        """The slow-share verdict plus P(canary slower), refreshed at doubling ticks and
-        whenever the classification changes, so the deciding tick has it fresh (the
-        effect is descriptive; this keeps the tick O(1) amortised)."""
-        res = super().result()
-        if self.edges is None:
-            return res
-        self._ticks += 1
-        changed = res.classification != self._classification
-        self._classification = res.classification
-        if changed or self._ticks & (self._ticks - 1) == 0:
-            mw = mann_whitney_binned(self.hist[self.control], self.hist[self.treatment])
-            self._effect = (mw.estimate, mw.ci, self._ticks)
-        p, ci, age = self._effect
-        details = {
-            **res.details,
-            "p_canary_slower": p,
-            "p_canary_slower_ci": ci,
-            "p_canary_slower_ticks": age,
-        }
-        reason = f"{res.reason}; P(canary slower) {p:.3f}"
-        return replace(res, reason=reason, details=details)
+        m = self.metric
+        if self.scores is None:
+            return self._result("nodata", f"{m.name}: {self.no_data_reason()}")
+        threshold = math.log(1 / self.alpha_test)
+        tail_fail = self.max_log_e["tail"] >= threshold
+        tail_watch = self.tail is not None and float(self.tail.log_e) >= math.log(TAIL_WATCH)
+        if self.max_log_e["harm"] >= threshold or tail_fail:
+            classification = "fail"
+        elif self.max_log_e["safe"] >= math.log(1 / self.alpha_safe) and not tail_watch:
+            classification = "pass"
+        else:
+            classification = "inconclusive"
+        shift = self._as_shift(self.safe.estimate.item())
+        ci = (self._as_shift(self.low), self._as_shift(self.high))
+        tail_ratio = self._tail_observed()
+        tail = f"share slower than {self.tail_edge_ms:g} ms {_times(tail_ratio)} primary"
+        phi = float(self.safe.dispersion.phi)
+        level = f"{100 * (1 - self.alpha_test - self.alpha_safe):.3g}"
+        if tail_fail and self.max_log_e["harm"] < threshold:
+            reason = (
+                f"canary's {tail}, beyond the tolerated {_times(self.tail_bound)} "
+                f"(latency overall {_shift(shift)})"
+            )
+        else:
+            bound = (
+                f"+{m.margin:.0%}"
+                if classification == "fail"
+                else f"+{m.promotion_tolerance():.0%}"
+            )
+            reason = (
+                f"canary latency {_shift(shift)} vs primary ({level}% CS {_shift(ci[0])} to "
+                f"{_shift(ci[1])}), {_VERDICTS[classification]} {bound}; {tail}"
+            )
+        if tail_watch and classification == "inconclusive":
+            reason += " (under watch: tail evidence pending)"
+        if phi > 1.05:
+            reason += f"; ticks overdispersed ×{phi:.2g}"
+        p_harm = min(1.0, math.exp(-max(self.max_log_e["harm"], self.max_log_e["tail"])) * 2)
+        return self._result(
+            classification,
+            reason,
+            estimate=shift,
+            ci=ci,
+            p_value=p_harm,
+            approximate=True,
+            details={
+                "alpha": self.alpha_harm,
+                "tail_edge_ms": self.tail_edge_ms,
+                "tail_ratio": tail_ratio,
+                "dispersion": phi,
+            },
+        )
+
+    def _tail_observed(self) -> float:
+        (c, k), (x, y) = self.tail_events, self.sums[:, 0]
+        if c + k == 0 or x == 0 or y == 0:
+            return 1.0
+        return math.inf if k == 0 else (c / x) / (k / y)
+
+    def no_data_reason(self) -> str:
+        return (
+            f"waiting for the primary's first {LATENCY_WARMUP_REQUESTS:g} valid "
+            f"{self.metric.metric} requests to fix the latency scores"
+        )
+
+    def evidence(self) -> dict[str, Any]:
+        return {**self.max_log_e, "dispersion": float(self.safe.dispersion.phi)}
+
+    def minutes_to_promotion(self, ticks_per_min: float) -> float | None:
+        if self.scores is None:
+            return None
+        gap = self._delta(self.metric.promotion_tolerance()) - self.safe.estimate.item()
+        return minutes_to_evidence(
+            gap,
+            self.safe.information.item(),
+            self._rate.per_tick() * ticks_per_min,
+            tau=self.safe.tau,
+            alpha=self.alpha_safe,
+        )
 
 
-class _GaugeMonitor:
+class _GaugeMonitor(_Monitor):
     """Block means of a level, compared at geometrically spaced looks; approximate."""
 
-    def __init__(
-        self,
-        metric: MetricSpec,
-        alpha_harm: float,
-        alpha_safe: float,
-        treatment: str,
-        control: str,
-        tests: _RatioTests,
-    ) -> None:
-        self.metric = metric
-        self.alpha = alpha_harm
-        self.treatment = treatment
-        self.control = control
+    unit = "relative change"
+
+    def __init__(self, judge: RolloutlabJudge, metric: MetricSpec, alpha_harm: float) -> None:
+        super().__init__(judge, metric, alpha_harm)
         self.next_look = GAUGE_FIRST_LOOK
         self.look = 0
         self.failed = False
-        self.last = MetricResult(
-            metric.name,
+        self.last = self._result(
             "nodata",
             f"{metric.name}: first comparison after {GAUGE_FIRST_LOOK} ticks",
-            unit="relative change",
-            critical=metric.critical,
             approximate=True,
         )
         self._k = -1
 
-    def feed(self, table: TickTable, k: int, rows: np.ndarray) -> None:
+    def feed(self, table: TickTable, k: int, rows: np.ndarray) -> str | None:
         self._table, self._k = table, k
+        name = self.metric.metric
+        for v in self.variants:
+            if not table.present(name, v)[k]:
+                return f"no {v} {name}"
+            ticks, values = table.gauges.get(name, {}).get(v, (np.zeros(0), np.zeros(0)))
+            lo, hi = np.searchsorted(ticks, [k, k + 1])
+            if not np.all(np.isfinite(values[lo:hi])):
+                return f"{v} {name} is NaN or infinite"
+        return None
 
     def result(self) -> MetricResult:
         k = self._k
@@ -510,8 +717,9 @@ class _GaugeMonitor:
         m = self.metric
         control = self._table.gauge(m.metric, self.control, upto=k)
         treatment = self._table.gauge(m.metric, self.treatment, upto=k)
+        control, treatment = control[np.isfinite(control)], treatment[np.isfinite(treatment)]
         self.next_look = math.ceil(self.next_look * GAUGE_LOOK_GROWTH)
-        alpha = self.alpha * 6 / (math.pi * (self.look + 1)) ** 2  # sums to α over all looks
+        alpha = self.alpha_harm * 6 / (math.pi * (self.look + 1)) ** 2  # sums to α
         res = welch_on_blocks(control, treatment, alpha=alpha, relative=True)
         blocks = min(res.n_control, res.n_treatment)
         if res.reason is not None or blocks < GAUGE_MIN_BLOCKS:
@@ -522,29 +730,25 @@ class _GaugeMonitor:
         self.look += 1
         low, high = res.ci
         harmful = [
-            (s == "greater" and low > b - 1) or (s == "less" and high < b - 1) for s, b in _sides(m)
+            (s == "greater" and low > b - 1) or (s == "less" and high < b - 1)
+            for s, b in _sides(m, m.margin)
         ]
         self.failed = self.failed or any(harmful)
-        within = -m.margin < low and high < m.margin
+        bound = m.promotion_tolerance()
+        within = -bound < low and high < bound
         classification = "fail" if self.failed else "pass" if within else "inconclusive"
-        verdict = {
-            "fail": "beyond",
-            "pass": "within",
-            "inconclusive": "not yet distinguishable from",
-        }[classification]
-        self.last = MetricResult(
-            m.name,
+        verdict = {"fail": "beyond", "pass": "within", "inconclusive": "not yet within"}
+        tolerance = m.margin if classification == "fail" else bound
+        self.last = self._result(
             classification,
             f"canary {m.metric} {res.estimate:+.1%} vs primary (block means of "
             f"{res.block_size} steps, approximate; {100 * (1 - alpha):.3g}% CI {low:+.1%} to "
-            f"{high:+.1%}), {verdict} the tolerated {m.margin:.0%}",
+            f"{high:+.1%}), {verdict[classification]} ±{tolerance:.0%}",
             estimate=res.estimate,
             ci=res.ci,
-            p_value=min(1.0, res.p_value * self.alpha / alpha),
-            unit="relative change",
-            critical=m.critical,
+            p_value=min(1.0, res.p_value * self.alpha_harm / alpha),
             approximate=True,
-            details={"alpha": self.alpha, "look": self.look, "block_size": res.block_size},
+            details={"alpha": self.alpha_harm, "look": self.look, "block_size": res.block_size},
         )
         return self.last
 
@@ -552,7 +756,7 @@ class _GaugeMonitor:
         return {"look": self.look, "p": self.last.p_value}
 
 
-_MONITORS = {
+_MONITORS: dict[str, type[_Monitor]] = {
     "ratio": _RatioMonitor,
     "counter": _RatioMonitor,
     "latency": _LatencyMonitor,
@@ -560,22 +764,8 @@ _MONITORS = {
 }
 
 
-def _weights(table: TickTable, k: int, treatment: str, control: str) -> dict[str, float]:
-    """Traffic shares at tick ``k`` (the control's is 100 − canary's when not recorded)."""
-    w_t = float(table.weight(treatment)[k])
-    w_c = float(table.weight(control)[k])
-    if math.isnan(w_c) and not math.isnan(w_t):
-        w_c = 100.0 - w_t
-    return {treatment: w_t, control: w_c}
-
-
-def _times(x: float, *, bare: bool = False) -> str:
-    text = f"{x:.3g}" if x < math.inf else "∞"
-    return text if bare else text + "×"
-
-
 class RolloutlabJudge(Judge):
-    """Anytime-valid canary judge: see the module docstring for the tests and the budget."""
+    """Anytime-valid canary judge: see the module docstring for the tests and the rules."""
 
     name = "rolloutlab"
 
@@ -583,119 +773,261 @@ class RolloutlabJudge(Judge):
         super().__init__(spec, control=control, treatment=treatment)
         budget = error_budget(spec)
         self.tests = _RatioTests()
-        self.monitors = [
-            _MONITORS[m.kind](
-                m,
-                budget[m.name],
-                m.alpha if m.alpha is not None else spec.alpha,
-                treatment,
-                control,
-                self.tests,
-            )
-            for m in spec.metrics
-        ]
-        self.srm_stream = self.tests.add((("two-sided", 1.0),), SRM_ALPHA, None)
+        self.monitors = [_MONITORS[m.kind](self, m, budget[m.name]) for m in spec.metrics]
+        # the canary over- and under-served, each against the most lenient share in force;
+        # a router splits requests one by one, so the plain (binomial) test fits them
+        self.srm_streams = (
+            self.tests.add((("greater", 1.0),), SRM_ALPHA / 2, robust=False),
+            self.tests.add((("less", 1.0),), SRM_ALPHA / 2, robust=False),
+        )
         self.tests.start()
         self.srm_fired = False
         self.canary_requests = 0.0
-        self._last_weight = math.nan
+        self.requests = np.zeros(2)  # canary, primary: valid ticks
+        self.expected_share = 0.0  # sum over valid ticks of requests x expected share
+        self.judged = 0  # ticks with the canary serving (not idle)
+        self.started: datetime | None = None
+        self.bad: dict[str, tuple[datetime, int, str]] = {}  # since, ticks, last problem
         self._plan = spec.weight_plan()
 
     def observe(self, table: TickTable, k: int) -> TickState:
         """Judge tick ``k``; after a terminal decision, later ticks change nothing."""
         if self.decided:
             return self.history[-1]
-        rows = np.zeros((len(self.tests.boundaries), 4))
-        for mon in self.monitors:
-            mon.feed(table, k, rows)
-        weights = _weights(table, k, self.treatment, self.control)
-        rows[self.srm_stream] = self._srm_row(table, k, weights)
+        weights = self._weights(table, k)
+        if self._idle(table, k):
+            return self._record(
+                table, k, weights[0], "continue", (), "the canary serves no traffic"
+            )
+        if self.started is None:
+            self.started = table.ends[k] - timedelta(seconds=table.interval_s)
+        rows = np.full((self.tests.n, 4), np.nan)
+        problems = {mon.metric.name: mon.feed(table, k, rows) for mon in self.monitors}
+        rows[list(self.srm_streams)] = self._srm_rows(table, k, weights)
         self.tests.step(rows)
-        metrics = tuple(mon.result() for mon in self.monitors)
-        srm_p = float(self.tests.harm_p[self.srm_stream])
-        self.srm_fired = self.srm_fired or srm_p <= SRM_ALPHA
-        self.canary_requests += float(table.counter("requests", self.treatment)[k])
-        weight = weights[self.treatment]
-        decision = self._decide(metrics, weight, k)
+        for mon in self.monitors:
+            if isinstance(mon, _LatencyMonitor) and problems[mon.metric.name] is None:
+                mon.step()
+        self.judged += 1
+        metrics = tuple(self._checked(mon, problems, table.ends[k]) for mon in self.monitors)
+        srm_p = min(self.tests.lists["harm_p"][i] for i in self.srm_streams) * 2
+        self.srm_fired = self.srm_fired or any(
+            self.tests.lists["rejects_harm"][i] for i in self.srm_streams
+        )
+        decision, hold, why = self._decide(metrics, weights[0], table.ends[k])
+        return self._record(
+            table, k, weights[0], decision, metrics, hold, why=why, srm_p=min(1.0, srm_p)
+        )
+
+    # -- what the tick holds ----------------------------------------------------------
+
+    def _weights(self, table: TickTable, k: int) -> tuple[float, float, float]:
+        """(recorded canary weight, lowest and highest canary share in force during tick k).
+
+        Recorded weights are the weight at each tick's end; a tick right after a change
+        may carry some of the previous weight (Prometheus windows straddle the change).
+        Without recorded weights (NaN first), the plan's weights tick after tick."""
+        recorded = table.weight(self.treatment)
+        now = float(recorded[k])
+        if not math.isnan(now):
+            before = float(recorded[k - 1]) if k > 0 else now
+            before = now if math.isnan(before) else before
+            return now, min(now, before), max(now, before)
+        if not self._plan:
+            return math.nan, math.nan, math.nan
+        step = min(self.judged, len(self._plan) - 1)
+        planned, before = self._plan[step], self._plan[max(step - 1, 0)]
+        return math.nan, min(planned, before), max(planned, before)
+
+    def _idle(self, table: TickTable, k: int) -> bool:
+        """No decision before the canary serves: weight 0, or unknown and no canary rows."""
+        recorded = float(table.weight(self.treatment)[k])
+        if not math.isnan(recorded):
+            return recorded <= 0
+        return not any(table.present(metric, self.treatment)[k] for metric in table.rows)
+
+    def _srm_rows(self, table: TickTable, k: int, weights: tuple[float, float, float]) -> list:
+        """Requests as events, traffic shares as exposure, one row per SRM direction."""
+        _, low, high = weights
+        requests = [float(table.counter("requests", v)[k]) for v in (self.treatment, self.control)]
+        present = [bool(table.present("requests", v)[k]) for v in (self.treatment, self.control)]
+        what = [f"{v} requests" for v in (self.treatment, self.control)]
+        if math.isnan(low) or _problem(requests, present, what) is not None:
+            return [(math.nan,) * 4] * 2
+        r_t, r_c = requests
+        self.canary_requests += r_t
+        self.requests += requests
+        self.expected_share += (r_t + r_c) * (low + high) / 200
+        return [(r_t, high, r_c, 100.0 - high), (r_t, low, r_c, 100.0 - low)]
+
+    def _checked(
+        self, mon: _Monitor, problems: dict[str, str | None], when: datetime
+    ) -> MetricResult:
+        """The monitor's result, or a failed check when this tick's data are invalid."""
+        result = mon.result()
+        name = mon.metric.name
+        problem = problems[name]
+        if problem is None:
+            self.bad.pop(name, None)
+            return result
+        began = when - timedelta(seconds=self.spec.interval_s)  # the tick's start
+        since, ticks, _ = self.bad.get(name, (began, 0, problem))
+        self.bad[name] = (since, ticks + 1, problem)
+        limit = self.spec.threshold
+        status = (
+            f"no valid data for {name} since {since:%H:%M:%S} UTC ({ticks + 1} tick"
+            f"{'s' if ticks else ''}: {problem})"
+        )
+        if ticks + 1 >= limit and mon.metric.critical:
+            return replace(result, classification="fail", reason=status)
+        return replace(
+            result,
+            classification="nodata",
+            reason=f"{status}; rollback at {limit} in a row" if mon.metric.critical else status,
+        )
+
+    # -- the decision -----------------------------------------------------------------
+
+    def _decide(
+        self, metrics: Sequence[MetricResult], weight: float, now: datetime
+    ) -> tuple[Decision, str | None, str]:
+        """(decision, hold, why): harm first, then invalid data, then evidence or the plan."""
+        critical = [m for m in metrics if m.critical]
+        failing = [m for m in critical if m.classification == "fail"]
+        if failing:
+            return "rollback", None, f"rollback: {failing[0].reason}"
+        holds = []
+        if self.srm_fired:
+            holds.append(self._srm_reason())
+        invalid = [m.name for m in critical if m.name in self.bad]
+        if invalid:
+            holds.append(f"no valid data for {', '.join(invalid)} at this tick")
+        plan_done = self._plan_complete(weight)
+        shown = all(m.classification == "pass" for m in critical) and bool(critical)
+        exposed = self.canary_requests >= self.spec.min_exposure
+        if plan_done and not holds:
+            if self.spec.promotion == "plan":
+                return "promote", None, "promote: the weight plan completed with no alarm"
+            if shown and exposed:
+                return "promote", None, "promote: " + self._shown(critical)
+        assert self.started is not None
+        elapsed = (now - self.started).total_seconds()
+        deadline = self.spec.analysis_deadline_s()
+        if elapsed >= deadline:
+            choice = self.spec.on_inconclusive
+            why = (
+                f"no promotion evidence after {format_duration(deadline)} of analysis "
+                f"(maxAnalysisTime; onInconclusive: {choice})"
+            )
+            missing = self._missing(critical)
+            if choice == "rollback":
+                return "rollback", None, f"rollback: {why}: {missing}"
+            if choice == "promote" and not holds:
+                return "promote", None, f"promote: {why}"
+            holds.append(f"{why}: holding for a person")
+        elif plan_done and not holds:
+            holds.append(self._bake(critical, deadline - elapsed, exposed))
+        hold = "; ".join(holds) or None
+        detail = hold or "; ".join(m.reason for m in metrics[:3])
+        return "continue", hold, f"continue: {detail}"
+
+    def _plan_complete(self, weight: float) -> bool:
+        """The weight reached the plan's top and the plan's ticks have passed (without a
+        recorded weight, the plan's ticks alone; blue/green: its iterations)."""
+        if self.spec.iterations:
+            return self.judged >= self.spec.iterations
+        top = min(self.spec.max_weight, self._plan[-1]) if self._plan else self.spec.max_weight
+        return self.judged >= len(self._plan) and (math.isnan(weight) or weight >= top - 1e-9)
+
+    def _shown(self, critical: Sequence[MetricResult]) -> str:
+        parts = [f"{m.name} {self._bound_text(m)}" for m in critical]
+        return (
+            "every critical metric is shown within its promotion bound (" + "; ".join(parts) + ")"
+        )
+
+    def _bound_text(self, result: MetricResult) -> str:
+        spec = next(s for s in self.spec.metrics if s.name == result.name)
+        tolerance = spec.promotion_tolerance()
+        if result.unit == "latency shift":
+            return (
+                f"at most +{tolerance:.0%} slower, interval up to {_shift(result.ci[1])}"
+                if result.ci
+                else ""
+            )
+        if result.unit == "ratio":
+            high = _times(result.ci[1]) if result.ci else "?"
+            return f"at most {_times(1 + tolerance)} the primary's, interval up to {high}"
+        return f"within ±{tolerance:.0%}"
+
+    def _missing(self, critical: Sequence[MetricResult]) -> str:
+        """Which critical metrics lack promotion evidence, in words."""
+        lacking = [m for m in critical if m.classification != "pass"]
+        if not lacking:
+            return "every critical metric is shown within its bound"
+        return "; ".join(f"{m.name} needs {self._bound_text(m)} ({m.reason})" for m in lacking)
+
+    def _bake(self, critical: Sequence[MetricResult], left_s: float, exposed: bool) -> str:
+        """The bake-phase hold: what evidence is missing and how long it should take."""
+        per_min = 60.0 / self.spec.interval_s
+        names = {m.name for m in critical if m.classification != "pass"}
+        waits = [
+            mon.minutes_to_promotion(per_min) for mon in self.monitors if mon.metric.name in names
+        ]
+        if not exposed:
+            names.add(f"{self.spec.min_exposure:g} canary requests (minExposure)")
+        known = [w for w in waits if w is not None]
+        if not known or any(w is None for w in waits):
+            expect = "no estimate yet of how long it needs"
+        elif max(known) == math.inf:
+            expect = "not expected at the current estimates"
+        else:
+            expect = f"expected in about {max(1, round(max(known)))} min at the current traffic"
+        left = format_duration(max(0.0, round(left_s)))
+        return (
+            f"bake: the plan is complete; waiting for promotion evidence on "
+            f"{', '.join(sorted(names))} ({expect}); {self.spec.on_inconclusive} in {left} "
+            "without it"
+        )
+
+    def _srm_reason(self) -> str:
+        served = self.requests[0] / max(self.requests.sum(), 1)
+        expected = self.expected_share / max(self.requests.sum(), 1)
+        return (
+            f"sample-ratio mismatch: the canary served {served:.1%} of requests where its "
+            f"weights gave {expected:.1%}; the data are invalid, so the canary is neither "
+            "blamed nor promoted: check the traffic routing"
+        )
+
+    def _record(
+        self,
+        table: TickTable,
+        k: int,
+        weight: float,
+        decision: Decision,
+        metrics: tuple[MetricResult, ...],
+        hold: str | None,
+        *,
+        why: str | None = None,
+        srm_p: float = 1.0,
+    ) -> TickState:
         state = TickState(
             timestamp=table.ends[k],
             weight=None if math.isnan(weight) else weight,
             decision=decision,
             metrics=metrics,
+            hold=hold,
             state={
                 "weight": weight,
                 "srm_p": srm_p,
                 "srm": self.srm_fired,
                 "canary_requests": self.canary_requests,
+                "reason": why or f"continue: {hold}",
                 "evidence": {mon.metric.name: mon.evidence() for mon in self.monitors},
             },
         )
         self.history.append(state)
         return state
 
-    def _srm_row(self, table: TickTable, k: int, weights: dict[str, float]) -> tuple:
-        """Requests as events, traffic share as exposure; skipped right after a weight change."""
-        w_t, w_c = weights[self.treatment], weights[self.control]
-        steady = w_t == self._last_weight
-        self._last_weight = w_t
-        if not (steady and w_t > 0 and w_c > 0):
-            return (0.0, 0.0, 0.0, 0.0)
-        requests = (table.counter("requests", v)[k] for v in (self.treatment, self.control))
-        r_t, r_c = requests
-        return (r_t, w_t, r_c, w_c)
-
-    def _decide(self, metrics: Sequence[MetricResult], weight: float, k: int) -> Decision:
-        if self.srm_fired:  # invalid data: hold, blaming no one
-            return "continue"
-        critical = [m for m in metrics if m.critical]
-        if any(m.classification == "fail" for m in critical):
-            return "rollback"
-        early = bool(critical) and all(m.classification == "pass" for m in critical)
-        if early and self.canary_requests >= self.spec.min_exposure:
-            return "promote"
-        if self._plan_complete(weight, k):
-            blocked = [
-                m
-                for m, spec in zip(metrics, self.spec.metrics, strict=True)
-                if spec.must_have_data and m.classification == "nodata"
-            ]
-            return "continue" if blocked else "promote"
-        return "continue"
-
-    def _plan_complete(self, weight: float, k: int) -> bool:
-        """The recorded weight reached the plan's top and the plan's ticks have elapsed
-        (without any recorded weight, the plan's ticks alone)."""
-        if self.spec.iterations:
-            return k + 1 >= self.spec.iterations
-        top = min(self.spec.max_weight, self._plan[-1]) if self._plan else self.spec.max_weight
-        reached = math.isnan(weight) or weight >= top - 1e-9
-        return k + 1 >= len(self._plan) and reached
-
     def explain(self, state: TickState) -> str:
         """One sentence: what decided, or what holds the rollout."""
-        failing = [m for m in state.metrics if m.critical and m.classification == "fail"]
-        if state.decision == "rollback":
-            return f"rollback: {failing[0].reason}"
-        if state.state.get("srm"):
-            return (
-                "hold: the canary's share of requests does not match the recorded weight "
-                f"(sample-ratio mismatch, p={state.state['srm_p']:.2g}); the data are invalid, "
-                "so the canary is neither blamed nor promoted: check the traffic routing"
-            )
-        if state.decision == "promote":
-            nodata = [m.name for m in state.metrics if m.classification == "nodata"]
-            early = all(m.classification == "pass" for m in state.metrics if m.critical)
-            how = (
-                "every critical metric is within its margin"
-                if early
-                else "the weight plan completed with no alarm"
-            )
-            return f"promote: {how}" + (f" (no data for {', '.join(nodata)})" if nodata else "")
-        blocked = [
-            m.name
-            for m, s in zip(state.metrics, self.spec.metrics, strict=True)
-            if s.must_have_data and m.classification == "nodata"
-        ]
-        if blocked:
-            return f"continue: no data for {', '.join(blocked)}, which must have data"
-        return "continue: " + "; ".join(m.reason for m in state.metrics[:3])
+        return state.state.get("reason") or super().explain(state)
