@@ -150,3 +150,18 @@ def test_verdict_is_json_ready(failing):
     assert data["decision"] == "rollback"
     assert data["decided_at"] == "2026-01-12T10:03:00+00:00"
     assert data["ticks"][0]["state"]["phase"] == "Progressing"
+
+
+def test_an_interval_shorter_than_the_data_step_is_judged_per_step_with_a_note(healthy):
+    # Flagger's own tests use 10 s and 15 s intervals; a 1-minute recording cannot be cut
+    # finer, and without data a tick must not count (it used to promote before any sample)
+    for name in ("rolloutlab", "flagger"):
+        verdict = judge(healthy, {"interval": "15s"}, judge=name)
+        assert verdict.details["notes"] == [
+            "the spec's interval 15s is shorter than the recording's 1m step, so each tick "
+            "covers one step (judged every 1m)"
+        ]
+        assert verdict.reason.endswith("(judged every 1m))")
+        gaps = {b.timestamp - a.timestamp for a, b in zip(verdict.ticks, verdict.ticks[1:])}
+        assert gaps <= {timedelta(minutes=1)}
+        assert verdict.ticks[0].timestamp == START + timedelta(minutes=1)

@@ -304,7 +304,8 @@ def test_evidence_pvalue_on_log_axis_against_alpha_and_interval_against_margin()
     alpha_rule = next(v for v in views(p_panel) if mark_type(v) == "rule" and "y" in v["encoding"])
     assert [r["ref"] for r in rows(spec, alpha_rule)] == [0.05]
     refs = next(v for v in views(ci_panel) if mark_type(v) == "rule" and "y" in v["encoding"])
-    assert [r["ref"] for r in rows(spec, refs)] == [1.0, pytest.approx(1.2)]  # no effect, margin
+    # no effect, the rollback margin, the promotion bound (the ratio kind's default 1.5x)
+    assert [r["ref"] for r in rows(spec, refs)] == [1.0, pytest.approx(1.2), pytest.approx(1.5)]
     assert "estimate (ratio)" in titles(ci_panel)
     assert any(mark_type(v) == "area" for v in views(ci_panel))  # the interval band
     decision = next(v for v in views(p_panel) if mark_type(v) == "text")
@@ -324,8 +325,12 @@ def test_evidence_of_the_rolloutlab_judge(canary):
     assert p_line["encoding"]["y"]["scale"] == {"type": "log"}
     assert min(r["p_value"] for r in rows(spec, p_line)) <= 0.05  # crossed α: rolled back
     refs = next(x for x in views(errors[1]) if mark_type(x) == "rule" and "y" in x["encoding"])
-    assert [r["label"] for r in rows(spec, refs)] == ["no effect", "margin"]
-    assert [r["ref"] for r in rows(spec, refs)] == pytest.approx([1.0, 1.1])
+    labels = ["no effect", "rollback margin", "promotion bound"]
+    assert [r["label"] for r in rows(spec, refs)] == labels
+    assert [r["ref"] for r in rows(spec, refs)] == pytest.approx([1.0, 1.1, 1.5])
+    latency = spec["vconcat"][1]["hconcat"]
+    lat_refs = next(x for x in views(latency[1]) if mark_type(x) == "rule" and "y" in x["encoding"])
+    assert [r["ref"] for r in rows(spec, lat_refs)] == pytest.approx([0.0, 0.05, 0.1])
     band = next(x for x in views(errors[1]) if mark_type(x) == "area")
     assert all(r["lo"] <= r["estimate"] <= r["hi"] for r in rows(spec, band))
 

@@ -480,15 +480,21 @@ def _metric_specs(spec: Any) -> dict[str, Any]:
 
 
 def _references(result: Any, metric_spec: Any) -> list[tuple[float, str]]:
-    """Reference lines for a result's estimate: for a ratio, no effect (1) and the
-    tolerated margin; and any threshold the judge reports (Flagger's thresholdRange)."""
+    """Reference lines for a result's estimate: for a ratio or a latency shift, no effect,
+    the rollback margin and the promotion bound; and any threshold the judge reports
+    (Flagger's thresholdRange)."""
     refs = []
-    if str(getattr(result, "unit", "")).endswith(("ratio", "×")):
-        refs.append((1.0, "no effect"))
+    unit = str(getattr(result, "unit", ""))
+    if unit.endswith(("ratio", "×")) or unit == "latency shift":
+        none = 0.0 if unit == "latency shift" else 1.0
+        refs.append((none, "no effect"))
+        sign = -1.0 if getattr(metric_spec, "direction", "increase") == "decrease" else 1.0
         margin = _finite(getattr(metric_spec, "margin", None))
         if margin:
-            sign = -1.0 if getattr(metric_spec, "direction", "increase") == "decrease" else 1.0
-            refs.append((1.0 + sign * margin, "margin"))
+            refs.append((none + sign * margin, "rollback margin"))
+        tolerance = getattr(metric_spec, "promotion_tolerance", None)
+        if callable(tolerance):
+            refs.append((none + sign * tolerance(), "promotion bound"))
     details = getattr(result, "details", None)
     for key in ("min", "max"):
         value = _finite(details.get(key)) if isinstance(details, dict) else None
