@@ -6,7 +6,8 @@ AR(1) CPU gauge), judged through ``rolloutlab.judges.judge(recording, spec, judg
 **options)``, which stops at the judge's first terminal decision. Decisions and times
 come from the ``Verdict`` (``decision``, ``decided_at``); minutes are counted from the
 start of the recording (the start of its first step). Three traffic levels (100, 1,000
-and 10,000 requests/min), one table each.
+and 10,000 requests/min, each the run's mean: with diurnal traffic the simulator's rate is
+scaled so the 3 h average is the level), one table each.
 
 Plans (the simulator moves the canary weight, the judges tick at the spec's interval):
 
@@ -37,7 +38,9 @@ Rows:
   (3 pods, spread 0.5, balance 5), cold start (+50%), diurnal traffic and latency
   (amplitude 0.8, latency 0.3), missing scrapes (5%); and, on the idealised model, the
   90/10 split, and the AR(1) CPU gauge (phi 0.8) judged as an extra critical gauge metric
-  ``cpu`` (margin 10%, Flagger max 0.55).
+  ``cpu`` (margin 10%, Flagger max 0.55). rolloutlab holds instead of deciding at its
+  analysis deadline in these rows (``onInconclusive: hold``), so they measure its tests'
+  false alarms over the whole 3 h, not the deadline.
 * Regressions during the real plans (realistic profile, both plans): errors x1.5, x2, x5;
   latency +5%, +10%, +20% (the whole distribution); tail x2 (above the p95); errors x2
   starting mid-plan (minute 3 of the common plan, 15 of the slow one). Cell: share
@@ -261,11 +264,24 @@ def judges_for(case: Case) -> dict[str, tuple[str, Spec, dict[str, Any]]]:
             {"follow_recorded_weights": True},
         ),
         "kayenta": ("kayenta", kayenta, {}),
-        "rolloutlab": ("rolloutlab", base, {}),
+        # A/A rows measure the tests' false alarms over the whole 3 h: rolloutlab holds at
+        # its deadline there instead of rolling back an inconclusive canary
+        "rolloutlab": (
+            "rolloutlab",
+            replace(base, on_inconclusive="hold") if case.kind == "aa" else base,
+            {},
+        ),
     }
 
 
 Outcome = tuple[str, float]  # (decision or "error: ...", minutes from the start; inf if none)
+
+
+def _diurnal_mean(amplitude: float) -> float:
+    """The simulator's mean diurnal traffic factor over the 3 h (its sine starts at the
+    trough), so a row's traffic level is the run's mean, not the day's."""
+    minutes = np.arange(HOURS3) + 1
+    return float(np.mean(1 + amplitude * np.sin(2 * np.pi * (minutes / 1440 - 0.25))))
 
 
 def run_one(task: tuple[int, float, int]) -> tuple[int, float, dict[str, Outcome]]:
@@ -278,7 +294,7 @@ def run_one(task: tuple[int, float, int]) -> tuple[int, float, dict[str, Outcome
         seed=seed,
         duration_min=HOURS3,
         step_s=STEP_S,
-        requests_per_min=traffic,
+        requests_per_min=traffic / _diurnal_mean(case.overrides.get("diurnal_amplitude", 0.0)),
         interval_s=plan.interval_s,
         step_weight=STEP_WEIGHT,
         max_weight=MAX_WEIGHT,

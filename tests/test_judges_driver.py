@@ -162,6 +162,7 @@ def test_an_interval_shorter_than_the_data_step_is_judged_per_step_with_a_note(h
             "covers one step (judged every 1m)"
         ]
         assert verdict.reason.endswith("(judged every 1m))")
-        gaps = {b.timestamp - a.timestamp for a, b in zip(verdict.ticks, verdict.ticks[1:])}
+        ticks = verdict.ticks
+        gaps = {b.timestamp - a.timestamp for a, b in zip(ticks, ticks[1:], strict=False)}
         assert gaps <= {timedelta(minutes=1)}
         assert verdict.ticks[0].timestamp == START + timedelta(minutes=1)

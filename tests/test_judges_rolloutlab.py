@@ -150,7 +150,7 @@ def test_a_healthy_canary_is_promoted_on_evidence_after_baking():
     baking = [t for t in verdict.ticks if t.hold and t.hold.startswith("bake:")]
     assert baking and baking[0].timestamp == START + timedelta(minutes=5)
     assert "waiting for promotion evidence on" in baking[0].hold
-    assert "rollback in" in baking[0].hold  # what happens without it, and when
+    assert "a person is asked in 1h without it" in baking[0].hold  # and when
     assert all(t.decision == "continue" for t in verdict.ticks[:-1])
 
 
@@ -168,7 +168,7 @@ def test_bad_canaries_are_not_promoted_when_the_plan_completes(change, label):
 
 def test_without_evidence_the_canary_bakes_then_on_inconclusive_decides():
     quiet = simulate("healthy", seed=4, requests_per_min=60.0, **PLAN)  # 1 error in 2 min
-    verdict = judge(quiet)
+    verdict = judge(quiet, {"onInconclusive": "rollback"})
     assert verdict.decision == "rollback"
     assert minutes(verdict) == 65  # the plan (5 min) + the default bake of 1 h
     assert verdict.reason.startswith("rollback: no promotion evidence after 65m of analysis")
@@ -176,15 +176,31 @@ def test_without_evidence_the_canary_bakes_then_on_inconclusive_decides():
     bake = verdict.ticks[10].hold  # 10:11, 54 minutes before the deadline
     assert bake.startswith("bake: the plan is complete; waiting for promotion evidence on")
     assert "rollback in 54m" in bake
-    held = judge(quiet, {"onInconclusive": "hold", "maxAnalysisTime": "30m"})
+    held = judge(quiet)  # the default: hold, say so, keep judging
     assert held.decision == "continue"
-    assert (
-        "no promotion evidence after 30m" in held.reason and "holding for a person" in held.reason
-    )
+    assert "no promotion evidence after 65m" in held.reason
+    assert "holding for a person to promote or roll back" in held.reason
+    assert "a person is asked in 54m" in held.ticks[10].hold
     promoted = judge(quiet, {"onInconclusive": "promote", "maxAnalysisTime": "30m"})
     assert (promoted.decision, minutes(promoted)) == ("promote", 30)
     with pytest.raises(SpecError, match="shorter than the weight plan"):
         Spec.load({"maxAnalysisTime": "3m"})
+
+
+def test_holding_at_the_deadline_still_rolls_back_on_harm():
+    # 30 req/min: no promotion evidence by the deadline (65 min); errors x10 from minute 70
+    quiet_bad = simulate(
+        "healthy",
+        seed=5,
+        requests_per_min=30.0,
+        error_ratio=(1.0, 10.0),
+        regression_start_min=70,
+        **PLAN,
+    )
+    verdict = judge(quiet_bad)
+    assert "no promotion evidence after 65m" in verdict.ticks[68].hold
+    assert verdict.decision == "rollback" and minutes(verdict) > 70
+    assert verdict.metric("request-success-rate").classification == "fail"
 
 
 def test_promotion_plan_is_flaggers_rule():
@@ -203,7 +219,7 @@ def test_without_recorded_weights_the_plan_still_needs_evidence():
 
 def test_min_exposure_is_part_of_the_evidence():
     verdict = judge(simulate("healthy", seed=3, **PLAN), {"minExposure": 1e9})
-    assert verdict.decision == "rollback"
+    assert verdict.decision == "continue"
     assert "1e+09 canary requests (minExposure)" in verdict.ticks[20].hold
 
 

@@ -191,10 +191,17 @@ class _RatioTests:
         self._harm = np.array([t[1] for t in tests], dtype=bool)
         self._alpha = np.array([t[5] for t in tests])
         self._groups = []
-        for b, alt, robust in sorted({t[2:5] for t in tests}):
-            rows = np.array([i for i, t in enumerate(tests) if t[2:5] == (b, alt, robust)])
+        for key in sorted({t[1:5] for t in tests}):
+            harm, b, alt, robust = key
+            rows = np.array([i for i, t in enumerate(tests) if t[1:5] == key])
             engine = PoissonRatioBatch(
-                DEFAULT_GRID, b, alt, (rows.size,), robust=robust, prior_sd=RATIO_PRIOR_SD
+                DEFAULT_GRID,
+                b,
+                alt,
+                (rows.size,),
+                robust=robust,
+                prior_sd=RATIO_PRIOR_SD,
+                prior_ratio=None if harm else 1.0,  # safety: expect no difference
             )
             self._groups.append((engine, rows))
         self.p = np.ones(len(tests))
@@ -204,12 +211,15 @@ class _RatioTests:
         self.events = np.zeros((self.n, 2))  # treatment, control totals of valid ticks
         self._summarise()
 
-    def step(self, rows: np.ndarray) -> None:
-        """One tick: ``rows[stream] = (c, x, k, y)``; NaN rows (invalid data) add nothing."""
+    def step(self, rows: np.ndarray, *, safety: bool = True) -> None:
+        """One tick: ``rows[stream] = (c, x, k, y)``; NaN rows (invalid data) add nothing,
+        and neither does anything to the safety tests unless ``safety``."""
         valid = np.all(np.isfinite(rows), axis=1) & (rows[:, 1] > 0) & (rows[:, 3] > 0)
         rows = np.where(valid[:, None], rows, (0.0, 1.0, 0.0, 1.0))
         self.events += rows[:, [0, 2]]
         per_test = rows[self._stream]
+        if not safety:
+            per_test[~self._harm] = (0.0, 1.0, 0.0, 1.0)
         last = DEFAULT_GRID.size - 1
         for engine, idx in self._groups:
             if not np.any(per_test[idx, 0] + per_test[idx, 2] > 0):
@@ -505,9 +515,10 @@ class _LatencyMonitor(_Monitor):
         self.tail_edge_ms = float(edges[self.tail_index])
         self._tabulate(self.warmup)
         tail_bound = _inside_grid(self._tail_ratio(self.warmup, self.metric.margin))
-        self.tail = PoissonRatioBatch(
-            DEFAULT_GRID, tail_bound, "greater", robust=True, prior_sd=TAIL_PRIOR_SD
-        )
+        # plain, not robust: from a few rare events per tick no dispersion can be read
+        # (the estimate only inflates), and the A/A benchmark rows with incidents and
+        # cold starts show no excess false alarms without it
+        self.tail = PoissonRatioBatch(DEFAULT_GRID, tail_bound, "greater", prior_sd=TAIL_PRIOR_SD)
         self.tail_bound = tail_bound
         tau = self._delta(LATENCY_PRIOR_SHIFT)
         self.harm, self.safe = TickContrast(tau, +1), TickContrast(tau, -1)
@@ -562,8 +573,9 @@ class _LatencyMonitor(_Monitor):
 
     # -- one tick -------------------------------------------------------------------
 
-    def step(self) -> None:
-        """Advance the tests with the tick fed last (called when its data were valid)."""
+    def step(self, *, safety: bool) -> None:
+        """Advance the tests with the tick fed last (called when its data were valid); the
+        safety test only when ``safety`` (at the top weight)."""
         if self._bins is None:
             self._rate.add(self.safe.information.item())
             return
@@ -581,11 +593,12 @@ class _LatencyMonitor(_Monitor):
             v = max(within, 1e-12) * (1 / n[0] + 1 / n[1])
             m = self.metric
             self.harm.step(d, v, self._delta(m.margin))
-            self.safe.step(d, v, self._delta(m.promotion_tolerance()))
+            if safety:
+                self.safe.step(d, v, self._delta(m.promotion_tolerance()))
         self.max_log_e["harm"] = max(self.max_log_e["harm"], self.harm.log_e().item())
         self.max_log_e["safe"] = max(self.max_log_e["safe"], self.safe.log_e().item())
-        width = self.safe.half_width(self.alpha_test + self.alpha_safe).item()
-        estimate = self.safe.estimate.item()
+        width = self.harm.half_width(self.alpha_test + self.alpha_safe).item()
+        estimate = self.harm.estimate.item()
         self.low = max(self.low, estimate - width)
         self.high = min(self.high, estimate + width)
         above = np.array(
@@ -612,11 +625,11 @@ class _LatencyMonitor(_Monitor):
             classification = "pass"
         else:
             classification = "inconclusive"
-        shift = self._as_shift(self.safe.estimate.item())
+        shift = self._as_shift(self.harm.estimate.item())
         ci = (self._as_shift(self.low), self._as_shift(self.high))
         tail_ratio = self._tail_observed()
         tail = f"share slower than {self.tail_edge_ms:g} ms {_times(tail_ratio)} primary"
-        phi = float(self.safe.dispersion.phi)
+        phi = float(self.harm.dispersion.phi)
         level = f"{100 * (1 - self.alpha_test - self.alpha_safe):.3g}"
         if tail_fail and self.max_log_e["harm"] < threshold:
             reason = (
@@ -666,12 +679,12 @@ class _LatencyMonitor(_Monitor):
         )
 
     def evidence(self) -> dict[str, Any]:
-        return {**self.max_log_e, "dispersion": float(self.safe.dispersion.phi)}
+        return {**self.max_log_e, "dispersion": float(self.harm.dispersion.phi)}
 
     def minutes_to_promotion(self, ticks_per_min: float) -> float | None:
         if self.scores is None:
             return None
-        gap = self._delta(self.metric.promotion_tolerance()) - self.safe.estimate.item()
+        gap = self._delta(self.metric.promotion_tolerance()) - self.harm.estimate.item()
         return minutes_to_evidence(
             gap,
             self.safe.information.item(),
@@ -804,11 +817,14 @@ class RolloutlabJudge(Judge):
         rows = np.full((self.tests.n, 4), np.nan)
         problems = {mon.metric.name: mon.feed(table, k, rows) for mon in self.monitors}
         rows[list(self.srm_streams)] = self._srm_rows(table, k, weights)
-        self.tests.step(rows)
+        self.judged += 1
+        # promotion evidence is gathered at the top weight only: a canary that degrades as
+        # its traffic grows is not promoted on the evidence of its quieter start
+        at_top = self._plan_complete(weights[0])
+        self.tests.step(rows, safety=at_top)
         for mon in self.monitors:
             if isinstance(mon, _LatencyMonitor) and problems[mon.metric.name] is None:
-                mon.step()
-        self.judged += 1
+                mon.step(safety=at_top)
         metrics = tuple(self._checked(mon, problems, table.ends[k]) for mon in self.monitors)
         srm_p = min(self.tests.lists["harm_p"][i] for i in self.srm_streams) * 2
         self.srm_fired = self.srm_fired or any(
@@ -835,7 +851,7 @@ class RolloutlabJudge(Judge):
             return now, min(now, before), max(now, before)
         if not self._plan:
             return math.nan, math.nan, math.nan
-        step = min(self.judged, len(self._plan) - 1)
+        step = min(self.judged, len(self._plan) - 1)  # this tick's, counted from 0
         planned, before = self._plan[step], self._plan[max(step - 1, 0)]
         return math.nan, min(planned, before), max(planned, before)
 
@@ -924,7 +940,10 @@ class RolloutlabJudge(Judge):
                 return "rollback", None, f"rollback: {why}: {missing}"
             if choice == "promote" and not holds:
                 return "promote", None, f"promote: {why}"
-            holds.append(f"{why}: holding for a person")
+            holds.append(
+                f"{why}: holding for a person to promote or roll back ({missing}); "
+                "harm still rolls back and evidence still promotes"
+            )
         elif plan_done and not holds:
             holds.append(self._bake(critical, deadline - elapsed, exposed))
         hold = "; ".join(holds) or None
@@ -985,8 +1004,12 @@ class RolloutlabJudge(Judge):
         left = format_duration(max(0.0, round(left_s)))
         return (
             f"bake: the plan is complete; waiting for promotion evidence on "
-            f"{', '.join(sorted(names))} ({expect}); {self.spec.on_inconclusive} in {left} "
-            "without it"
+            f"{', '.join(sorted(names))} ({expect}); "
+            + (
+                f"{self.spec.on_inconclusive} in {left} without it"
+                if self.spec.on_inconclusive != "hold"
+                else f"a person is asked in {left} without it"
+            )
         )
 
     def _srm_reason(self) -> str:

@@ -22,7 +22,8 @@ snake_case)::
     promotion: evidence        # evidence (every critical metric shown within its
                                #   promotionMargin) | plan (Flagger: the plan's end)
     maxAnalysisTime: 1h5m      # then onInconclusive decides (default: the plan + 1h)
-    onInconclusive: rollback   # rollback | hold | promote (promote only on valid data)
+    onInconclusive: hold       # hold (keep judging, ask a person) | rollback | promote
+                               #   (promote only on valid data)
     control: primary           # variants (default: the recording's roles)
     treatment: canary
     kayenta: {passScore: 95, marginalScore: 75, confidence: 0.98, allowedIncrease: 1.0,
@@ -199,8 +200,11 @@ class Spec:
     enough; every critical metric must be shown within its promotion margin, and until
     then the canary bakes at the top weight. ``max_analysis_s`` bounds the whole
     analysis (None: the plan's duration plus :data:`DEFAULT_BAKE_S`); when it runs out
-    without that evidence, ``on_inconclusive`` decides. ``promotion="plan"`` promotes
-    at the plan's end as Flagger does.
+    without that evidence, ``on_inconclusive`` decides: ``hold`` (the default, as Argo
+    Rollouts pauses on an inconclusive analysis) keeps the weight, says so, and keeps
+    judging, so harm still rolls back and evidence still promotes; ``rollback`` ends
+    it in the known-good state; ``promote`` promotes unless the data are invalid.
+    ``promotion="plan"`` promotes at the plan's end as Flagger does.
     """
 
     interval_s: float = 60.0
@@ -223,7 +227,7 @@ class Spec:
     ab_testing: bool = False
     promotion: Promotion = "evidence"
     max_analysis_s: float | None = None
-    on_inconclusive: OnInconclusive = "rollback"
+    on_inconclusive: OnInconclusive = "hold"
 
     def __post_init__(self) -> None:
         if self.step_weights:
