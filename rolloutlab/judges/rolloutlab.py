@@ -164,7 +164,7 @@ class _RatioTests:
     """
 
     def __init__(self) -> None:
-        # stream, harm, boundary, alternative, robust, α
+        # stream, harm, boundary, alternative, robust (and with an interval), α
         self._tests: list[tuple[int, bool, float, str, bool, float]] = []
         self.n = 0
 
@@ -178,7 +178,8 @@ class _RatioTests:
         robust: bool = True,
     ) -> int:
         """Register a stream (before the first tick); returns its index. ``robust=False``
-        for counts that are binomial by construction (requests split by a router)."""
+        for counts that are binomial by construction (requests split by a router), which
+        need no confidence interval either."""
         i = self.n
         self._tests += [(i, True, b, side, robust, alpha_harm) for side, b in harm]
         self._tests += [(i, False, b, side, robust, alpha_safe) for side, b in safe]
@@ -199,6 +200,7 @@ class _RatioTests:
                 b,
                 alt,
                 (rows.size,),
+                track_cs=robust,
                 robust=robust,
                 prior_sd=RATIO_PRIOR_SD,
                 prior_ratio=None if harm else 1.0,  # safety: expect no difference
@@ -227,6 +229,8 @@ class _RatioTests:
             engine.step(*per_test[idx].T)
             self.p[idx] = engine.p_value()
             self.phi[idx] = engine.phi
+            if not engine.track_cs:
+                continue
             inside = engine.cs_log_e < -np.log(self._alpha[idx])[:, None]
             first = np.argmax(inside, axis=1)
             final = last - np.argmax(inside[:, ::-1], axis=1)
@@ -482,6 +486,7 @@ class _LatencyMonitor(_Monitor):
         self._deltas = np.zeros(_SHIFTS.size)
         self._rate = _InformationRate()
         self._bins: tuple[np.ndarray, np.ndarray] | None = None
+        self._ticks = 0  # ticks with evidence, for the doubling refreshes
 
     def feed(self, table: TickTable, k: int, rows: np.ndarray) -> str | None:
         name = self.metric.metric
@@ -581,7 +586,9 @@ class _LatencyMonitor(_Monitor):
             return
         treatment, control = self._bins
         self.primary += control
-        self._tabulate(self.primary + self.warmup)
+        self._ticks += 1
+        if self._ticks & (self._ticks - 1) == 0:  # at doubling ticks: O(1) amortised
+            self._tabulate(self.primary + self.warmup)
         n = np.array([treatment.sum(), control.sum()])
         s = np.array([treatment @ self.scores, control @ self.scores])
         q = np.array([treatment @ self.scores**2, control @ self.scores**2])

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy.special import gammaln, logsumexp
-from scipy.stats import norm
+from scipy.special import gammaln, log_ndtr, logsumexp
 
 from rolloutlab.errors import DataError
 from rolloutlab.stats._result import (
@@ -524,7 +523,7 @@ def half_normal_log_e(score: Numeric, information: Numeric, tau: float) -> Numer
     """
     grow = 1.0 + tau**2 * np.asarray(information, dtype=float)
     z = tau * np.asarray(score, dtype=float) / np.sqrt(grow)
-    return math.log(2.0) - 0.5 * np.log(grow) + 0.5 * z**2 + norm.logcdf(z)
+    return math.log(2.0) - 0.5 * np.log(grow) + 0.5 * z**2 + log_ndtr(z)
 
 
 class TickContrast:
