@@ -27,7 +27,8 @@ from rolloutlab.control.loop import Rollout, TickRecord
 from rolloutlab.control.notify import Event
 from rolloutlab.errors import ActuationError, ConnectionFailed, DataError, SpecError
 from rolloutlab.judges.base import Judge
-from rolloutlab.judges.spec import Spec
+from rolloutlab.judges.rolloutlab import RolloutlabJudge
+from rolloutlab.judges.spec import Spec, default_metrics
 from rolloutlab.judges.verdict import MetricResult, TickState
 from rolloutlab.sources.prometheus import Prometheus
 from rolloutlab.sources.recording import Recording
@@ -460,6 +461,60 @@ def test_a_pause_during_a_hanging_fetch_is_at_once_and_the_step_only_advises(rou
     assert router.weights().canary == 20 and writes(rollout) == [(0, 20)]
 
 
+@pytest.mark.parametrize("fault", ["nan-errors", "inf-requests", "negative", "no-canary"])
+def test_broken_canary_data_never_advance_nor_promote_and_roll_back(router, fake, fault):
+    # the real judge over real HTTP: from the first tick on, the canary's data are broken;
+    # the judge fails each such tick and rolls back at its threshold, and a canary with no
+    # series at all is a failed fetch (EmptyResult), rolled back at the loop's failure limit
+    rollout, clock = make(router, "rolloutlab", source=Prometheus(fake.url, timeout=3))
+    rollout.step()  # 20%
+    fake.fault = fault
+    limit = rollout.failure_limit if fault == "no-canary" else SPEC.threshold
+    records = [tick(rollout, clock, k) for k in range(limit)]
+    assert [r.action for r in records[:-1]] == ["hold"] * (limit - 1)
+    why = "Prometheus:" if fault == "no-canary" else "hold: no valid data for request-success-rate"
+    assert all(why in (r.error or "") + " ".join(r.notes) for r in records[:-1])
+    assert (records[-1].action, records[-1].applied) == ("rollback", True)
+    assert writes(rollout) == [(0, 20), (20, 0)]  # never above the first step, never promoted
+
+
+def test_a_sample_ratio_mismatch_holds_the_weight_and_clear_harm_still_rolls_back(router):
+    class Misrouted(FakeSource):
+        """Sends the canary half the traffic its weight says (a routing bug), failing
+        ``canary_errors`` of its requests."""
+
+        canary_errors = 0.01
+
+        def fetch(self, preset, *, start, end, step, target, namespace) -> Recording:
+            rec = super().fetch(
+                preset, start=start, end=end, step=step, target=target, namespace=namespace
+            )
+            half = pl.col("variant") == "canary"
+            value = (
+                pl.when(half & (pl.col("metric") == "requests"))
+                .then(pl.col("value") * 50)
+                .when(half & (pl.col("metric") == "errors"))
+                .then(pl.col("value") * 50 * self.canary_errors / 0.01)
+                .otherwise(pl.col("value") * 100)
+            )
+            return Recording(rec.frame.with_columns(value.alias("value")), rec.meta)
+
+    source = Misrouted(router)
+    errors_only = replace(SPEC, metrics=default_metrics()[:1])  # the fake has no latency
+    judge = RolloutlabJudge(errors_only, control="primary", treatment="canary")
+    rollout, clock = make(router, judge, source=source)
+    rollout.step()  # 20%
+    records = [tick(rollout, clock, k) for k in range(6)]
+    held = [r for r in records if r.action == "hold"]
+    assert held and all("sample-ratio mismatch" in r.notes[-1] for r in held)
+    assert router.weights().canary <= 40  # held soon after the mismatch showed
+    source.canary_errors = 0.05  # now the canary also fails 5x as often
+    more = [tick(rollout, clock, k) for k in range(6, 30)]
+    assert rollout.phase == "rolled_back"
+    assert [r.action for r in more if r.action != "wait"][-1] == "rollback"
+    assert "errors/requests" in rollout.verdict().reason
+
+
 class Stuck(Inbox):
     """Holds up the first event until ``go`` is set (at most 5 s); takes the rest at once."""
 
@@ -631,7 +686,11 @@ def test_live_bad_canary_is_rolled_back(prometheus_binary):
 
 def test_live_healthy_canary_is_promoted(prometheus_binary):
     with LiveDemo(seed=22) as demo:
-        rollout, inbox = live_rollout(demo, replace(demo.spec, **STRICT))
+        quick = tuple(
+            replace(m, promotion_margin=1.0 if m.kind == "ratio" else 0.25)
+            for m in demo.spec.metrics
+        )
+        rollout, inbox = live_rollout(demo, replace(demo.spec, metrics=quick, **STRICT))
         started = time.monotonic()
         assert rollout.run() == "promoted"
         assert time.monotonic() - started < 90

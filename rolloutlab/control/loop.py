@@ -135,7 +135,8 @@ class Rollout:
     in :data:`rolloutlab.judges.JUDGES` or a :class:`Judge`. ``promoter``, if given, is
     called to promote or roll back the workloads before the route goes back to the
     primary. ``clock`` returns the current UTC time (tests pass a fake one).
-    ``max_ticks`` bounds :meth:`run` (default: three times the plan, plus slack).
+    ``max_ticks`` bounds :meth:`run` (default: the spec's whole analysis, its plan and
+    bake up to ``maxAnalysisTime``, plus slack).
     """
 
     def __init__(
@@ -190,7 +191,8 @@ class Rollout:
         self.failure_limit = failure_limit
         self.lag_s = lag_s
         self.plan: tuple[int, ...] = tuple(int(w) for w in plan)
-        self.max_ticks = max_ticks or 3 * len(self.plan) + failure_limit + 10
+        analysis = math.ceil(spec.analysis_deadline_s() / interval)
+        self.max_ticks = max_ticks or analysis + failure_limit + 10
         self.clock = clock
         self.history: list[TickRecord] = []
         self.phase: Phase = "ready"

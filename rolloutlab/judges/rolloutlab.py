@@ -85,6 +85,11 @@ TAIL_DECAY = 3.0
 #: A tail test whose current e-value is at least this holds promotion: the tail alarm
 #: may be on its way (P(e >= 5) <= 0.2 under the null at any one tick, by Markov).
 TAIL_WATCH = 5.0
+#: A tick's largest pull on a harm test, in standard deviations at the null (Huber): an
+#: incident on one variant adds a bounded amount. Safety tests allow more, since there
+#: every healthy tick pulls the same way (2 lost about 40% of their evidence).
+HUBER_HARM = 2.0
+HUBER_SAFE = 3.0
 #: The latency test's mixing scale, as the latency shift it is tuned for.
 LATENCY_PRIOR_SHIFT = 0.1
 #: First tick a gauge comparison is tried; the next ones come 25% later each time.
@@ -204,6 +209,7 @@ class _RatioTests:
                 robust=robust,
                 prior_sd=RATIO_PRIOR_SD,
                 prior_ratio=None if harm else 1.0,  # safety: expect no difference
+                huber=HUBER_HARM if harm else HUBER_SAFE,
             )
             self._groups.append((engine, rows))
         self.p = np.ones(len(tests))
@@ -211,6 +217,7 @@ class _RatioTests:
         self.high = np.full(len(tests), math.inf)
         self.phi = np.ones(len(tests))
         self.events = np.zeros((self.n, 2))  # treatment, control totals of valid ticks
+        self.safe_events = np.zeros((self.n, 2))  # the same, of the ticks safety tests saw
         self._summarise()
 
     def step(self, rows: np.ndarray, *, safety: bool = True) -> None:
@@ -219,6 +226,8 @@ class _RatioTests:
         valid = np.all(np.isfinite(rows), axis=1) & (rows[:, 1] > 0) & (rows[:, 3] > 0)
         rows = np.where(valid[:, None], rows, (0.0, 1.0, 0.0, 1.0))
         self.events += rows[:, [0, 2]]
+        if safety:
+            self.safe_events += rows[:, [0, 2]]
         per_test = rows[self._stream]
         if not safety:
             per_test[~self._harm] = (0.0, 1.0, 0.0, 1.0)
@@ -383,8 +392,9 @@ class _RatioMonitor(_Monitor):
         return problem
 
     def information(self) -> float:
-        """Information on the log ratio so far: 1 / (phi (1/C + 1/K)) with C, K events."""
-        c, k = self.tests.events[self.stream]
+        """The safety test's information on the log ratio: 1 / (phi (1/C + 1/K)) with C, K
+        the events it has seen (at the top weight)."""
+        c, k = self.tests.safe_events[self.stream]
         if c <= 0 or k <= 0:
             return 0.0
         return 1.0 / (self.tests.lists["phi"][self.stream] * (1 / c + 1 / k))
@@ -526,7 +536,8 @@ class _LatencyMonitor(_Monitor):
         self.tail = PoissonRatioBatch(DEFAULT_GRID, tail_bound, "greater", prior_sd=TAIL_PRIOR_SD)
         self.tail_bound = tail_bound
         tau = self._delta(LATENCY_PRIOR_SHIFT)
-        self.harm, self.safe = TickContrast(tau, +1), TickContrast(tau, -1)
+        self.harm = TickContrast(tau, +1, huber=HUBER_HARM)
+        self.safe = TickContrast(tau, -1, huber=HUBER_SAFE)
 
     # -- shifts and score differences ---------------------------------------------
 

@@ -249,7 +249,8 @@ class PoissonRatioBatch:
     :class:`TickDispersion` of the ticks' Pearson residuals around the running ratio.
     ``prior_sd`` is the spread of the mixing prior on ``log(theta)`` and ``prior_ratio``
     its centre (the null by default; a test meant to show a ratio *below* a bound gains
-    power centring it on the ratio it expects, e.g. 1 for "no difference").
+    power centring it on the ratio it expects, e.g. 1 for "no difference"); ``huber``
+    is :class:`TickDispersion`'s bound on one tick's pull.
     """
 
     def __init__(
@@ -263,6 +264,7 @@ class PoissonRatioBatch:
         robust: bool = False,
         prior_sd: float = 1.0,
         prior_ratio: float | None = None,
+        huber: float = 2.0,
     ):
         self.grid = grid
         self.log_grid = np.log(grid)
@@ -288,7 +290,7 @@ class PoissonRatioBatch:
         self.max_log_e = np.zeros(batch_shape)
         self.log_e = np.zeros(batch_shape)  # at the last tick (max_log_e: its running max)
         self.cs_log_e = np.full((*batch_shape, grid.size), -np.inf)
-        self.dispersion = TickDispersion(batch_shape) if robust else None
+        self.dispersion = TickDispersion(batch_shape, huber=huber) if robust else None
         self.sums = np.zeros((4, *batch_shape))  # robust only: c, x, k, y so far
 
     def step(self, c: np.ndarray, x: np.ndarray, k: np.ndarray, y: np.ndarray) -> None:
@@ -543,14 +545,16 @@ class TickContrast:
     :meth:`half_width` use the unweighted sums. Approximate: the variance is estimated.
     """
 
-    def __init__(self, tau: float, side: int, batch_shape: tuple[int, ...] = ()):
+    def __init__(
+        self, tau: float, side: int, batch_shape: tuple[int, ...] = (), *, huber: float = 2.0
+    ):
         if not (math.isfinite(tau) and tau > 0):
             raise DataError(f"tau must be a finite number > 0, got {tau!r}")
         self.tau = float(tau)
         self.side = side
         self.sums = np.zeros((4, *batch_shape))  # A, B weighted at the null; unweighted A, B
         self.null = np.zeros(batch_shape)
-        self.dispersion = TickDispersion(batch_shape)
+        self.dispersion = TickDispersion(batch_shape, huber=huber)
 
     def step(self, d: Numeric, v: Numeric, null: Numeric) -> None:
         """Add one tick (ignored where ``d`` or ``v`` is not finite or ``v <= 0``)."""
