@@ -216,6 +216,7 @@ class _RatioTests:
         self.low = np.zeros(len(tests))
         self.high = np.full(len(tests), math.inf)
         self.phi = np.ones(len(tests))
+        self.overdispersion = np.ones(len(tests))
         self.events = np.zeros((self.n, 2))  # treatment, control totals of valid ticks
         self.safe_events = np.zeros((self.n, 2))  # the same, of the ticks safety tests saw
         self._summarise()
@@ -238,6 +239,8 @@ class _RatioTests:
             engine.step(*per_test[idx].T)
             self.p[idx] = engine.p_value()
             self.phi[idx] = engine.phi
+            if engine.dispersion is not None:
+                self.overdispersion[idx] = engine.dispersion.overdispersion
             if not engine.track_cs:
                 continue
             inside = engine.cs_log_e < -np.log(self._alpha[idx])[:, None]
@@ -264,6 +267,9 @@ class _RatioTests:
             "ci_low": _per_stream(np.maximum, self.low, self._stream, every, n, -math.inf),
             "ci_high": _per_stream(np.minimum, self.high, self._stream, every, n, math.inf),
             "phi": _per_stream(np.maximum, self.phi, self._stream, every, n, 1.0),
+            "overdispersion": _per_stream(
+                np.maximum, self.overdispersion, self._stream, every, n, 1.0
+            ),
         }
         self.lists = {name: values.tolist() for name, values in self.lists.items()}
 
@@ -412,12 +418,12 @@ class _RatioMonitor(_Monitor):
             classification = "inconclusive"
         ci = (t["ci_low"][i], t["ci_high"][i])
         ratio = self.ratio()
-        phi = t["phi"][i]
+        over = t["overdispersion"][i]
         bound = self.harm_bound if classification == "fail" else self.safe_bound
         reason = (
             f"{self.subject()} {_times(ratio)} primary ({self._level}% CS "
             f"{_times(ci[0], bare=True)}–{_times(ci[1])}), {_VERDICTS[classification]} {bound}"
-            + (f"; counts overdispersed ×{phi:.2g}" if phi > 1.05 else "")
+            + (f"; counts overdispersed ×{over:.2g}" if over > 1.1 else "")
         )
         return self._result(
             classification,
@@ -425,8 +431,8 @@ class _RatioMonitor(_Monitor):
             estimate=ratio,
             ci=ci,
             p_value=min(1.0, t["harm_p"][i] * len(_sides(m, m.margin))),
-            approximate=phi > 1.05,
-            details={"alpha": self.alpha_harm, "dispersion": phi},
+            approximate=True,  # the dispersion is estimated
+            details={"alpha": self.alpha_harm, "dispersion": over},
         )
 
     def ratio(self) -> float:
@@ -449,7 +455,7 @@ class _RatioMonitor(_Monitor):
         return {
             "p_harm": t["harm_p"][i],
             "shows_safe": t["shows_safe"][i],
-            "dispersion": t["phi"][i],
+            "dispersion": t["overdispersion"][i],
         }
 
     def minutes_to_promotion(self, ticks_per_min: float) -> float | None:
@@ -647,7 +653,7 @@ class _LatencyMonitor(_Monitor):
         ci = (self._as_shift(self.low), self._as_shift(self.high))
         tail_ratio = self._tail_observed()
         tail = f"share slower than {self.tail_edge_ms:g} ms {_times(tail_ratio)} primary"
-        phi = float(self.harm.dispersion.phi)
+        over = float(self.harm.dispersion.overdispersion)
         level = f"{100 * (1 - self.alpha_test - self.alpha_safe):.3g}"
         if tail_fail and self.max_log_e["harm"] < threshold:
             reason = (
@@ -666,8 +672,8 @@ class _LatencyMonitor(_Monitor):
             )
         if tail_watch and classification == "inconclusive":
             reason += " (under watch: tail evidence pending)"
-        if phi > 1.05:
-            reason += f"; ticks overdispersed ×{phi:.2g}"
+        if over > 1.1:
+            reason += f"; ticks overdispersed ×{over:.2g}"
         p_harm = min(1.0, math.exp(-max(self.max_log_e["harm"], self.max_log_e["tail"])) * 2)
         return self._result(
             classification,
@@ -680,7 +686,7 @@ class _LatencyMonitor(_Monitor):
                 "alpha": self.alpha_harm,
                 "tail_edge_ms": self.tail_edge_ms,
                 "tail_ratio": tail_ratio,
-                "dispersion": phi,
+                "dispersion": over,
             },
         )
 
@@ -697,7 +703,7 @@ class _LatencyMonitor(_Monitor):
         )
 
     def evidence(self) -> dict[str, Any]:
-        return {**self.max_log_e, "dispersion": float(self.harm.dispersion.phi)}
+        return {**self.max_log_e, "dispersion": float(self.harm.dispersion.overdispersion)}
 
     def minutes_to_promotion(self, ticks_per_min: float) -> float | None:
         if self.scores is None:

@@ -38,8 +38,9 @@ class SequentialState(StatResult):
     ``log_e_value`` is the largest log e-value (Bayes factor, mixture likelihood
     ratio) against the null so far, so ``p_value = min(1, exp(-log_e_value))``;
     ``reject`` is ``p_value <= alpha``. Tests without a
-    confidence sequence report ``ci=(0, inf)`` for ratios. ``dispersion`` is the
-    overdispersion a robust test estimated from its ticks (1: none, or not estimated).
+    confidence sequence report ``ci=(0, inf)`` for ratios. ``dispersion`` is what a
+    robust test divides its log-likelihood by (its overdispersion estimate, widened while
+    few ticks are in; 1 for a test that is not robust).
     """
 
     reject: bool = False
@@ -225,9 +226,14 @@ class TickDispersion:
         self.ticks = np.zeros(batch_shape)
 
     @property
+    def overdispersion(self) -> np.ndarray:
+        """The shrunk Pearson estimate alone (at least 1): what the data say."""
+        return np.maximum(1.0, (self.sum_r2 + self.prior_ticks) / (self.ticks + self.prior_ticks))
+
+    @property
     def phi(self) -> np.ndarray:
-        pearson = (self.sum_r2 + self.prior_ticks) / (self.ticks + self.prior_ticks)
-        return np.maximum(1.0, pearson) * (1.0 + self.small / (self.ticks + 1.0))
+        """What a test divides its log-likelihood by: the estimate, widened for few ticks."""
+        return self.overdispersion * (1.0 + self.small / (self.ticks + 1.0))
 
     def update(self, r: np.ndarray, informative: np.ndarray) -> None:
         """Add one tick's predictive residuals (ignored where not ``informative``)."""
