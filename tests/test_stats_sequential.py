@@ -375,12 +375,12 @@ def _contrast_runs(rng, replicates, effect=0.0, extra_sd=0.0, outlier_p=0.0):
 
 
 def _contrast_rejections(d, v, null=0.0, alpha=0.025, tau=0.05):
-    test = TickContrast(tau, +1, (d.shape[0],))
+    test = TickContrast(tau, (+1,), batch_shape=(d.shape[0],))
     best = np.zeros(d.shape[0])
     first = np.full(d.shape[0], np.inf)
     for t in range(d.shape[1]):
-        test.step(d[:, t], v[:, t], null)
-        best = np.maximum(best, test.log_e())
+        test.step(d[:, t], v[:, t], (null,))
+        best = np.maximum(best, test.log_e()[0])
         first[(best >= math.log(1 / alpha)) & ~np.isfinite(first)] = t + 1
     return first, test
 

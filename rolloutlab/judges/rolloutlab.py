@@ -367,35 +367,41 @@ class _RatioMonitor(_Monitor):
         self._sums = np.zeros(4)  # treatment events, exposure, control's, of valid ticks
 
     def feed(self, table: TickTable, k: int, rows: np.ndarray) -> str | None:
-        m = self.metric
-        if table is not self._table:  # the arrays, looked up once per table
-            self._table = table
-            self._events = [table.counter(m.metric, v) for v in self.variants]
-            self._events_present = [table.present(m.metric, v) for v in self.variants]
-            if m.denominator:
-                self._exposure = [table.counter(m.denominator, v) for v in self.variants]
-                self._exposure_present = [table.present(m.denominator, v) for v in self.variants]
-            else:
-                w_t, w_c = (table.weight(v) for v in self.variants)
-                self._exposure = [w_t, np.where(np.isnan(w_c), 100.0 - w_t, w_c)]
-                self._exposure_present = [~np.isnan(w) for w in self._exposure]
-        events = [float(a[k]) for a in self._events]
-        exposure = [float(a[k]) for a in self._exposure]
-        names = [f"{v} {m.metric}" for v in self.variants]
+        if table is not self._table:  # the arrays and their validity, once per table
+            self._look_up(table)
+        if not self._valid[k]:
+            values = [float(a[k]) for a in self._arrays]
+            return _problem(values, [bool(p[k]) for p in self._present], self._names)
+        row = tuple(float(a[k]) for a in self._arrays)
+        rows[self.stream] = row
+        self._sums += row
+        return None
+
+    def _look_up(self, table: TickTable) -> None:
+        """Events and exposures per variant (treatment, control), whether each was reported,
+        and the ticks where all four are there, finite and not negative."""
+        m, (t, c) = self.metric, self.variants
+        self._table = table
         if m.denominator:
-            names += [f"{v} {m.denominator}" for v in self.variants]
+            exposure = [table.counter(m.denominator, v) for v in (t, c)]
+            exposure_present = [table.present(m.denominator, v) for v in (t, c)]
+            exposure_name = m.denominator
         else:
-            names += [f"{v} traffic weight" for v in self.variants]
-        problem = _problem(
-            events + exposure,
-            [p[k] for p in self._events_present] + [p[k] for p in self._exposure_present],
-            names,
-        )
-        if problem is None:
-            row = (events[0], exposure[0], events[1], exposure[1])
-            rows[self.stream] = row
-            self._sums += row
-        return problem
+            w_t, w_c = table.weight(t), table.weight(c)
+            exposure = [w_t, np.where(np.isnan(w_c), 100.0 - w_t, w_c)]
+            exposure_present = [~np.isnan(w) for w in exposure]
+            exposure_name = "traffic weight"
+        events = [table.counter(m.metric, v) for v in (t, c)]
+        events_present = [table.present(m.metric, v) for v in (t, c)]
+        self._arrays = [events[0], exposure[0], events[1], exposure[1]]
+        self._present = [events_present[0], exposure_present[0]]
+        self._present += [events_present[1], exposure_present[1]]
+        self._names = [f"{t} {m.metric}", f"{t} {exposure_name}"]
+        self._names += [f"{c} {m.metric}", f"{c} {exposure_name}"]
+        with np.errstate(invalid="ignore"):
+            pairs = zip(self._arrays, self._present, strict=True)
+            fine = [np.isfinite(a) & (a >= 0) & p for a, p in pairs]
+        self._valid = np.logical_and.reduce(fine)
 
     def information(self) -> float:
         """The safety test's information on the log ratio: 1 / (phi (1/C + 1/K)) with C, K
@@ -493,7 +499,7 @@ class _LatencyMonitor(_Monitor):
         self.scores: np.ndarray | None = None
         self.primary = np.zeros(0)  # the primary's cumulative histogram since then
         self.sums = np.zeros((2, 3))  # per variant: requests, sum of scores, of squares
-        self.harm = self.safe = TickContrast(1.0, +1)  # replaced when the scores are fixed
+        self.shift = TickContrast(1.0, (+1, -1))  # replaced when the scores are fixed
         self.max_log_e = {"harm": 0.0, "safe": 0.0, "tail": 0.0}
         self.tail: PoissonRatioBatch | None = None
         self.tail_edge_ms = math.nan
@@ -539,11 +545,14 @@ class _LatencyMonitor(_Monitor):
         # plain, not robust: from a few rare events per tick no dispersion can be read
         # (the estimate only inflates), and the A/A benchmark rows with incidents and
         # cold starts show no excess false alarms without it
-        self.tail = PoissonRatioBatch(DEFAULT_GRID, tail_bound, "greater", prior_sd=TAIL_PRIOR_SD)
+        self.tail = PoissonRatioBatch(
+            DEFAULT_GRID, tail_bound, "greater", track_cs=False, prior_sd=TAIL_PRIOR_SD
+        )
         self.tail_bound = tail_bound
-        tau = self._delta(LATENCY_PRIOR_SHIFT)
-        self.harm = TickContrast(tau, +1, huber=HUBER_HARM)
-        self.safe = TickContrast(tau, -1, huber=HUBER_SAFE)
+        # the harm test (slower than the margin) and the safety test (within the bound)
+        self.shift = TickContrast(
+            self._delta(LATENCY_PRIOR_SHIFT), (+1, -1), huber=(HUBER_HARM, HUBER_SAFE)
+        )
 
     # -- shifts and score differences ---------------------------------------------
 
@@ -599,7 +608,7 @@ class _LatencyMonitor(_Monitor):
         """Advance the tests with the tick fed last (called when its data were valid); the
         safety test only when ``safety`` (at the top weight)."""
         if self._bins is None:
-            self._rate.add(self.safe.information.item())
+            self._rate.add(self.shift.information.item())
             return
         treatment, control = self._bins
         self.primary += control
@@ -616,13 +625,13 @@ class _LatencyMonitor(_Monitor):
             d = s[0] / n[0] - s[1] / n[1]
             v = max(within, 1e-12) * (1 / n[0] + 1 / n[1])
             m = self.metric
-            self.harm.step(d, v, self._delta(m.margin))
-            if safety:
-                self.safe.step(d, v, self._delta(m.promotion_tolerance()))
-        self.max_log_e["harm"] = max(self.max_log_e["harm"], self.harm.log_e().item())
-        self.max_log_e["safe"] = max(self.max_log_e["safe"], self.safe.log_e().item())
-        width = self.harm.half_width(self.alpha_test + self.alpha_safe).item()
-        estimate = self.harm.estimate.item()
+            nulls = (self._delta(m.margin), self._delta(m.promotion_tolerance()))
+            self.shift.step(d, v, nulls, take=(True, safety))
+        harm, safe = self.shift.log_e()
+        self.max_log_e["harm"] = max(self.max_log_e["harm"], float(harm))
+        self.max_log_e["safe"] = max(self.max_log_e["safe"], float(safe))
+        width = self.shift.half_width(self.alpha_test + self.alpha_safe).item()
+        estimate = self.shift.estimate.item()
         self.low = max(self.low, estimate - width)
         self.high = min(self.high, estimate + width)
         above = np.array(
@@ -634,7 +643,7 @@ class _LatencyMonitor(_Monitor):
             counts = (above[0], n[0], above[1], n[1])
             self.tail.step(*(np.asarray(x, dtype=float) for x in counts))
             self.max_log_e["tail"] = float(self.tail.max_log_e)
-        self._rate.add(self.safe.information.item())
+        self._rate.add(self.shift.information.item())
 
     def result(self) -> MetricResult:
         m = self.metric
@@ -649,11 +658,11 @@ class _LatencyMonitor(_Monitor):
             classification = "pass"
         else:
             classification = "inconclusive"
-        shift = self._as_shift(self.harm.estimate.item())
+        shift = self._as_shift(self.shift.estimate.item())
         ci = (self._as_shift(self.low), self._as_shift(self.high))
         tail_ratio = self._tail_observed()
         tail = f"share slower than {self.tail_edge_ms:g} ms {_times(tail_ratio)} primary"
-        over = float(self.harm.dispersion.overdispersion)
+        over = float(self.shift.dispersion.overdispersion)
         level = f"{100 * (1 - self.alpha_test - self.alpha_safe):.3g}"
         if tail_fail and self.max_log_e["harm"] < threshold:
             reason = (
@@ -703,17 +712,17 @@ class _LatencyMonitor(_Monitor):
         )
 
     def evidence(self) -> dict[str, Any]:
-        return {**self.max_log_e, "dispersion": float(self.harm.dispersion.overdispersion)}
+        return {**self.max_log_e, "dispersion": float(self.shift.dispersion.overdispersion)}
 
     def minutes_to_promotion(self, ticks_per_min: float) -> float | None:
         if self.scores is None:
             return None
-        gap = self._delta(self.metric.promotion_tolerance()) - self.harm.estimate.item()
+        gap = self._delta(self.metric.promotion_tolerance()) - self.shift.estimate.item()
         return minutes_to_evidence(
             gap,
-            self.safe.information.item(),
+            self.shift.information.item(),
             self._rate.per_tick() * ticks_per_min,
-            tau=self.safe.tau,
+            tau=self.shift.tau,
             alpha=self.alpha_safe,
         )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy.special import gammaln, log_ndtr, logsumexp
@@ -224,21 +224,21 @@ class TickDispersion:
         self.huber = huber
         self.sum_r2 = np.zeros(batch_shape)
         self.ticks = np.zeros(batch_shape)
+        self._refresh()
 
-    @property
-    def overdispersion(self) -> np.ndarray:
-        """The shrunk Pearson estimate alone (at least 1): what the data say."""
-        return np.maximum(1.0, (self.sum_r2 + self.prior_ticks) / (self.ticks + self.prior_ticks))
-
-    @property
-    def phi(self) -> np.ndarray:
-        """What a test divides its log-likelihood by: the estimate, widened for few ticks."""
-        return self.overdispersion * (1.0 + self.small / (self.ticks + 1.0))
+    def _refresh(self) -> None:
+        #: the shrunk Pearson estimate alone (at least 1): what the data say
+        self.overdispersion = np.maximum(
+            1.0, (self.sum_r2 + self.prior_ticks) / (self.ticks + self.prior_ticks)
+        )
+        #: what a test divides its log-likelihood by: the estimate, widened for few ticks
+        self.phi = self.overdispersion * (1.0 + self.small / (self.ticks + 1.0))
 
     def update(self, r: np.ndarray, informative: np.ndarray) -> None:
         """Add one tick's predictive residuals (ignored where not ``informative``)."""
         self.sum_r2 += np.where(informative, r, 0.0) ** 2
         self.ticks += informative
+        self._refresh()
 
     def weight(self, score: np.ndarray) -> np.ndarray:
         """Huber weights for ticks whose standardised score against the null is ``score``."""
@@ -535,61 +535,77 @@ def half_normal_log_e(score: Numeric, information: Numeric, tau: float) -> Numer
 
 
 class TickContrast:
-    """An anytime-valid one-sided test of a difference seen tick by tick, robust to
+    """Anytime-valid one-sided tests of a difference seen tick by tick, robust to
     overdispersion and outlying ticks.
 
     Each tick brings an estimate ``d`` of the difference (e.g. the canary's mean latency
-    score minus the primary's in that tick), its model variance ``v`` and the test's null
-    ``delta0`` (which may be refined as data come in). Ticks are pooled with weights
+    score minus the primary's in that tick), its model variance ``v``, and each test's
+    null ``delta0`` (which may be refined as data come in). Ticks are pooled with weights
     ``1 / v``: stratified by tick, so a weight step or a diurnal swing that moves both
-    variants alike biases nothing. A :class:`TickDispersion` of the predictive residuals
-    scales the variance, and each tick's Huber weight at the null bounds its pull.
-    :meth:`log_e` is :func:`half_normal_log_e` against ``delta <= delta0`` (``side=+1``)
-    or ``delta >= delta0`` (``side=-1``) with information ``I = A / phi`` and score
-    ``S = side (B - delta0 A) / phi`` (``A = sum w / v``, ``B = sum w d / v``, ``w`` the
-    Huber weights); callers keep its running maximum. :attr:`estimate` and
-    :meth:`half_width` use the unweighted sums. Approximate: the variance is estimated.
+    variants alike biases nothing. One :class:`TickDispersion` of the predictive
+    residuals scales the variance of every test; each test weighs a tick by its Huber
+    weight at that test's null (``huber``, one per test), which bounds the tick's pull.
+    :meth:`log_e` gives, per test, :func:`half_normal_log_e` against ``delta <= delta0``
+    (``side=+1``) or ``delta >= delta0`` (``side=-1``) with information ``I = A / phi`` and
+    score ``S = side (B - delta0 A) / phi`` (``A = sum w / v``, ``B = sum w d / v`` over the
+    ticks the test took); callers keep its running maximum. :attr:`estimate` and
+    :meth:`half_width` use every tick, unweighted. Approximate: the variance is estimated.
     """
 
     def __init__(
-        self, tau: float, side: int, batch_shape: tuple[int, ...] = (), *, huber: float = 2.0
+        self,
+        tau: float,
+        sides: Iterable[int],
+        *,
+        huber: float | Iterable[float] = 2.0,
+        batch_shape: tuple[int, ...] = (),
     ):
         if not (math.isfinite(tau) and tau > 0):
             raise DataError(f"tau must be a finite number > 0, got {tau!r}")
         self.tau = float(tau)
-        self.side = side
-        self.sums = np.zeros((4, *batch_shape))  # A, B weighted at the null; unweighted A, B
-        self.null = np.zeros(batch_shape)
-        self.dispersion = TickDispersion(batch_shape, huber=huber)
+        self.sides = np.asarray(list(sides), dtype=float)
+        tests = (self.sides.size,) + (1,) * len(batch_shape)
+        self.sides = self.sides.reshape(tests)
+        self.huber = np.broadcast_to(np.asarray(huber, dtype=float), self.sides.shape[:1])
+        self.huber = self.huber.reshape(tests)
+        self.weighted = np.zeros((2, self.sides.shape[0], *batch_shape))  # A, B per test
+        self.sums = np.zeros((2, *batch_shape))  # A, B of every tick, unweighted
+        self.nulls = np.zeros((self.sides.shape[0], *batch_shape))
+        self.dispersion = TickDispersion(batch_shape)
 
-    def step(self, d: Numeric, v: Numeric, null: Numeric) -> None:
-        """Add one tick (ignored where ``d`` or ``v`` is not finite or ``v <= 0``)."""
+    def step(self, d: Numeric, v: Numeric, nulls: Iterable[Numeric], take: Any = True) -> None:
+        """Add one tick (ignored where ``d`` or ``v`` is not finite or ``v <= 0``); the
+        tests where ``take`` (one flag per test, or one for all) is false skip it."""
         d, v = np.asarray(d, dtype=float), np.asarray(v, dtype=float)
         ok = np.isfinite(d) & np.isfinite(v) & (v > 0)
         d, v = np.where(ok, d, 0.0), np.where(ok, v, 1.0)
-        weight_sum = self.sums[2]
-        known = ok & (weight_sum > 0)  # predictive residual: v plus the estimate's
-        spread = np.sqrt(v + 1 / np.where(known, weight_sum, 1.0))
+        a = self.sums[0]
+        known = ok & (a > 0)  # predictive residual: v plus the estimate's
+        spread = np.sqrt(v + 1 / np.where(known, a, 1.0))
         self.dispersion.update((d - self.estimate) / spread, known)
-        self.null = np.asarray(null, dtype=float)
-        w = np.where(ok, self.dispersion.weight((d - self.null) / np.sqrt(v)), 0.0)
-        self.sums += np.stack([w / v, w * d / v, ok / v, ok * d / v])
+        self.nulls = np.asarray([np.broadcast_to(n, d.shape) for n in nulls], dtype=float)
+        score = np.abs(d - self.nulls) / np.sqrt(v)
+        take = np.asarray(take, dtype=bool).reshape(-1, *(1,) * d.ndim)
+        w = np.where(ok & take, np.minimum(1.0, self.huber / np.maximum(score, 1e-300)), 0.0)
+        self.weighted += np.stack([w / v, w * d / v])
+        self.sums += np.stack([ok / v, ok * d / v])
 
     @property
     def estimate(self) -> np.ndarray:
         """The pooled difference so far (0 before any tick)."""
-        a = self.sums[2]
-        return np.where(a > 0, self.sums[3] / np.where(a > 0, a, 1.0), 0.0)
+        a = self.sums[0]
+        return np.where(a > 0, self.sums[1] / np.where(a > 0, a, 1.0), 0.0)
 
     @property
     def information(self) -> np.ndarray:
-        return self.sums[2] / self.dispersion.phi
+        return self.sums[0] / self.dispersion.phi
 
     def log_e(self) -> np.ndarray:
-        """Current log e-value against the null given at the last step."""
+        """Current log e-value of each test (first axis) against its last null."""
         phi = self.dispersion.phi
-        a, b = self.sums[0], self.sums[1]
-        return half_normal_log_e(self.side * (b - self.null * a) / phi, a / phi, self.tau)
+        a, b = self.weighted
+        score = self.sides * (b - self.nulls * a) / phi
+        return half_normal_log_e(score, a / phi, self.tau)
 
     def half_width(self, alpha: float) -> np.ndarray:
         """Half-width of the two-sided normal-mixture confidence sequence (inf before data)."""
