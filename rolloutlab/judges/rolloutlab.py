@@ -80,7 +80,8 @@ TAIL_QUANTILE = 0.99
 RATIO_PRIOR_SD = 0.5
 #: The tail test's prior: tail regressions are large ratios (×2 to ×10) of rare events.
 TAIL_PRIOR_SD = 1.0
-#: Decay of the latency survival function (S(x) ~ x^-beta) when the data cannot tell.
+#: How fast the share of slow requests grows with a latency shift at the tail edge
+#: (S(x) ~ x^-3): a +5% latency margin tolerates 1.05^3 = 1.16 times the tail share.
 TAIL_DECAY = 3.0
 #: A tail test whose current e-value is at least this holds promotion: the tail alarm
 #: may be on its way (P(e >= 5) <= 0.2 under the null at any one tick, by Markov).
@@ -169,8 +170,8 @@ class _RatioTests:
     """
 
     def __init__(self) -> None:
-        # stream, harm, boundary, alternative, robust (and with an interval), α
-        self._tests: list[tuple[int, bool, float, str, bool, float]] = []
+        # stream, harm, boundary, alternative, robust, prior sd, α
+        self._tests: list[tuple[int, bool, float, str, bool, float, float]] = []
         self.n = 0
 
     def add(
@@ -181,13 +182,14 @@ class _RatioTests:
         alpha_safe: float = 0.0,
         *,
         robust: bool = True,
+        prior_sd: float = RATIO_PRIOR_SD,
     ) -> int:
         """Register a stream (before the first tick); returns its index. ``robust=False``
-        for counts that are binomial by construction (requests split by a router), which
-        need no confidence interval either."""
+        for counts that need no dispersion estimate (requests split one by one by a
+        router; rare events), which get no confidence interval either."""
         i = self.n
-        self._tests += [(i, True, b, side, robust, alpha_harm) for side, b in harm]
-        self._tests += [(i, False, b, side, robust, alpha_safe) for side, b in safe]
+        self._tests += [(i, True, b, side, robust, prior_sd, alpha_harm) for side, b in harm]
+        self._tests += [(i, False, b, side, robust, prior_sd, alpha_safe) for side, b in safe]
         self.n += 1
         return i
 
@@ -195,11 +197,11 @@ class _RatioTests:
         tests = self._tests
         self._stream = np.array([t[0] for t in tests], dtype=int)
         self._harm = np.array([t[1] for t in tests], dtype=bool)
-        self._alpha = np.array([t[5] for t in tests])
+        self._alpha = np.array([t[6] for t in tests])
         self._groups = []
-        for key in sorted({t[1:5] for t in tests}):
-            harm, b, alt, robust = key
-            rows = np.array([i for i, t in enumerate(tests) if t[1:5] == key])
+        for key in sorted({t[1:6] for t in tests}):
+            harm, b, alt, robust, prior_sd = key
+            rows = np.array([i for i, t in enumerate(tests) if t[1:6] == key])
             engine = PoissonRatioBatch(
                 DEFAULT_GRID,
                 b,
@@ -207,12 +209,13 @@ class _RatioTests:
                 (rows.size,),
                 track_cs=robust,
                 robust=robust,
-                prior_sd=RATIO_PRIOR_SD,
+                prior_sd=prior_sd,
                 prior_ratio=None if harm else 1.0,  # safety: expect no difference
                 huber=HUBER_HARM if harm else HUBER_SAFE,
             )
             self._groups.append((engine, rows))
         self.p = np.ones(len(tests))
+        self.log_e = np.zeros(len(tests))  # at the last tick
         self.low = np.zeros(len(tests))
         self.high = np.full(len(tests), math.inf)
         self.phi = np.ones(len(tests))
@@ -238,6 +241,7 @@ class _RatioTests:
                 continue
             engine.step(*per_test[idx].T)
             self.p[idx] = engine.p_value()
+            self.log_e[idx] = engine.log_e
             self.phi[idx] = engine.phi
             if engine.dispersion is not None:
                 self.overdispersion[idx] = engine.dispersion.overdispersion
@@ -262,6 +266,7 @@ class _RatioTests:
         every = np.ones_like(harm)
         self.lists = {
             "harm_p": _per_stream(np.minimum, self.p, self._stream, harm, n, 1.0),
+            "harm_log_e": _per_stream(np.maximum, self.log_e, self._stream, harm, n, 0.0),
             "rejects_harm": _per_stream(np.maximum, rejected, self._stream, harm, n, 0.0) > 0,
             "shows_safe": _per_stream(np.minimum, rejected, self._stream, ~harm, n, 1.0) > 0,
             "ci_low": _per_stream(np.maximum, self.low, self._stream, every, n, -math.inf),
@@ -280,6 +285,60 @@ def _per_stream(
     out = np.full(n, empty)
     ufunc.at(out, stream[mask], values[mask])
     return out
+
+
+class _ShiftTests:
+    """Every latency metric's shift tests (harm and safety), stepped together: one
+    :class:`~rolloutlab.stats.TickContrast` with a row per metric, as :class:`_RatioTests`
+    batches the rate ratios. Monitors write a tick's difference, variance and nulls into
+    ``d``, ``v`` and ``nulls`` (NaN ``d``: nothing this tick) and read the results back."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.alpha: list[float] = []  # the confidence sequence's level, per row
+
+    def add(self, alpha: float) -> int:
+        self.alpha.append(alpha)
+        self.n += 1
+        return self.n - 1
+
+    def start(self) -> None:
+        n = self.n
+        self.contrast = TickContrast(
+            np.ones(n), (+1, -1), huber=(HUBER_HARM, HUBER_SAFE), batch_shape=(n,)
+        )
+        self.d, self.v = np.full(n, np.nan), np.ones(n)
+        self.nulls = np.zeros((2, n))
+        self.max_log_e = np.zeros((2, n))  # harm, safety
+        self.low, self.high = np.full(n, -math.inf), np.full(n, math.inf)
+        self._refresh()
+
+    def step(self, *, safety: bool) -> None:
+        """One tick for every row; the safety tests take it only when ``safety``."""
+        if self.n == 0:
+            return
+        stepped = np.isfinite(self.d)
+        c = self.contrast
+        c.step(self.d, self.v, self.nulls, take=(True, safety))
+        np.maximum(self.max_log_e, c.log_e(), out=self.max_log_e)
+        width, estimate = c.half_width(self.alpha), c.estimate
+        np.maximum(self.low, np.where(stepped, estimate - width, -math.inf), out=self.low)
+        np.minimum(self.high, np.where(stepped, estimate + width, math.inf), out=self.high)
+        self.d[:] = np.nan
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Plain lists of what the monitors read (cheap to index)."""
+        c = self.contrast
+        self.lists = {
+            "harm": self.max_log_e[0].tolist(),
+            "safe": self.max_log_e[1].tolist(),
+            "estimate": c.estimate.tolist(),
+            "information": c.information.tolist(),
+            "overdispersion": np.broadcast_to(c.dispersion.overdispersion, (self.n,)).tolist(),
+            "low": self.low.tolist(),
+            "high": self.high.tolist(),
+        }
 
 
 def _times(x: float, *, bare: bool = False) -> str:
@@ -362,6 +421,8 @@ class _RatioMonitor(_Monitor):
             f"{'≤' if s == 'less' else '≥'} {_times(b)}" for s, b in safe
         )
         self._level = f"{100 * (1 - len(harm) * per_test - self.alpha_safe):.3g}"
+        self._n_harm = len(harm)
+        self._subject = f"canary {metric.metric}/{metric.denominator or 'traffic share'}"
         self._rate = _InformationRate()
         self._table: TickTable | None = None
         self._sums = np.zeros(4)  # treatment events, exposure, control's, of valid ticks
@@ -427,7 +488,7 @@ class _RatioMonitor(_Monitor):
         over = t["overdispersion"][i]
         bound = self.harm_bound if classification == "fail" else self.safe_bound
         reason = (
-            f"{self.subject()} {_times(ratio)} primary ({self._level}% CS "
+            f"{self._subject} {_times(ratio)} primary ({self._level}% CS "
             f"{_times(ci[0], bare=True)}–{_times(ci[1])}), {_VERDICTS[classification]} {bound}"
             + (f"; counts overdispersed ×{over:.2g}" if over > 1.1 else "")
         )
@@ -436,7 +497,7 @@ class _RatioMonitor(_Monitor):
             reason,
             estimate=ratio,
             ci=ci,
-            p_value=min(1.0, t["harm_p"][i] * len(_sides(m, m.margin))),
+            p_value=min(1.0, t["harm_p"][i] * self._n_harm),
             approximate=True,  # the dispersion is estimated
             details={"alpha": self.alpha_harm, "dispersion": over},
         )
@@ -451,10 +512,6 @@ class _RatioMonitor(_Monitor):
     def no_data_reason(self) -> str:
         m = self.metric
         return f"no {m.metric} or {m.denominator or 'traffic share'} counted in a variant yet"
-
-    def subject(self) -> str:
-        m = self.metric
-        return f"canary {m.metric}/{m.denominator or 'traffic share'}"
 
     def evidence(self) -> dict[str, Any]:
         t, i = self.tests.lists, self.stream
@@ -495,19 +552,24 @@ class _LatencyMonitor(_Monitor):
                 f"direction {metric.direction!r} is not supported. Use direction: increase."
             )
         self.alpha_test = alpha_harm / 2  # the shift test and the tail test
+        # the tail test: plain, not robust (from a few rare events per tick no dispersion
+        # can be read, the estimate only inflates; the A/A benchmark rows with incidents
+        # and cold starts show no excess false alarms without it)
+        self.tail_bound = _inside_grid((1.0 + metric.margin) ** TAIL_DECAY)
+        self.tests = judge.tests
+        self.tail_stream = judge.tests.add(
+            (("greater", self.tail_bound),), self.alpha_test, robust=False, prior_sd=TAIL_PRIOR_SD
+        )
         self.warmup = np.zeros(0)  # the primary's valid bins before the scores are fixed
         self.scores: np.ndarray | None = None
         self.primary = np.zeros(0)  # the primary's cumulative histogram since then
         self.sums = np.zeros((2, 3))  # per variant: requests, sum of scores, of squares
-        self.shift = TickContrast(1.0, (+1, -1))  # replaced when the scores are fixed
-        self.max_log_e = {"harm": 0.0, "safe": 0.0, "tail": 0.0}
-        self.tail: PoissonRatioBatch | None = None
+        self.shifts = judge.shifts
+        self.row = judge.shifts.add(self.alpha_test + self.alpha_safe)
         self.tail_edge_ms = math.nan
         self.tail_events = np.zeros(2)
-        self.low, self.high = -math.inf, math.inf
         self._deltas = np.zeros(_SHIFTS.size)
         self._rate = _InformationRate()
-        self._bins: tuple[np.ndarray, np.ndarray] | None = None
         self._ticks = 0  # ticks with evidence, for the doubling refreshes
 
     def feed(self, table: TickTable, k: int, rows: np.ndarray) -> str | None:
@@ -521,10 +583,31 @@ class _LatencyMonitor(_Monitor):
                 return f"{v} {name} has NaN or infinite buckets"
         if self.scores is None:
             self._warm_up(table.edges[name], bins[1])
-            self._bins = None
             return None
-        self._bins = (bins[0], bins[1])
+        treatment, control = bins
+        above = [float(b[self.tail_index + 1 :].sum()) for b in bins]
+        n = [float(treatment.sum()), float(control.sum())]
+        rows[self.tail_stream] = (above[0], n[0], above[1], n[1])
+        self.tail_events += above
+        self._contrast(treatment, control, n)
         return None
+
+    def _contrast(self, treatment: np.ndarray, control: np.ndarray, n: list[float]) -> None:
+        """The tick's mean-score difference and its variance, for the batched shift tests."""
+        self.primary += control
+        self._ticks += 1
+        if self._ticks & (self._ticks - 1) == 0:  # at doubling ticks: O(1) amortised
+            self._tabulate(self.primary + self.warmup)
+        s = [treatment @ self.scores, control @ self.scores]
+        q = [treatment @ self.scores**2, control @ self.scores**2]
+        self.sums += np.array([n, s, q]).T
+        if n[0] > 0 and n[1] > 0:
+            total, sum_s, sum_q = self.sums.T
+            within = (sum_q - sum_s**2 / np.maximum(total, 1)).sum() / max(total.sum() - 2, 1)
+            i, m = self.row, self.metric
+            self.shifts.d[i] = s[0] / n[0] - s[1] / n[1]
+            self.shifts.v[i] = max(within, 1e-12) * (1 / n[0] + 1 / n[1])
+            self.shifts.nulls[:, i] = (self._delta(m.margin), self._delta(m.promotion_tolerance()))
 
     def _warm_up(self, edges: np.ndarray, control: np.ndarray) -> None:
         """Fix the scores and the tail edge once the primary has enough valid requests."""
@@ -541,18 +624,7 @@ class _LatencyMonitor(_Monitor):
         self.tail_index = int(reached[0] if reached.size else finite[-1])
         self.tail_edge_ms = float(edges[self.tail_index])
         self._tabulate(self.warmup)
-        tail_bound = _inside_grid(self._tail_ratio(self.warmup, self.metric.margin))
-        # plain, not robust: from a few rare events per tick no dispersion can be read
-        # (the estimate only inflates), and the A/A benchmark rows with incidents and
-        # cold starts show no excess false alarms without it
-        self.tail = PoissonRatioBatch(
-            DEFAULT_GRID, tail_bound, "greater", track_cs=False, prior_sd=TAIL_PRIOR_SD
-        )
-        self.tail_bound = tail_bound
-        # the harm test (slower than the margin) and the safety test (within the bound)
-        self.shift = TickContrast(
-            self._delta(LATENCY_PRIOR_SHIFT), (+1, -1), huber=(HUBER_HARM, HUBER_SAFE)
-        )
+        self.shifts.contrast.tau[self.row] = self._delta(LATENCY_PRIOR_SHIFT)
 
     # -- shifts and score differences ---------------------------------------------
 
@@ -589,82 +661,29 @@ class _LatencyMonitor(_Monitor):
             return -math.inf if delta < self._deltas[0] - 1e-12 else float(_SHIFTS[0])
         return float(np.interp(delta, self._deltas, _SHIFTS))
 
-    def _tail_ratio(self, hist: np.ndarray, shift: float) -> float:
-        """How much the share above the tail edge grows when latency shifts by ``shift``:
-        ``(1 + shift) ** beta`` with ``beta`` the local decay of the primary's survival
-        function, read from the last two edges at or below the tail edge that still have
-        requests above them (the tail edge itself often has none in a warm-up sample)."""
-        survival = 1.0 - np.cumsum(hist) / hist.sum()
-        usable = [j for j in range(self.tail_index + 1) if survival[j] > 0 and self.edges[j] > 0]
-        beta = TAIL_DECAY
-        if len(usable) >= 2:
-            a, b = usable[-2], usable[-1]
-            beta = math.log(survival[a] / survival[b]) / math.log(self.edges[b] / self.edges[a])
-        return float((1.0 + shift) ** beta)
-
-    # -- one tick -------------------------------------------------------------------
-
-    def step(self, *, safety: bool) -> None:
-        """Advance the tests with the tick fed last (called when its data were valid); the
-        safety test only when ``safety`` (at the top weight)."""
-        if self._bins is None:
-            self._rate.add(self.shift.information.item())
-            return
-        treatment, control = self._bins
-        self.primary += control
-        self._ticks += 1
-        if self._ticks & (self._ticks - 1) == 0:  # at doubling ticks: O(1) amortised
-            self._tabulate(self.primary + self.warmup)
-        n = np.array([treatment.sum(), control.sum()])
-        s = np.array([treatment @ self.scores, control @ self.scores])
-        q = np.array([treatment @ self.scores**2, control @ self.scores**2])
-        self.sums += np.column_stack([n, s, q])
-        if np.all(n > 0):
-            total, sum_s, sum_q = self.sums.T
-            within = (sum_q - sum_s**2 / np.maximum(total, 1)).sum() / max(total.sum() - 2, 1)
-            d = s[0] / n[0] - s[1] / n[1]
-            v = max(within, 1e-12) * (1 / n[0] + 1 / n[1])
-            m = self.metric
-            nulls = (self._delta(m.margin), self._delta(m.promotion_tolerance()))
-            self.shift.step(d, v, nulls, take=(True, safety))
-        harm, safe = self.shift.log_e()
-        self.max_log_e["harm"] = max(self.max_log_e["harm"], float(harm))
-        self.max_log_e["safe"] = max(self.max_log_e["safe"], float(safe))
-        width = self.shift.half_width(self.alpha_test + self.alpha_safe).item()
-        estimate = self.shift.estimate.item()
-        self.low = max(self.low, estimate - width)
-        self.high = min(self.high, estimate + width)
-        above = np.array(
-            [treatment[self.tail_index + 1 :].sum(), control[self.tail_index + 1 :].sum()]
-        )
-        self.tail_events += above
-        if above.sum() > 0:
-            assert self.tail is not None
-            counts = (above[0], n[0], above[1], n[1])
-            self.tail.step(*(np.asarray(x, dtype=float) for x in counts))
-            self.max_log_e["tail"] = float(self.tail.max_log_e)
-        self._rate.add(self.shift.information.item())
-
     def result(self) -> MetricResult:
-        m = self.metric
+        m, sh = self.metric, self.shifts.lists
+        self._rate.add(sh["information"][self.row])
         if self.scores is None:
             return self._result("nodata", f"{m.name}: {self.no_data_reason()}")
         threshold = math.log(1 / self.alpha_test)
-        tail_fail = self.max_log_e["tail"] >= threshold
-        tail_watch = self.tail is not None and float(self.tail.log_e) >= math.log(TAIL_WATCH)
-        if self.max_log_e["harm"] >= threshold or tail_fail:
+        t, i = self.tests.lists, self.tail_stream
+        tail_fail = t["rejects_harm"][i]
+        tail_watch = t["harm_log_e"][i] >= math.log(TAIL_WATCH)
+        harm, safe = sh["harm"][self.row], sh["safe"][self.row]
+        if harm >= threshold or tail_fail:
             classification = "fail"
-        elif self.max_log_e["safe"] >= math.log(1 / self.alpha_safe) and not tail_watch:
+        elif safe >= math.log(1 / self.alpha_safe) and not tail_watch:
             classification = "pass"
         else:
             classification = "inconclusive"
-        shift = self._as_shift(self.shift.estimate.item())
-        ci = (self._as_shift(self.low), self._as_shift(self.high))
+        shift = self._as_shift(sh["estimate"][self.row])
+        ci = (self._as_shift(sh["low"][self.row]), self._as_shift(sh["high"][self.row]))
         tail_ratio = self._tail_observed()
         tail = f"share slower than {self.tail_edge_ms:g} ms {_times(tail_ratio)} primary"
-        over = float(self.shift.dispersion.overdispersion)
+        over = sh["overdispersion"][self.row]
         level = f"{100 * (1 - self.alpha_test - self.alpha_safe):.3g}"
-        if tail_fail and self.max_log_e["harm"] < threshold:
+        if tail_fail and harm < threshold:
             reason = (
                 f"canary's {tail}, beyond the tolerated {_times(self.tail_bound)} "
                 f"(latency overall {_shift(shift)})"
@@ -683,7 +702,7 @@ class _LatencyMonitor(_Monitor):
             reason += " (under watch: tail evidence pending)"
         if over > 1.1:
             reason += f"; ticks overdispersed ×{over:.2g}"
-        p_harm = min(1.0, math.exp(-max(self.max_log_e["harm"], self.max_log_e["tail"])) * 2)
+        p_harm = min(1.0, min(math.exp(-harm), t["harm_p"][i]) * 2)
         return self._result(
             classification,
             reason,
@@ -712,17 +731,23 @@ class _LatencyMonitor(_Monitor):
         )
 
     def evidence(self) -> dict[str, Any]:
-        return {**self.max_log_e, "dispersion": float(self.shift.dispersion.overdispersion)}
+        sh, i = self.shifts.lists, self.row
+        return {
+            "harm": sh["harm"][i],
+            "safe": sh["safe"][i],
+            "tail_p": self.tests.lists["harm_p"][self.tail_stream],
+            "dispersion": sh["overdispersion"][i],
+        }
 
     def minutes_to_promotion(self, ticks_per_min: float) -> float | None:
         if self.scores is None:
             return None
-        gap = self._delta(self.metric.promotion_tolerance()) - self.shift.estimate.item()
+        sh, i = self.shifts.lists, self.row
         return minutes_to_evidence(
-            gap,
-            self.shift.information.item(),
+            self._delta(self.metric.promotion_tolerance()) - sh["estimate"][i],
+            sh["information"][i],
             self._rate.per_tick() * ticks_per_min,
-            tau=self.shift.tau,
+            tau=float(self.shifts.contrast.tau[i]),
             alpha=self.alpha_safe,
         )
 
@@ -819,6 +844,7 @@ class RolloutlabJudge(Judge):
         super().__init__(spec, control=control, treatment=treatment)
         budget = error_budget(spec)
         self.tests = _RatioTests()
+        self.shifts = _ShiftTests()
         self.monitors = [_MONITORS[m.kind](self, m, budget[m.name]) for m in spec.metrics]
         # the canary over- and under-served, each against the most lenient share in force;
         # a router splits requests one by one, so the plain (binomial) test fits them
@@ -827,6 +853,7 @@ class RolloutlabJudge(Judge):
             self.tests.add((("less", 1.0),), SRM_ALPHA / 2, robust=False),
         )
         self.tests.start()
+        self.shifts.start()
         self.srm_fired = False
         self.canary_requests = 0.0
         self.requests = np.zeros(2)  # canary, primary: valid ticks
@@ -855,9 +882,7 @@ class RolloutlabJudge(Judge):
         # its traffic grows is not promoted on the evidence of its quieter start
         at_top = self._plan_complete(weights[0])
         self.tests.step(rows, safety=at_top)
-        for mon in self.monitors:
-            if isinstance(mon, _LatencyMonitor) and problems[mon.metric.name] is None:
-                mon.step(safety=at_top)
+        self.shifts.step(safety=at_top)
         metrics = tuple(self._checked(mon, problems, table.ends[k]) for mon in self.monitors)
         srm_p = min(self.tests.lists["harm_p"][i] for i in self.srm_streams) * 2
         self.srm_fired = self.srm_fired or any(

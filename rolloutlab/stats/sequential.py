@@ -554,15 +554,16 @@ class TickContrast:
 
     def __init__(
         self,
-        tau: float,
+        tau: Numeric,
         sides: Iterable[int],
         *,
         huber: float | Iterable[float] = 2.0,
         batch_shape: tuple[int, ...] = (),
     ):
-        if not (math.isfinite(tau) and tau > 0):
-            raise DataError(f"tau must be a finite number > 0, got {tau!r}")
-        self.tau = float(tau)
+        tau = np.broadcast_to(np.asarray(tau, dtype=float), batch_shape).copy()
+        if not (np.all(np.isfinite(tau)) and np.all(tau > 0)):
+            raise DataError(f"tau must be finite numbers > 0, got {tau.tolist()!r}")
+        self.tau = tau  # the mixing scale, per batch element (settable)
         self.sides = np.asarray(list(sides), dtype=float)
         tests = (self.sides.size,) + (1,) * len(batch_shape)
         self.sides = self.sides.reshape(tests)
@@ -607,12 +608,13 @@ class TickContrast:
         score = self.sides * (b - self.nulls * a) / phi
         return half_normal_log_e(score, a / phi, self.tau)
 
-    def half_width(self, alpha: float) -> np.ndarray:
+    def half_width(self, alpha: Numeric) -> np.ndarray:
         """Half-width of the two-sided normal-mixture confidence sequence (inf before data)."""
         info = self.information
         grow = 1.0 + self.tau**2 * info
         with np.errstate(divide="ignore", invalid="ignore"):
-            width = np.sqrt(grow * (2 * math.log(1 / alpha) + np.log(grow))) / (self.tau * info)
+            width = np.sqrt(grow * (2 * np.log(1 / np.asarray(alpha)) + np.log(grow)))
+            width = width / (self.tau * info)
         return np.where(info > 0, width, np.inf)
 
 
