@@ -132,7 +132,7 @@ class FakePrometheus:
             name = self.target if variant == "canary" else f"{self.target}-primary"
             requests = self.requests_per_step * share / 100
             if metric == "latency_ms":
-                series = [({"le": _text(le)}, requests * part) for le, part in LATENCY]
+                series = [({"le": prom_text(le)}, requests * part) for le, part in LATENCY]
             elif metric == "requests":
                 bad = variant == "canary" and self.fault == "inf-requests"
                 series = [({}, math.inf if bad else requests)]
@@ -143,15 +143,15 @@ class FakePrometheus:
             result += [
                 {
                     "metric": {"destination_workload": name, **labels},
-                    "values": [[t, _text(value)] for t in range(start, end + 1, step)],
+                    "values": [[t, prom_text(value)] for t in range(start, end + 1, step)],
                 }
                 for labels, value in series
             ]
         return {"status": "success", "data": {"resultType": "matrix", "result": result}}
 
 
-def _text(value: float) -> str:
-    """A sample value as Prometheus writes it."""
+def prom_text(value: float) -> str:
+    """A sample value as Prometheus writes it in JSON."""
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):

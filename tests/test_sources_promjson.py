@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 import requests
 from conftest import Backfilled
+from fake_prometheus import prom_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -197,15 +198,6 @@ def test_malformed_files_raise_data_error_naming_the_file(tmp_path: Path, case: 
 def test_missing_file_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot read file"):
         load_query_range_json(tmp_path / "absent.json")
-
-
-def prom_text(x: float) -> str:
-    """A float as Prometheus writes it in JSON."""
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "+Inf" if x > 0 else "-Inf"
-    return repr(x)
 
 
 series_strategy = st.lists(
