@@ -23,9 +23,12 @@ How each metric kind is tested (all O(1) per tick):
   (:class:`~rolloutlab.stats.TickContrast`). Margins are latency shifts ("+5%"):
   a shift of the primary's distribution (interpolated log-linearly inside buckets) says
   which score difference it means, and estimates and intervals are reported back as
-  shifts. A tail test (the share of requests above the primary's p99 edge, a rate
-  ratio as above) catches a slower tail that barely moves the mean score; it can only
-  roll back, since proving a 0.1% tail safe takes hours at common traffic.
+  shifts. A tail test (the share of requests above the primary's p99 edge, a plain rate
+  ratio against ``(1 + margin) ** TAIL_DECAY``) catches a slower tail that barely moves
+  the mean score. It can only roll back, since proving a 0.1% tail safe takes hours at
+  common traffic, but while its evidence is building (``TAIL_WATCH``) it holds promotion.
+  The shift tests of all latency metrics are rows of one batched engine, as the rate
+  ratios are.
 * ``gauge`` (CPU, ...): Welch on autocorrelation-sized block means
   (:func:`~rolloutlab.stats.welch_on_blocks`), flagged approximate. Tried at ticks
   8, 10, 13, 17, ... (25% apart, so the O(n) comparison costs O(1) amortised); one
@@ -36,7 +39,8 @@ Error budget: a false rollback is a rollback while every critical metric is with
 margin. ``spec.alpha`` is split by Bonferroni over the critical metrics (explicit
 ``alpha`` first), and inside a metric over its harm sub-tests. Promotion needs *every*
 critical metric's safety test to reject (an intersection-union test), so each runs at
-the metric's full α. Each result's ``p_value`` is its smallest harm p-value times the
+the metric's full α, on the ticks at the top weight only (a canary that degrades as its
+traffic grows is not promoted on the evidence of its quieter start). Each result's ``p_value`` is its smallest harm p-value times the
 number of sub-tests, to compare with ``details["alpha"]``.
 
 Fail-safe: a tick whose data for a critical metric are missing, NaN, infinite or
