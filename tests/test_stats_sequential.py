@@ -323,7 +323,7 @@ def test_robust_rate_ratio_keeps_its_level_on_retry_bursts():
     plain_rate = np.isfinite(_first_rejection(plain, data, alpha)).mean()
     robust_rate = np.isfinite(_first_rejection(robust, data, alpha)).mean()
     assert plain_rate > 0.1  # measured 0.24
-    assert robust_rate <= _mc_bound(alpha, reps), robust_rate  # measured 0.005
+    assert robust_rate <= _mc_bound(alpha, reps), robust_rate  # measured 0.001
     assert 2.5 < np.median(robust.phi) < 3.5  # the dispersion it estimated: about 3
 
 
@@ -335,7 +335,7 @@ def test_robust_rate_ratio_still_catches_doubled_errors():
     )
     first = _first_rejection(robust, data, 0.025)
     assert np.isfinite(first).all()
-    assert np.median(first) <= 20  # measured 13 minutes at a 20 % canary, 1,000 req/min
+    assert np.median(first) <= 20  # measured 15.5 minutes at a 20 % canary, 1,000 req/min
 
 
 def test_robust_public_class_reports_its_dispersion():
@@ -401,7 +401,7 @@ def test_tick_contrast_keeps_its_level_with_overdispersed_and_outlying_ticks():
 def test_tick_contrast_detects_a_shift_and_its_interval_covers():
     d, v = _contrast_runs(np.random.default_rng(16), 300, effect=0.03)
     first, test = _contrast_rejections(d, v)
-    assert np.isfinite(first).all() and np.median(first) <= 60  # measured 48 ticks
+    assert np.isfinite(first).all() and np.median(first) <= 60  # measured 53 ticks
     width = test.half_width(0.05)
     covered = np.abs(test.estimate - 0.03) <= width
     assert covered.mean() >= 0.95

@@ -23,8 +23,8 @@ How each metric kind is tested (all O(1) per tick):
   (:class:`~rolloutlab.stats.TickContrast`). Margins are latency shifts ("+5%"):
   a shift of the primary's distribution (interpolated log-linearly inside buckets) says
   which score difference it means, and estimates and intervals are reported back as
-  shifts. A tail test (the share of requests above the primary's p99 edge, a plain rate
-  ratio against ``(1 + margin) ** TAIL_DECAY``) catches a slower tail that barely moves
+  shifts. A tail test (the share of requests above the primary's p99 edge, a rate
+  ratio with Huber weights against ``(1 + margin) ** TAIL_DECAY``) catches a slower tail that barely moves
   the mean score. It can only roll back, since proving a 0.1% tail safe takes hours at
   common traffic, but while its evidence is building (``TAIL_WATCH``) it holds promotion.
   The shift tests of all latency metrics are rows of one batched engine, as the rate
@@ -90,11 +90,14 @@ TAIL_DECAY = 3.0
 #: A tail test whose current e-value is at least this holds promotion: the tail alarm
 #: may be on its way (P(e >= 5) <= 0.2 under the null at any one tick, by Markov).
 TAIL_WATCH = 5.0
-#: A tick's largest pull on a harm test, in standard deviations at the null (Huber): an
-#: incident on one variant adds a bounded amount. Safety tests allow more, since there
-#: every healthy tick pulls the same way (2 lost about 40% of their evidence).
+#: The most evidence one tick can add to a test, as a score at the null in standard
+#: deviations (about HUBER^2 / 2 nats; see TickDispersion.weight): an incident on one
+#: variant adds a bounded amount. Chosen on the benchmark's tune seeds: 2.5 let transient
+#: incidents roll back 7% of A/A runs at 1,000 req/min, 2 held them at 2%, for 3 more
+#: minutes to catch doubled errors. Safety tests allow more, since there every healthy
+#: tick pulls the same way.
 HUBER_HARM = 2.0
-HUBER_SAFE = 3.0
+HUBER_SAFE = 4.0
 #: The latency test's mixing scale, as the latency shift it is tuned for.
 LATENCY_PRIOR_SHIFT = 0.1
 #: First tick a gauge comparison is tried; the next ones come 25% later each time.
@@ -174,8 +177,8 @@ class _RatioTests:
     """
 
     def __init__(self) -> None:
-        # stream, harm, boundary, alternative, robust, prior sd, α
-        self._tests: list[tuple[int, bool, float, str, bool, float, float]] = []
+        # stream, harm, boundary, alternative, mode, prior sd, α
+        self._tests: list[tuple[int, bool, float, str, str, float, float]] = []
         self.n = 0
 
     def add(
@@ -185,15 +188,16 @@ class _RatioTests:
         safe: Sequence[tuple[str, float]] = (),
         alpha_safe: float = 0.0,
         *,
-        robust: bool = True,
+        mode: str = "robust",
         prior_sd: float = RATIO_PRIOR_SD,
     ) -> int:
-        """Register a stream (before the first tick); returns its index. ``robust=False``
-        for counts that need no dispersion estimate (requests split one by one by a
-        router; rare events), which get no confidence interval either."""
+        """Register a stream (before the first tick); returns its index. ``mode`` is
+        ``robust`` (Huber weights and a dispersion estimate, with a confidence interval),
+        ``huber`` (the weights only: rare events, where no dispersion can be read) or
+        ``plain`` (counts binomial by construction: requests split one by one)."""
         i = self.n
-        self._tests += [(i, True, b, side, robust, prior_sd, alpha_harm) for side, b in harm]
-        self._tests += [(i, False, b, side, robust, prior_sd, alpha_safe) for side, b in safe]
+        self._tests += [(i, True, b, side, mode, prior_sd, alpha_harm) for side, b in harm]
+        self._tests += [(i, False, b, side, mode, prior_sd, alpha_safe) for side, b in safe]
         self.n += 1
         return i
 
@@ -204,15 +208,16 @@ class _RatioTests:
         self._alpha = np.array([t[6] for t in tests])
         self._groups = []
         for key in sorted({t[1:6] for t in tests}):
-            harm, b, alt, robust, prior_sd = key
+            harm, b, alt, mode, prior_sd = key
             rows = np.array([i for i, t in enumerate(tests) if t[1:6] == key])
             engine = PoissonRatioBatch(
                 DEFAULT_GRID,
                 b,
                 alt,
                 (rows.size,),
-                track_cs=robust,
-                robust=robust,
+                track_cs=mode == "robust",
+                robust=mode != "plain",
+                dispersion=mode == "robust",
                 prior_sd=prior_sd,
                 prior_ratio=None if harm else 1.0,  # safety: expect no difference
                 huber=HUBER_HARM if harm else HUBER_SAFE,
@@ -556,13 +561,13 @@ class _LatencyMonitor(_Monitor):
                 f"direction {metric.direction!r} is not supported. Use direction: increase."
             )
         self.alpha_test = alpha_harm / 2  # the shift test and the tail test
-        # the tail test: plain, not robust (from a few rare events per tick no dispersion
-        # can be read, the estimate only inflates; the A/A benchmark rows with incidents
-        # and cold starts show no excess false alarms without it)
+        # the tail test: Huber weights (an incident's slow minutes add a bounded amount)
+        # but no dispersion estimate (a few rare events per tick cannot show one, and its
+        # estimate only inflated: tail x2 was caught 6 min later at 1,000 req/min)
         self.tail_bound = _inside_grid((1.0 + metric.margin) ** TAIL_DECAY)
         self.tests = judge.tests
         self.tail_stream = judge.tests.add(
-            (("greater", self.tail_bound),), self.alpha_test, robust=False, prior_sd=TAIL_PRIOR_SD
+            (("greater", self.tail_bound),), self.alpha_test, mode="huber", prior_sd=TAIL_PRIOR_SD
         )
         self.warmup = np.zeros(0)  # the primary's valid bins before the scores are fixed
         self.scores: np.ndarray | None = None
@@ -853,8 +858,8 @@ class RolloutlabJudge(Judge):
         # the canary over- and under-served, each against the most lenient share in force;
         # a router splits requests one by one, so the plain (binomial) test fits them
         self.srm_streams = (
-            self.tests.add((("greater", 1.0),), SRM_ALPHA / 2, robust=False),
-            self.tests.add((("less", 1.0),), SRM_ALPHA / 2, robust=False),
+            self.tests.add((("greater", 1.0),), SRM_ALPHA / 2, mode="plain"),
+            self.tests.add((("less", 1.0),), SRM_ALPHA / 2, mode="plain"),
         )
         self.tests.start()
         self.shifts.start()
