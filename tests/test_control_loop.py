@@ -651,11 +651,12 @@ def test_manual_run_returns_with_the_advice(router):
 # -- end to end: the local live demo, a real Prometheus, the real judge ---------------------
 # The demo's primary fails 2% of its requests at 200 requests/s; ticks are 5 s and the plan
 # is 10, 20, ..., 50%, so the canary serves about 1,500 requests in a whole rollout.
-# Reliability choices, measured on the demo: a 5x canary (10% errors) is rolled back at
-# tick 0 or 1 (6/6 runs), while a 2x canary is caught before the plan ends only about half
-# the time at these volumes (3/6), so the rollback test uses 5x. The healthy and outage
+# Reliability choices, measured on the demo: a 5x canary (10% errors) is rolled back, at
+# tick 6 with seed 21 (one tick adds bounded evidence, so about 100 canary requests a tick
+# take a few ticks), while a 2x canary may be neither caught nor cleared in the time. The healthy and outage
 # tests judge at alpha = 0.001 instead of 0.05, so a false rollback (bounded by alpha
-# under continuous monitoring) cannot plausibly flake them. About 90 s for all three.
+# under continuous monitoring) cannot plausibly flake them. The runs are bounded by the
+# spec's analysis deadline, not by wall-clock asserts.
 
 JUDGE = "rolloutlab"
 STRICT = {"alpha": 0.001}
@@ -669,14 +670,13 @@ def live_rollout(demo: LiveDemo, spec: Spec | None = None, **options) -> tuple[R
 def test_live_bad_canary_is_rolled_back(prometheus_binary):
     with LiveDemo(canary_errors="5x", seed=21) as demo:
         rollout, inbox = live_rollout(demo)
-        started = time.monotonic()
         assert rollout.run() == "rolled_back"
-        assert time.monotonic() - started < 60
     assert demo.router.weights().canary == 0
     last = rollout.history[-1]
     assert (last.action, last.decision, last.applied) == ("rollback", "rollback", True)
     assert rollout.history[0].action == "start"
-    assert all(r.action == "advance" for r in rollout.history[1:-1])
+    # up the plan while the evidence builds, held once it is complete (no promotion)
+    assert {r.action for r in rollout.history[1:-1]} <= {"advance", "hold"}
     assert inbox.kinds == ["rollback"]
     rec = rollout.recording
     assert rec.meta["audit"][-1]["to"] == {"primary": 100, "canary": 0}
@@ -691,9 +691,7 @@ def test_live_healthy_canary_is_promoted(prometheus_binary):
             for m in demo.spec.metrics
         )
         rollout, inbox = live_rollout(demo, replace(demo.spec, metrics=quick, **STRICT))
-        started = time.monotonic()
         assert rollout.run() == "promoted"
-        assert time.monotonic() - started < 90
     weights = [r.new_weight for r in rollout.history]
     assert weights[: len(demo.spec.weight_plan())] == [10, 20, 30, 40, 50]
     assert weights[-1] == 0 and rollout.history[-1].action == "promote"
@@ -709,9 +707,7 @@ def test_live_prometheus_outage_holds_then_rolls_back(prometheus_binary):
             if record.action == "advance" and demo.prometheus.port is not None:
                 demo.prometheus.stop()
 
-        started = time.monotonic()
         assert rollout.run(on_tick=outage_after_first_advance) == "rolled_back"
-        assert time.monotonic() - started < 60
     actions = [(r.action, r.new_weight, r.failures) for r in rollout.history]
     assert actions == [
         ("start", 10, 0),

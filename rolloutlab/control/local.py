@@ -367,7 +367,7 @@ class LiveDemo:
     ``error_rate`` of its requests with a log-normal latency of median
     ``latency_median_ms``. Load: ``rate_per_s`` for at most ``duration_s`` seconds.
     ``spec`` is a short plan (``interval_s`` ticks, 10 % steps to 50 %), so a rollout
-    takes about ``6 × interval_s``; its Flagger success-rate floor is 95 % (the primary
+    takes about ``6 × interval_s`` and its analysis at most ``40 × interval_s``; its Flagger success-rate floor is 95 % (the primary
     fails ``error_rate`` of its requests too). Use it as a context manager (or :meth:`start` and
     :meth:`stop`); stopping joins every thread and ends the Prometheus process, and an
     unstopped demo is stopped when Python exits.
@@ -403,8 +403,14 @@ class LiveDemo:
             replace(m, threshold_min=95.0) if m.name == "request-success-rate" else m
             for m in default_metrics()
         )
+        # the bake is bounded at 40 ticks (about 3 minutes at 5 s), not a production hour
         self.spec = Spec(
-            interval_s=interval_s, threshold=2, step_weight=10, max_weight=50, metrics=metrics
+            interval_s=interval_s,
+            threshold=2,
+            step_weight=10,
+            max_weight=50,
+            metrics=metrics,
+            max_analysis_s=40.0 * interval_s,
         )
         self._tmp = tempfile.TemporaryDirectory(prefix="rolloutlab-demo-")
         self.router = LocalRouter(

@@ -221,6 +221,7 @@ class _RatioTests:
                 prior_sd=prior_sd,
                 prior_ratio=None if harm else 1.0,  # safety: expect no difference
                 huber=HUBER_HARM if harm else HUBER_SAFE,
+                recent=harm,  # a canary that starts failing late is caught late, not never
             )
             self._groups.append((engine, rows))
         self.p = np.ones(len(tests))
@@ -703,9 +704,14 @@ class _LatencyMonitor(_Monitor):
                 if classification == "fail"
                 else f"+{m.promotion_tolerance():.0%}"
             )
+            cs = (
+                f"{_shift(ci[0])} to {_shift(ci[1])}"
+                if ci[0] <= ci[1]  # running intersections part when the shift changed
+                else "empty: the shift changed during the analysis"
+            )
             reason = (
-                f"canary latency {_shift(shift)} vs primary ({level}% CS {_shift(ci[0])} to "
-                f"{_shift(ci[1])}), {_VERDICTS[classification]} {bound}; {tail}"
+                f"canary latency {_shift(shift)} vs primary ({level}% CS {cs}), "
+                f"{_VERDICTS[classification]} {bound}; {tail}"
             )
         if tail_watch and classification == "inconclusive":
             reason += " (under watch: tail evidence pending)"
