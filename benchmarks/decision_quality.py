@@ -43,7 +43,9 @@ Rows:
   false alarms over the whole 3 h, not the deadline.
 * Regressions during the real plans (realistic profile, both plans): errors x1.5, x2, x5;
   latency +5%, +10%, +20% (the whole distribution); tail x2 (above the p95); errors x2
-  starting mid-plan (minute 3 of the common plan, 15 of the slow one). Cell: share
+  starting mid-plan (minute 3 of the common plan, 15 of the slow one); and errors x5
+  from minute 30 at a fixed 20% (1-minute ticks: a canary that fails only after half an
+  hour of health, which a test pooled over every tick catches late). Cell: share
   promoted (a bad canary promoted), share rolled back, and median / p90 minutes to
   rollback over all runs (">180" when fewer than half / 90% were rolled back in 3 h).
 * Healthy rollouts on both plans (realistic profile): share promoted, median / p90 minutes
@@ -214,6 +216,17 @@ def _cases() -> tuple[Case, ...]:
                     "regression",
                     plan.name,
                     {**REALISTIC, **kw},
+                )
+            )
+        if plan.name == "common":  # healthy for half an hour at a fixed 20%, then failing
+            late = {"error_ratio": (1.0, 5.0), "regression_start_min": 30.0, **fixed20}
+            cases.append(
+                Case(
+                    "errors-5x-from-30-fixed@common",
+                    "errors x5 from minute 30, fixed 20% (1m ticks)",
+                    "regression",
+                    "common",
+                    {**REALISTIC, **late},
                 )
             )
         cases.append(
