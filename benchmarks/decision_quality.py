@@ -104,6 +104,7 @@ from scipy import stats as sps
 
 from rolloutlab.judges import judge
 from rolloutlab.judges.spec import KayentaSettings, MetricSpec, Spec, default_metrics
+from rolloutlab.sources.recording import Recording
 from rolloutlab.sources.simulate import Scenario, simulate
 
 HOURS3 = 180.0
@@ -297,12 +298,10 @@ def _diurnal_mean(amplitude: float) -> float:
     return float(np.mean(1 + amplitude * np.sin(2 * np.pi * (minutes / 1440 - 0.25))))
 
 
-def run_one(task: tuple[int, float, int]) -> tuple[int, float, dict[str, Outcome]]:
-    """Simulate row ``i`` at ``traffic`` with ``seed`` and judge it with every judge."""
-    i, traffic, seed = task
-    case = CASES[i]
+def simulate_case(case: Case, traffic: float, seed: int) -> Recording:
+    """One 3 h run of a row at a mean ``traffic`` (req/min)."""
     plan = PLANS[case.plan]
-    rec = simulate(
+    return simulate(
         "healthy",
         seed=seed,
         duration_min=HOURS3,
@@ -313,23 +312,31 @@ def run_one(task: tuple[int, float, int]) -> tuple[int, float, dict[str, Outcome
         max_weight=MAX_WEIGHT,
         **case.overrides,
     )
+
+
+def judge_run(rec: Recording, name: str, spec: Spec, options: dict[str, Any]) -> Outcome:
+    """A judge's decision on one run and its minute ("error: ..." if it failed)."""
+    try:
+        verdict = judge(rec, spec, judge=name, **options)
+    except Exception as exc:  # noqa: BLE001  (any failure must show in the table)
+        return (f"error: {type(exc).__name__}: {exc}", math.nan)
+    if verdict.decision != "continue" and verdict.decided_at is None:
+        return (f"error: {verdict.decision} without decided_at", math.nan)
+    if verdict.decision == "continue":
+        return (verdict.decision, math.inf)
     origin = datetime.fromisoformat(rec.meta["scenario"]["start"]).timestamp()
-    out: dict[str, Outcome] = {}
-    for column, (name, spec, options) in judges_for(case).items():
-        try:
-            verdict = judge(rec, spec, judge=name, **options)
-        except Exception as exc:  # noqa: BLE001  (any failure must show in the table)
-            out[column] = (f"error: {type(exc).__name__}: {exc}", math.nan)
-            continue
-        if verdict.decision != "continue" and verdict.decided_at is None:
-            out[column] = (f"error: {verdict.decision} without decided_at", math.nan)
-            continue
-        minutes = (
-            (verdict.decided_at.timestamp() - origin) / 60.0
-            if verdict.decision != "continue"
-            else math.inf
-        )
-        out[column] = (verdict.decision, minutes)
+    return (verdict.decision, (verdict.decided_at.timestamp() - origin) / 60.0)
+
+
+def run_one(task: tuple[int, float, int]) -> tuple[int, float, dict[str, Outcome]]:
+    """Simulate row ``i`` at ``traffic`` with ``seed`` and judge it with every judge."""
+    i, traffic, seed = task
+    case = CASES[i]
+    rec = simulate_case(case, traffic, seed)
+    out = {
+        column: judge_run(rec, name, spec, options)
+        for column, (name, spec, options) in judges_for(case).items()
+    }
     return i, traffic, out
 
 
