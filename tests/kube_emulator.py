@@ -50,12 +50,14 @@ class Fault:
     name: str | None
     times: int
     message: str
+    subresource: str | None = None
 
     def matches(self, request: kmock.Request) -> bool:
         return (
             self.times > 0
             and request.method.value == self.method
             and (self.name is None or request.name == self.name)
+            and (self.subresource is None or (request.subresource or "") == self.subresource)
         )
 
 
@@ -67,7 +69,7 @@ def status_response(code: int, message: str) -> aiohttp.web.Response:
         "metadata": {},
         "status": "Failure",
         "code": code,
-        "reason": {409: "Conflict", 403: "Forbidden"}.get(code, "InternalError"),
+        "reason": {409: "Conflict", 403: "Forbidden", 404: "NotFound"}.get(code, "InternalError"),
         "message": message,
     }
     return aiohttp.web.json_response(body, status=code)
@@ -178,9 +180,12 @@ class KubeEmulator:
         name: str | None = None,
         times: int = 1,
         message: str = "scripted failure",
+        subresource: str | None = None,
     ) -> None:
-        """Answer the next ``times`` ``method`` requests (for object ``name``) with ``status``."""
-        fault = Fault(method.upper(), status, name, times, message)
+        """Answer the next ``times`` ``method`` requests (for object ``name``, and only for
+        its ``subresource`` if given: ``"status"``, or ``""`` for the object itself) with
+        ``status``."""
+        fault = Fault(method.upper(), status, name, times, message, subresource)
         self._call(lambda: self.emulator.faults.append(fault))
 
     def requests(self, method: str | None = None) -> list[kmock.Request]:

@@ -4,6 +4,12 @@
 kmock merges ``/status`` subresource patches into the stored object, so the test
 checks both the fields and that status fields went to ``/status`` (as the Argo
 plugin sends them) and ``spec.paused`` to the object itself.
+
+The expected patches follow the kubectl plugin in argoproj/argo-rollouts at commit
+9f8d111d8f8e3e88b6d7f8bbdf62fd3cd863ef9d: ``pkg/kubectl-argo-rollouts/cmd/promote/
+promote.go`` (``getPatches``, ``PromoteRollout``) and its ``promote_test.go`` cases,
+``cmd/abort/abort.go`` and ``cmd/retry/retry.go`` (``/status`` first, the main object
+on 404), and ``utils/replicaset/canary.go`` (``GetCurrentCanaryStep``: no index is 0).
 """
 
 from __future__ import annotations
@@ -23,27 +29,39 @@ pytestmark = pytest.mark.timeout(60)
 RO = "argoproj.io/v1alpha1/rollouts"
 
 
-def rollout(**status: Any) -> dict[str, Any]:
-    return {
+UPSTREAM = "argoproj/argo-rollouts@9f8d111d8f8e3e88b6d7f8bbdf62fd3cd863ef9d"
+PAUSE_CONDITIONS = [{"reason": "CanaryPauseStep", "startTime": "2024-01-01T00:00:00Z"}]
+
+
+def rollout(*, paused: bool = True, strategy: dict | None = None, **status: Any) -> dict:
+    """A canary Rollout paused at step 1 of 2; ``status`` keys replace (None drops them)."""
+    obj = {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Rollout",
         "metadata": {"name": "podinfo", "namespace": NS, "resourceVersion": "7"},
         "spec": {
-            "paused": True,
-            "strategy": {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}},
+            "paused": paused,
+            "strategy": strategy or {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}},
         },
         "status": {
-            "pauseConditions": [{"reason": "CanaryPauseStep", "startTime": "2024-01-01T00:00:00Z"}],
+            "pauseConditions": PAUSE_CONDITIONS,
             "currentStepIndex": 1,
+            "currentPodHash": "abc",
+            "stableRS": "def",
             "canary": {
                 "weights": {
                     "canary": {"podTemplateHash": "abc", "weight": 20},
                     "stable": {"podTemplateHash": "def", "weight": 80},
                 }
             },
-            **status,
         },
     }
+    for key, value in status.items():
+        if value is None:
+            obj["status"].pop(key, None)
+        else:
+            obj["status"][key] = value
+    return obj
 
 
 def make(kube: KubeEmulator, audit: AuditLog) -> ArgoRollout:
@@ -85,12 +103,110 @@ def test_promote_unpauses_and_clears_pause_conditions(
     assert audit_log.records() == [record]
 
 
-def test_promote_full(kube: KubeEmulator, audit_log: AuditLog) -> None:
+def test_promote_full_also_unpauses(kube: KubeEmulator, audit_log: AuditLog) -> None:
+    # promote_test.go TestPromoteCmdFullWithSpecPaused: promoteFull and spec.paused=false
     kube.seed(RO, rollout())
-    make(kube, audit_log).promote(full=True, reason="skip the rest")
-    assert kube.object(RO, NS, "podinfo")["status"]["promoteFull"] is True
-    assert patches(kube) == [("status", {"status": {"promoteFull": True}})]
-    assert audit_log.records()[0].action == "promote-full"
+    record = make(kube, audit_log).promote(full=True, reason="skip the rest")
+    stored = kube.object(RO, NS, "podinfo")
+    assert stored["status"]["promoteFull"] is True and stored["spec"]["paused"] is False
+    assert patches(kube) == [
+        ("status", {"status": {"promoteFull": True}}),
+        ("", {"spec": {"paused": False}}),
+    ]
+    assert record.action == "promote-full"
+    assert record.after == {"status.promoteFull": True, "spec.paused": False}
+
+
+def test_promote_full_of_a_promoted_rollout_writes_nothing(
+    kube: KubeEmulator, audit_log: AuditLog
+) -> None:
+    # TestPromoteCmdAlreadyFullyPromoted: the new pods are the stable ones, not paused
+    kube.seed(RO, rollout(paused=False, currentPodHash="abc", stableRS="abc"))
+    assert make(kube, audit_log).promote(full=True, reason="again") is None
+    assert kube.requests("PATCH") == [] and audit_log.records() == []
+
+
+@pytest.mark.parametrize(
+    ("index", "expected"),
+    [
+        (None, 1),  # TestPromoteCmdSuccesFirstStep: no index is step 0
+        (1, 2),
+        (2, 2),  # TestPromoteCmdSuccessDoNotGoPastLastStep
+    ],
+)
+def test_promote_without_a_pause_moves_to_the_next_step(
+    kube: KubeEmulator, audit_log: AuditLog, index: int | None, expected: int
+) -> None:
+    # getPatches, default case: no pause condition (an analysis or experiment step is
+    # running), so the step index advances; the Rollout is not paused, so no spec patch
+    kube.seed(RO, rollout(paused=False, pauseConditions=None, currentStepIndex=index))
+    record = make(kube, audit_log).promote(reason="analysis looks fine")
+    assert patches(kube) == [
+        ("status", {"status": {"pauseConditions": None, "currentStepIndex": expected}}),
+    ]
+    assert kube.object(RO, NS, "podinfo")["status"]["currentStepIndex"] == expected
+    assert record.before["status.currentStepIndex"] == index
+
+
+def test_promote_out_of_an_inconclusive_analysis(kube: KubeEmulator, audit_log: AuditLog) -> None:
+    # TestPromoteInconclusiveStep: controller pause and pause conditions cleared, next step
+    analysis = {"currentStepAnalysisRunStatus": {"name": "ar-1", "status": "Inconclusive"}}
+    kube.seed(RO, rollout(controllerPause=True, currentStepIndex=None, canary=analysis))
+    make(kube, audit_log).promote(reason="a person looked at the inconclusive run")
+    assert patches(kube) == [
+        (
+            "status",
+            {"status": {"pauseConditions": None, "controllerPause": False, "currentStepIndex": 1}},
+        ),
+        ("", {"spec": {"paused": False}}),
+    ]
+    status = kube.object(RO, NS, "podinfo")["status"]
+    assert status["controllerPause"] is False and "pauseConditions" not in status
+
+
+def test_promote_blue_green_only_unpauses(kube: KubeEmulator, audit_log: AuditLog) -> None:
+    # no canary strategy and no pause condition: the spec patch alone
+    blue_green = {"blueGreen": {"activeService": "active", "previewService": "preview"}}
+    kube.seed(RO, rollout(strategy=blue_green, pauseConditions=None, currentStepIndex=None))
+    make(kube, audit_log).promote(reason="preview checked")
+    assert patches(kube) == [("", {"spec": {"paused": False}})]
+
+
+def test_no_status_subresource_falls_back_to_one_patch(
+    kube: KubeEmulator, audit_log: AuditLog
+) -> None:
+    # PromoteRollout / AbortRollout: a 404 from /status (Rollouts v0.9 CRDs serve none)
+    # means one merge patch of the main object. kmock always serves /status, so the 404
+    # is scripted.
+    kube.seed(RO, rollout())
+    kube.fail("PATCH", 404, subresource="status", times=2, message="the server could not find")
+    ro = make(kube, audit_log)
+    ro.promote(reason="analysis passed")
+    ro.abort(reason="then it broke")
+    assert patches(kube) == [
+        ("status", {"status": {"pauseConditions": None}}),
+        ("", {"status": {"pauseConditions": None}, "spec": {"paused": False}}),
+        ("status", {"status": {"abort": True}}),
+        ("", {"status": {"abort": True}}),
+    ]
+    stored = kube.object(RO, NS, "podinfo")
+    assert stored["spec"]["paused"] is False and stored["status"]["abort"] is True
+    assert "pauseConditions" not in stored["status"]
+
+
+def test_a_failed_spec_patch_puts_the_status_back(kube: KubeEmulator, audit_log: AuditLog) -> None:
+    # all or nothing: the step index moved through /status, then spec.paused is refused
+    kube.seed(RO, rollout(pauseConditions=None, currentStepIndex=0))
+    kube.fail("PATCH", 403, subresource="", message="rollouts is forbidden")
+    with pytest.raises(ActuationError, match=r"spec\.paused could not be written.*put back"):
+        make(kube, audit_log).promote(reason="x")
+    assert patches(kube)[-1] == (
+        "status",
+        {"status": {"pauseConditions": None, "currentStepIndex": 0}},
+    )
+    stored = kube.object(RO, NS, "podinfo")
+    assert stored["status"]["currentStepIndex"] == 0 and stored["spec"]["paused"] is True
+    assert audit_log.records() == []
 
 
 def test_abort_then_retry(kube: KubeEmulator, audit_log: AuditLog) -> None:

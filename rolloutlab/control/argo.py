@@ -1,23 +1,97 @@
 """Argo Rollouts actions on a ``Rollout``, done the way ``kubectl argo rollouts`` does them.
 
-Argo's controller owns the traffic; rolloutlab only flips the fields its plugin
-flips: ``status`` fields go through the ``/status`` subresource, ``spec.paused``
-through the object itself. Each action is audited.
+Argo's controller owns the traffic; rolloutlab only flips the fields the plugin flips
+(``pkg/kubectl-argo-rollouts/cmd/{promote,abort,retry}`` in argoproj/argo-rollouts).
+Status fields go through the ``/status`` subresource first; a cluster that does not
+serve it (404, Rollouts before v0.10) gets one patch of the main object carrying the
+status and spec fields together. Each action is audited.
+
+One deliberate difference: when the plugin falls back to the main object while
+promoting out of an inconclusive step analysis, its combined patch leaves out
+``currentStepIndex`` and ``controllerPause``; rolloutlab writes the same fields in
+either case.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from rolloutlab.control.audit import AuditRecord
-from rolloutlab.control.kube import ClusterActor, ObjectRef, Resource
+from rolloutlab.control.kube import ClusterActor, ObjectRef, Resource, kubernetes
 from rolloutlab.control.routers import Weights, check_reason
 from rolloutlab.errors import ActuationError
 
-if TYPE_CHECKING:
-    pass
-
 ROLLOUT = Resource("argoproj.io", "v1alpha1", "rollouts", "Rollout")
+
+
+@dataclass(frozen=True)
+class Patches:
+    """The merge-patch fields an action writes: ``status`` (via ``/status``) and ``spec``."""
+
+    status: dict[str, Any]
+    spec: dict[str, Any]
+
+    def __bool__(self) -> bool:
+        return bool(self.status or self.spec)
+
+
+def _status(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj.get("status") or {}
+
+
+def _canary_steps(obj: dict[str, Any]) -> list[Any] | None:
+    """The canary strategy's steps, or None for a blue-green Rollout."""
+    canary = ((obj.get("spec") or {}).get("strategy") or {}).get("canary")
+    return None if canary is None else list(canary.get("steps") or [])
+
+
+def next_step_index(obj: dict[str, Any]) -> int | None:
+    """The step after the current one (capped at the number of steps); None without steps.
+
+    As Argo's ``GetCurrentCanaryStep``: an unset ``status.currentStepIndex`` is step 0.
+    """
+    steps = _canary_steps(obj)
+    if not steps:
+        return None
+    index = int(_status(obj).get("currentStepIndex") or 0)
+    return index + 1 if index < len(steps) else index
+
+
+def _inconclusive(obj: dict[str, Any]) -> bool:
+    """A canary whose current step analysis ended Inconclusive."""
+    analysis = (_status(obj).get("canary") or {}).get("currentStepAnalysisRunStatus") or {}
+    return _canary_steps(obj) is not None and analysis.get("status") == "Inconclusive"
+
+
+def promote_patches(obj: dict[str, Any], *, full: bool = False) -> Patches:
+    """What ``kubectl argo rollouts promote [--full]`` writes to the Rollout ``obj``.
+
+    Both forms unpause a paused Rollout (``spec.paused=false``). ``full`` sets
+    ``status.promoteFull`` unless the new pods are already the stable ones. Otherwise,
+    in order: a canary paused by an inconclusive step analysis moves to the next step
+    with its pause conditions and the controller pause cleared; any other pause
+    condition is cleared; a canary with no pause condition (in the middle of an
+    analysis or experiment step) moves to the next step.
+    """
+    status = _status(obj)
+    spec = {"paused": False} if (obj.get("spec") or {}).get("paused") else {}
+    if full:
+        new_pods = status.get("currentPodHash") != status.get("stableRS")
+        return Patches({"promoteFull": True} if new_pods else {}, spec)
+    paused_by = status.get("pauseConditions")
+    step = next_step_index(obj)
+    if _inconclusive(obj) and paused_by and status.get("controllerPause"):
+        if step is None:
+            return Patches({}, spec)
+        return Patches(
+            {"pauseConditions": None, "controllerPause": False, "currentStepIndex": step}, spec
+        )
+    if paused_by:
+        return Patches({"pauseConditions": None}, spec)
+    if step is not None:
+        return Patches({"pauseConditions": None, "currentStepIndex": step}, spec)
+    return Patches({}, spec)
 
 
 class ArgoRollout(ClusterActor):
@@ -44,7 +118,7 @@ class ArgoRollout(ClusterActor):
     def weights(self) -> Weights:
         """Stable and canary weights from ``status.canary.weights`` (set by the controller)."""
         obj = self._retrying(lambda: self._kube.get(self.ref), "reading")
-        weights = ((obj.get("status") or {}).get("canary") or {}).get("weights") or {}
+        weights = (_status(obj).get("canary") or {}).get("weights") or {}
         try:
             return Weights(int(weights["stable"]["weight"]), int(weights["canary"]["weight"]))
         except (KeyError, TypeError, ValueError):
@@ -53,56 +127,110 @@ class ArgoRollout(ClusterActor):
                 "Rollout uses no traffic routing, or the controller has not reconciled it yet"
             ) from None
 
-    def promote(self, *, reason: str, full: bool = False) -> AuditRecord:
-        """Resume a paused Rollout (``spec.paused=false``, clear ``status.pauseConditions``);
-        with ``full`` skip all remaining steps and analysis (``status.promoteFull=true``)."""
-        if full:
-            return self._act("promote-full", reason, status={"promoteFull": True})
-        return self._act(
-            "promote", reason, status={"pauseConditions": None}, spec={"paused": False}
-        )
+    def promote(self, *, reason: str, full: bool = False) -> AuditRecord | None:
+        """Promote as ``kubectl argo rollouts promote`` does (see :func:`promote_patches`).
 
-    def abort(self, *, reason: str) -> AuditRecord:
+        A paused canary resumes; one in the middle of an analysis or experiment step, or
+        paused by an inconclusive analysis, moves to the next step. ``full`` skips the
+        remaining steps, pauses and analysis. Returns None when there was nothing to
+        change (nothing written, nothing audited).
+        """
+        action = "promote-full" if full else "promote"
+        return self._act(action, reason, lambda obj: promote_patches(obj, full=full))
+
+    def abort(self, *, reason: str) -> AuditRecord | None:
         """Abort: the stable ReplicaSet takes all traffic back (``status.abort=true``)."""
-        return self._act("abort", reason, status={"abort": True})
+        return self._act("abort", reason, lambda obj: Patches({"abort": True}, {}))
 
-    def retry(self, *, reason: str) -> AuditRecord:
+    def retry(self, *, reason: str) -> AuditRecord | None:
         """Retry an aborted Rollout (``status.abort=false``)."""
-        return self._act("retry", reason, status={"abort": False})
+        return self._act("retry", reason, lambda obj: Patches({"abort": False}, {}))
 
-    def _act(
-        self,
-        action: str,
-        reason: str,
-        *,
-        status: dict[str, Any],
-        spec: dict[str, Any] | None = None,
-    ) -> AuditRecord:
+    def _act(self, action: str, reason: str, plan: Any) -> AuditRecord | None:
+        """Read the Rollout, write what ``plan(obj)`` asks, audit the fields it touched.
+
+        The patches are computed once from one read: re-reading after a half-done write
+        would move a step index twice.
+        """
         reason = check_reason(reason)
-
-        def attempt() -> tuple[dict[str, Any], dict[str, Any]]:
-            obj = self._kube.get(self.ref)
-            after = self._kube.patch(self.ref, {"status": status}, status=True)
-            if spec is not None:
-                after = self._kube.patch(self.ref, {"spec": spec})
-            return obj, after
-
-        before, after = self._retrying(attempt, action)
+        before = self._retrying(lambda: self._kube.get(self.ref), f"{action}: reading")
+        patches: Patches = plan(before)
+        if not patches:
+            return None
+        after = self._write(action, before, patches)
         return self._audit(
             AuditRecord.now(
                 kind=self.kind,
                 namespace=self.ref.namespace,
                 name=self.ref.name,
                 action=action,
-                before=_fields(before, status, spec),
-                after=_fields(after, status, spec),
+                before=_fields(before, patches),
+                after=_fields(after, patches),
                 reason=reason,
             )
         )
 
+    def _write(self, action: str, before: dict[str, Any], patches: Patches) -> dict[str, Any]:
+        """Status through ``/status`` (or, if not served, all in one patch), then spec.
 
-def _fields(obj: dict[str, Any], status: dict[str, Any], spec: dict[str, Any] | None) -> dict:
+        If the spec patch fails after the status patch went through, the status fields
+        are put back as they were and the error says so.
+        """
+        after = before
+        if patches.status:
+            after = self._retrying(lambda: self._patch_status(patches.status), action)
+            if after is None:  # no /status subresource: one patch of the main object
+                whole = {"status": patches.status}
+                if patches.spec:
+                    whole["spec"] = patches.spec
+                return self._retrying(lambda: self._kube.patch(self.ref, whole), action)
+        if not patches.spec:
+            return after
+        try:
+            return self._retrying(
+                lambda: self._kube.patch(self.ref, {"spec": patches.spec}), action
+            )
+        except ActuationError as exc:
+            if patches.status:
+                self._undo_status(action, before, patches, exc)
+            raise
+
+    def _patch_status(self, status: dict[str, Any]) -> dict[str, Any] | None:
+        """Patch ``/status``; None if the cluster does not serve the subresource (404)."""
+        try:
+            return self._kube.patch(self.ref, {"status": status}, status=True)
+        except kubernetes().client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _undo_status(
+        self, action: str, before: dict[str, Any], patches: Patches, error: ActuationError
+    ) -> None:
+        """Put the status fields back after a failed spec patch; raise saying what happened."""
+        undo = {key: _status(before).get(key) for key in patches.status}
+        fields = ", ".join(f"spec.{key}" for key in patches.spec)
+        try:
+            self._retrying(
+                lambda: self._kube.patch(self.ref, {"status": undo}, status=True), action
+            )
+        except ActuationError as undo_error:
+            raise ActuationError(
+                f"{action} {self.ref} is half done: status {patches.status} was written but "
+                f"{fields} was not ({error}), and putting the status back failed too "
+                f"({undo_error}). Check the Rollout with kubectl argo rollouts get "
+                f"{self.ref.name} -n {self.ref.namespace}"
+            ) from error
+        raise ActuationError(
+            f"{action} {self.ref} not done: {fields} could not be written ({error}); the "
+            "status fields were put back as they were. Fix the cause (often RBAC on "
+            "rollouts, not only rollouts/status) and try again"
+        ) from error
+
+
+def _fields(obj: dict[str, Any], patches: Patches) -> dict[str, Any]:
     """The fields an action touches, as they are in ``obj`` (for the audit record)."""
-    values = {f"status.{key}": (obj.get("status") or {}).get(key) for key in status}
-    values.update({f"spec.{key}": (obj.get("spec") or {}).get(key) for key in spec or {}})
+    values = {f"status.{key}": _status(obj).get(key) for key in patches.status}
+    spec = obj.get("spec") or {}
+    values.update({f"spec.{key}": spec.get(key) for key in patches.spec})
     return values
