@@ -164,6 +164,42 @@ def test_latency_check_uses_p99_in_ms():
     assert verdict.decision == "rollback"
 
 
+def duration_spec(max_ms: float) -> Spec:
+    metric = MetricSpec("request-duration", "latency", "latency_ms", threshold_max=max_ms)
+    return Spec(interval_s=60, threshold=3, max_weight=50, step_weight=10, metrics=(metric,))
+
+
+def test_request_duration_and_its_bounds_are_whole_ms_as_in_flagger():
+    """scheduler_metrics.go (fluxcd/flagger 15bd6ad) compares time.Duration values: the
+    observer's int64(ms) and time.Duration(*thresholdRange.Max) ms, both truncated."""
+    rec = recording([(1000, 0)] * 3, latency=[[0, 0, 0, 0, 1000, 0]] * 3)  # p99 497.5 ms
+    passed = flagger(rec, duration_spec(497.2)).ticks[0].metrics[0]
+    assert passed.classification == "pass"
+    assert passed.estimate == 497.0
+    assert passed.reason == "p99 latency 497 ms within max 497 ms"
+    failed = flagger(rec, duration_spec(496.9)).ticks[0].metrics[0]
+    assert failed.reason == "p99 latency 497 ms > 496 ms (max)"
+
+
+def test_mean_duration_when_the_recording_has_the_histogram_sum():
+    """nginx.go and skipper.go (fluxcd/flagger 15bd6ad): request-duration is _sum / _count."""
+    rec = recording([(1000, 0)] * 3, latency=[[0, 0, 0, 0, 1000, 0]] * 3)
+    sums = pl.DataFrame(
+        [
+            (at(i), v, "latency_ms_sum", "counter", None, 300_700.0)
+            for i in range(3)
+            for v in ("primary", "canary")
+        ],
+        schema=SCHEMA,
+        orient="row",
+    )
+    with_sum = Recording(pl.concat([rec.frame, sums]), rec.meta)
+    result = flagger(with_sum, duration_spec(400)).ticks[0].metrics[0]
+    assert result.classification == "pass"  # the p99 (497.5 ms) would fail
+    assert result.estimate == 300.0  # 300.7 ms truncated
+    assert result.reason == "mean latency 300 ms within max 400 ms"
+
+
 def test_metric_interval_sums_the_ticks_it_covers():
     # 2 errors in the third minute: 98% over 1m, but 2/300 = 99.33% over 3m
     minutes = [HEALTHY, HEALTHY, (100, 2)] + [HEALTHY] * 5

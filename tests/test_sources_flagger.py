@@ -24,6 +24,9 @@ START = datetime(2026, 1, 12, 10, 0, tzinfo=UTC)
 #: canary weight Flagger set at each minute (from START + 1 min); 0 after the rollback
 WEIGHTS = [10, 10, 20, 20, 30, 30, 30, 30, 30, 30]
 SUCCESS = [99.5, 97.0, 99.2, 96.0, 95.5, 96.5, 96.0, 95.0, None, None]
+#: request-duration as Flagger records it: seconds of a whole-ms duration (fluxcd/flagger
+#: 15bd6ad, pkg/controller/scheduler_metrics.go: SetAnalysis(..., val.Seconds()))
+DURATION_S = 0.412
 FAILED_FROM = 9  # minute at which Flagger's status turned to failed
 
 
@@ -43,6 +46,10 @@ def flagger_openmetrics() -> str:
                 analysis.append(
                     'flagger_canary_metric_analysis{name="podinfo",namespace="test",'
                     f'metric="request-success-rate"}} {s} {t}'
+                )
+                analysis.append(
+                    'flagger_canary_metric_analysis{name="podinfo",namespace="test",'
+                    f'metric="request-duration"}} {DURATION_S} {t}'
                 )
     return "\n".join(
         [
@@ -93,6 +100,9 @@ def test_fetch_with_flagger_series_rebuilds_the_real_timeline(server, tmp_path):
     assert status["value"].to_list()[-1] == 2.0
     seen = rec.frame.filter(pl.col("metric") == "flagger:request-success-rate").sort("timestamp")
     assert seen["value"].to_list()[:6] == SUCCESS[:6]
+    duration = rec.frame.filter(pl.col("metric") == "flagger:request-duration")
+    assert duration["value"].unique().to_list() == [DURATION_S]
+    assert rec.meta["flagger_analysis_units"]["flagger:request-duration"] == "s"
     assert "flagger_canary_weight" in rec.meta["flagger_queries"]["weight"]
     # the recording keeps all of it
     back = rolloutlab.load(rec.save(tmp_path / "flagger.parquet"))

@@ -106,10 +106,12 @@ def test_buckets_are_cumulative_by_le_per_pod(short) -> None:
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_written_label_values_are_what_the_preset_reads(name: str) -> None:
     preset = PRESETS[name]
-    variants = preset.variants("podinfo", "test")
+    names = preset.examples("podinfo")
+    variants = preset.variants("podinfo", "test", names)
+    fill = preset.names("podinfo", "test", names)
     for role in ("primary", "canary"):
         for pod in range(3):
-            value = preset.write[role].format(namespace="test", target="podinfo", pod=pod)
+            value = preset.write[role].format(**fill, pod=pod)
             assert variants.variant_of(value) == role, (name, role, value)
 
 

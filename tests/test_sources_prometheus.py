@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import numpy as np
 import polars as pl
 import pytest
 import requests
@@ -32,6 +33,7 @@ from conftest import PODS, ROUND_TRIP_PRESETS, Backfilled
 from fake_prometheus import FakePrometheus
 
 from rolloutlab.errors import ActuationError, ConnectionFailed, EmptyResult, QueryError, SpecError
+from rolloutlab.sources.openmetrics import bucket_sum_ms
 from rolloutlab.sources.presets import PRESETS
 from rolloutlab.sources.prometheus import (
     PartialDataWarning,
@@ -76,6 +78,7 @@ def test_round_trip_reproduces_simulator_totals(backfilled: Backfilled, preset: 
         preset,
         target="podinfo",
         namespace=f"rt-{preset}",
+        names=PRESETS[preset].examples("podinfo"),
         start=rec.start,
         end=rec.end,
         step="1m",
@@ -86,8 +89,24 @@ def test_round_trip_reproduces_simulator_totals(backfilled: Backfilled, preset: 
     assert got.meta["preset"] == preset
     assert got.meta["roles"] == {"control": "primary", "treatment": ["canary"]}
     assert got.meta["step_s"] == 60.0
-    assert set(got.meta["queries"]) == set(CORE)
+    mean = PRESETS[preset].duration == "mean"
+    assert set(got.meta["queries"]) == set(CORE + ["latency_ms_sum"] * mean)
     assert "histogram_quantile" not in json.dumps(got.meta["queries"])
+    if mean:  # the histogram's _sum, written from the buckets, reads back in ms
+        assert_same_sum(rec, got)
+
+
+def assert_same_sum(rec, got) -> None:
+    buckets = rec.frame.filter(pl.col("metric") == "latency_ms").sort("variant", "timestamp", "le")
+    for (variant,), rows in buckets.partition_by("variant", as_dict=True).items():
+        edges = np.sort(rows["le"].unique().to_numpy())
+        cumulative = rows["value"].to_numpy().reshape(-1, len(edges))
+        expected = bucket_sum_ms(edges, np.diff(cumulative, axis=1, prepend=0.0))
+        sums = got.frame.filter(
+            (pl.col("metric") == "latency_ms_sum") & (pl.col("variant") == variant)
+        ).sort("timestamp")
+        assert sums["kind"].unique().to_list() == ["counter"]
+        np.testing.assert_allclose(sums["value"].to_numpy(), expected, rtol=1e-9)
 
 
 def test_fetch_meta_and_timestamps(backfilled: Backfilled) -> None:
@@ -535,9 +554,13 @@ def test_negative_increases_become_nan_with_a_warning() -> None:
 
 def test_every_preset_queries_increments_for_both_variants() -> None:
     for name, preset in PRESETS.items():
-        variants = preset.variants("podinfo", "test")
-        queries = preset.queries(variants, namespace="test", target="podinfo", step="60s")
-        assert set(queries) == set(CORE), name
+        names = preset.examples("podinfo")
+        variants = preset.variants("podinfo", "test", names)
+        queries = preset.queries(
+            variants, namespace="test", target="podinfo", step="60s", names=names
+        )
+        mean = ["latency_ms_sum"] if preset.duration == "mean" else []
+        assert set(queries) == set(CORE + mean), name
         for query, _kind in queries.values():
             assert "increase(" in query and "[60s]" in query, name
             assert f"sum by ({preset.variant_label}" in query, name

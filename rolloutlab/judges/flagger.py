@@ -17,6 +17,14 @@ last step of the plan (at or past ``maxWeight``): that is where Flagger's contro
 failing, the rollback comes at tick T, ``T x interval`` after the first failure; a healthy
 plan of n steps promotes at tick n - 1, ``n x interval`` after the start.
 
+Which series: the recording's ``requests``/``errors`` and ``latency_ms`` are the series
+Flagger's observer for the provider reads (see :mod:`rolloutlab.sources.presets`). Flagger's
+request-duration is the p99 of the latency histogram, except for the providers whose
+observer takes the mean (``_sum / _count``: nginx, skipper), whose presets also fetch
+``latency_ms_sum``; a recording holding it is judged on the mean, as Flagger does. Flagger
+truncates the request-duration and its bounds to whole milliseconds before comparing them
+(``time.Duration`` of an ``int64``), so a p99 of 500.9 ms passes a max of 500.
+
 ``iterations`` replays A/B testing (``abTesting``: promotion at the ``iterations``-th
 passing check) and blue/green (one more check, while all traffic is switched to the
 canary). Webhooks and the confirm-* gates are not replayed: a replay has nothing to call.
@@ -33,6 +41,7 @@ from rolloutlab.frames import TickTable
 from rolloutlab.judges.base import Judge
 from rolloutlab.judges.spec import MetricSpec, Spec
 from rolloutlab.judges.verdict import Decision, MetricResult, TickState
+from rolloutlab.sources.presets import LATENCY_SUM
 
 Phase = Literal["Progressing", "Promoting", "Failed"]
 
@@ -90,8 +99,9 @@ def flagger_value(metric: MetricSpec, table: TickTable, variant: str, k: int) ->
     """The value Flagger's check sees at tick ``k`` (NaN is Flagger's "no values found").
 
     ratio: the success rate in percent, ``100 (1 - metric/denominator)`` over the lookback
-    (Flagger's request-success-rate); latency: ``histogram_quantile`` of the summed buckets
-    (request-duration, ms); gauge: the last value in the lookback (a template query's
+    (Flagger's request-success-rate); latency: ``histogram_quantile`` of the summed buckets,
+    or the mean when the recording holds ``<metric>_sum`` (Flagger's request-duration for
+    nginx and skipper), in ms truncated to a whole ms as Flagger does; gauge: the last value in the lookback (a template query's
     result recorded as a series); counter: the increase over the lookback, per unit of
     ``denominator`` when it has one.
     """
@@ -100,7 +110,13 @@ def flagger_value(metric: MetricSpec, table: TickTable, variant: str, k: int) ->
         if metric.metric not in table.edges:
             return math.nan
         buckets = table.histogram(metric.metric, variant)[window].sum(axis=0)
-        return float(histogram_quantile(metric.quantile, table.edges[metric.metric], buckets))
+        if is_mean_duration(metric, table):
+            total_ms = float(table.counter(_sum_of(metric), variant)[window].sum())
+            count = float(buckets.sum())
+            value = total_ms / count if count > 0 else math.nan
+        else:
+            value = histogram_quantile(metric.quantile, table.edges[metric.metric], buckets)
+        return _whole_ms(float(value)) if _is_duration(metric) else float(value)
     if metric.kind == "gauge":
         ticks, values = table.gauges.get(metric.metric, {}).get(variant, (np.array([]), []))
         inside = (ticks >= window.start) & (ticks < window.stop)
@@ -114,19 +130,45 @@ def flagger_value(metric: MetricSpec, table: TickTable, variant: str, k: int) ->
     return 100.0 * (1.0 - total / exposure) if metric.kind == "ratio" else total / exposure
 
 
+def is_mean_duration(metric: MetricSpec, table: TickTable) -> bool:
+    """True when Flagger's value of this latency metric is the mean, not a quantile: a
+    built-in request-duration whose recording holds the histogram's sum (``latency_ms_sum``,
+    fetched by the presets of providers whose observer divides ``_sum`` by ``_count``)."""
+    return _is_duration(metric) and _sum_of(metric) in table.counters
+
+
+def _is_duration(metric: MetricSpec) -> bool:
+    """A built-in request-duration: a latency histogram Flagger's observer reads itself."""
+    return metric.kind == "latency" and metric.template is None
+
+
+def _sum_of(metric: MetricSpec) -> str:
+    return LATENCY_SUM if metric.metric == "latency_ms" else f"{metric.metric}_sum"
+
+
+def _whole_ms(value: float) -> float:
+    """Flagger's ``time.Duration(int64(ms)) * time.Millisecond``: truncated toward zero
+    (after rounding to 1e-6 ms, so float noise such as 423.99999999999 reads as 424)."""
+    return float(math.trunc(round(value, 6))) if math.isfinite(value) else value
+
+
 _LABELS = {"ratio": ("success rate", "%"), "latency": ("latency", " ms")}
 
 
-def describe(metric: MetricSpec, value: float) -> str:
+def describe(metric: MetricSpec, value: float, *, mean: bool = False) -> str:
     """``success rate 98.7%``, ``p99 latency 612 ms``, ``cpu 0.41``: a value as people read it."""
     label, unit = _LABELS.get(metric.kind, (metric.name, ""))
     if metric.kind == "latency":
-        label = f"p{metric.quantile * 100:g} {label}"
+        label = f"{'mean' if mean else f'p{metric.quantile * 100:g}'} {label}"
     return f"{label} {value:.4g}{unit}"
 
 
-def check(metric: MetricSpec, value: float) -> tuple[bool, str]:
-    """Flagger's verdict on one value: outside ``[min, max]`` or NaN fails, with the reason."""
+def check(metric: MetricSpec, value: float, *, mean: bool = False) -> tuple[bool, str]:
+    """Flagger's verdict on one value: outside ``[min, max]`` or NaN fails, with the reason.
+
+    A built-in request-duration is compared with bounds truncated to whole ms, as Flagger
+    does (its value is truncated by :func:`flagger_value`).
+    """
     unit = _LABELS.get(metric.kind, ("", ""))[1]
     if math.isnan(value):
         where = f"; Flagger reads it from {metric.template}" if metric.template else ""
@@ -134,14 +176,17 @@ def check(metric: MetricSpec, value: float) -> tuple[bool, str]:
             f"no values found for {metric.name} (no canary data for '{metric.metric}' in the "
             f"last {metric.interval_s:g}s{where})"
         )
-    shown = describe(metric, value)
-    if metric.threshold_min is not None and value < metric.threshold_min:
-        return False, f"{shown} < {metric.threshold_min:g}{unit} (min)"
-    if metric.threshold_max is not None and value > metric.threshold_max:
-        return False, f"{shown} > {metric.threshold_max:g}{unit} (max)"
+    low, high = metric.threshold_min, metric.threshold_max
+    if _is_duration(metric):
+        low, high = (None if b is None else _whole_ms(b) for b in (low, high))
+    shown = describe(metric, value, mean=mean)
+    if low is not None and value < low:
+        return False, f"{shown} < {low:g}{unit} (min)"
+    if high is not None and value > high:
+        return False, f"{shown} > {high:g}{unit} (max)"
     bounds = [
         f"{name} {bound:g}{unit}"
-        for name, bound in (("min", metric.threshold_min), ("max", metric.threshold_max))
+        for name, bound in (("min", low), ("max", high))
         if bound is not None
     ]
     return True, f"{shown} within {' and '.join(bounds)}" if bounds else f"{shown} (no bounds)"
@@ -223,7 +268,7 @@ class FlaggerJudge(Judge):
                 )
                 continue
             value = flagger_value(metric, table, self.treatment, k)
-            ok, reason = check(metric, value)
+            ok, reason = check(metric, value, mean=is_mean_duration(metric, table))
             failed = not ok
             results.append(
                 MetricResult(
@@ -291,4 +336,11 @@ class FlaggerJudge(Judge):
         return f"continue: {now}{weight}; {failed} of {self.spec.threshold} failed checks used"
 
 
-__all__ = ["FlaggerJudge", "check", "describe", "flagger_value", "histogram_quantile"]
+__all__ = [
+    "FlaggerJudge",
+    "check",
+    "describe",
+    "flagger_value",
+    "histogram_quantile",
+    "is_mean_duration",
+]

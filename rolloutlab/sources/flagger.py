@@ -7,10 +7,14 @@ Flagger exports (``pkg/metrics/recorder.go``):
 - ``flagger_canary_status{name, namespace}``: 0 while progressing, 1 otherwise (succeeded,
   promoting, ...), 2 failed;
 - ``flagger_canary_metric_analysis{name, namespace, metric}``: the last value of each
-  analysis metric (e.g. the success rate in %, the p99 in ms).
+  analysis metric as Flagger checked it: request-success-rate in %, request-duration in
+  **seconds** (the controller records ``val.Seconds()`` of the whole-millisecond
+  duration it compares with ``thresholdRange``, in ``pkg/controller/scheduler_metrics.go``),
+  a template metric as its query returned it.
 
 In a recording they become gauges: ``weight`` per variant (so a replay follows the real
-timeline), and on the canary ``flagger_status`` and ``flagger:<metric>`` (what Flagger saw).
+timeline), and on the canary ``flagger_status`` and ``flagger:<metric>`` (what Flagger saw);
+the recording's ``flagger_analysis_units`` meta names the built-in metrics' units.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from rolloutlab.sources.recording import Recording
 
 STATUS_METRIC = "flagger_status"
 ANALYSIS_PREFIX = "flagger:"
+#: Units of the built-in metrics in ``flagger_canary_metric_analysis``.
+ANALYSIS_UNITS = {"request-success-rate": "%", "request-duration": "s"}
 
 
 def queries(target: str, namespace: str) -> dict[str, str]:
@@ -100,5 +106,6 @@ def with_flagger(
         step=step,
     )
     kept = recording.frame.filter(pl.col("metric") != "weight")
-    meta = {**recording.meta, "flagger_queries": used}
+    units = {ANALYSIS_PREFIX + name: unit for name, unit in ANALYSIS_UNITS.items()}
+    meta = {**recording.meta, "flagger_queries": used, "flagger_analysis_units": units}
     return Recording(pl.concat([kept, rows], how="vertical_relaxed"), meta)

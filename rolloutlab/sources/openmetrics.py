@@ -25,11 +25,11 @@ import polars as pl
 
 from rolloutlab import frames
 from rolloutlab.errors import DataError, SpecError
-from rolloutlab.sources.presets import Preset, get_preset, promql_string
+from rolloutlab.sources.presets import LATENCY_SUM, Preset, get_preset, promql_string
 from rolloutlab.sources.prometheus import to_utc
 from rolloutlab.sources.recording import Recording
 
-_CORE = ("requests", "errors", "latency_ms")
+_CORE = ("requests", "errors", "latency_ms", LATENCY_SUM)
 
 
 def to_openmetrics(
@@ -42,13 +42,17 @@ def to_openmetrics(
     start: Any = None,
     scrapes_per_step: int = 1,
     variant_values: Mapping[str, str] | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> str:
     """OpenMetrics text of ``recording`` in ``preset``'s metric names and labels.
 
     ``start`` moves the recording so its first timestamp is ``start`` (default: unchanged).
     ``variant_values`` gives the variant label's value for each variant (``{pod}`` is the
     pod index); by default ``primary``/``canary`` follow Flagger's naming for the preset and
-    other variants use their own name.
+    other variants use their own name. ``names`` are the preset's template names (see
+    :meth:`Preset.names`; default: the preset's ``example_names``). A preset whose Flagger
+    request-duration is a mean gets the histogram's ``_sum``: the recording's
+    ``latency_ms_sum`` rows, or :func:`bucket_sum_ms` of its buckets.
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
     if pods_per_variant < 1 or scrapes_per_step < 1:
@@ -72,8 +76,8 @@ def to_openmetrics(
     )
     writer = _Writer(
         p,
+        fill=p.names(target, namespace, {**p.examples(target), **(names or {})}),
         target=target,
-        namespace=namespace,
         pods=pods_per_variant,
         scrapes=scrapes_per_step,
         n_steps=n_steps,
@@ -93,16 +97,16 @@ class _Writer:
         self,
         preset: Preset,
         *,
+        fill: Mapping[str, str],
         target: str,
-        namespace: str,
         pods: int,
         scrapes: int,
         n_steps: int,
         times: list[str],
     ) -> None:
         self.p = preset
+        self.fill = fill
         self.target = target
-        self.namespace = namespace
         self.pods = pods
         self.scrapes = scrapes
         self.n_steps = n_steps
@@ -111,9 +115,8 @@ class _Writer:
     def lines(self, frame: pl.DataFrame, names: Mapping[str, str]) -> Iterator[str]:
         p = self.p
         per_variant = {v: self._variant_data(frame, v) for v in names}
-        hist = p.latency.removesuffix("_bucket")
         if p.requests_from_histogram:
-            yield f"# TYPE {hist} histogram\n"
+            yield f"# TYPE {p.histogram} histogram\n"
             for variant, data in per_variant.items():
                 yield from self._histogram(variant, names[variant], data, coded=True)
         else:
@@ -125,8 +128,10 @@ class _Writer:
                     for pod, series in enumerate(self._per_pod(values)):
                         labels = self._labels(variant, names[variant], pod)
                         labels[p.code_label] = code
-                        yield from self._series(p.requests, labels, series)
-            yield f"# TYPE {hist} histogram\n"
+                        yield from self._series(p.requests, {**labels, **p.requests_labels}, series)
+                        if mtype == "histogram":  # requests are another histogram's +Inf bucket
+                            yield from self._series(f"{family}_count", labels, series)
+            yield f"# TYPE {p.histogram} histogram\n"
             for variant, data in per_variant.items():
                 yield from self._histogram(variant, names[variant], data, coded=False)
         yield from self._extras(frame)
@@ -149,6 +154,8 @@ class _Writer:
         )
         data["edges"] = edges
         data["bins"] = np.diff(cumulative, axis=1, prepend=0.0)
+        sums = rows.filter(pl.col("metric") == LATENCY_SUM)
+        data["sum_ms"] = self._dense(sums) if sums.height else bucket_sum_ms(edges, data["bins"])
         if (data["bins"] < 0).any():
             raise DataError(f"variant {variant!r}: latency_ms buckets are not cumulative by le")
         if (data["errors"] > data["requests"]).any():
@@ -178,12 +185,11 @@ class _Writer:
         else:
             parts = ((None, bins),)
         edges = [_num(e * 1.0 / p.le_to_ms) if np.isfinite(e) else "+Inf" for e in data["edges"]]
-        hist = p.latency.removesuffix("_bucket")
         for code, part in parts:
             # Split each bin over pods, then make each pod's buckets cumulative by le.
             per_pod = np.stack([self._split(part[:, j], self.pods) for j in range(part.shape[1])])
             for pod in range(self.pods):
-                labels = self._labels(variant, value, pod)
+                labels = {**self._labels(variant, value, pod), **p.latency_labels}
                 if code is not None:
                     labels[p.code_label] = code
                 cumulative_le = np.cumsum(per_pod[:, :, pod], axis=0)
@@ -191,7 +197,11 @@ class _Writer:
                     yield from self._series(
                         p.latency, {**labels, "le": le}, self._over_time(cumulative_le[j])
                     )
-                yield from self._series(f"{hist}_count", labels, self._over_time(cumulative_le[-1]))
+                count = self._over_time(cumulative_le[-1])
+                yield from self._series(f"{p.histogram}_count", labels, count)
+                if p.duration == "mean":  # Flagger reads _sum / _count
+                    total = data["sum_ms"] / p.le_to_ms / self.pods
+                    yield from self._series(f"{p.histogram}_sum", labels, self._over_time(total))
 
     def _per_pod(self, values: np.ndarray) -> Iterator[np.ndarray]:
         split = self._split(values, self.pods)
@@ -222,7 +232,7 @@ class _Writer:
 
     def _labels(self, variant: str, value: str, pod: int) -> dict[str, str]:
         p = self.p
-        fill = {"namespace": self.namespace, "target": self.target, "pod": pod}
+        fill = {**self.fill, "pod": pod}
         labels = {k: v.format(**fill) for k, v in p.labels.items()}
         labels[p.variant_label] = value.format(**fill)
         if p.pod_label:
@@ -244,7 +254,11 @@ class _Writer:
             name = f"rolloutlab_{metric}"
             yield f"# TYPE {name} {'counter' if kind == 'counter' else 'gauge'}\n"
             for (variant,), part in sorted(rows.partition_by("variant", as_dict=True).items()):
-                labels = {"namespace": self.namespace, "target": self.target, "variant": variant}
+                labels = {
+                    "namespace": self.fill["namespace"],
+                    "target": self.target,
+                    "variant": variant,
+                }
                 values = self._dense(part)
                 if kind == "counter":
                     yield from self._series(f"{name}_total", labels, self._over_time(values))
@@ -253,10 +267,23 @@ class _Writer:
                     yield from self._series(name, labels, np.concatenate([[values[0]], steps]))
 
 
+def bucket_sum_ms(edges: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """Per-step sum of observations (ms) estimated from bucket counts: each observation at
+    the middle of its bucket (0 is the first bucket's lower bound), those in +Inf at the
+    last finite bound. What the writer exposes as a histogram's ``_sum`` when the recording
+    has no ``latency_ms_sum``."""
+    finite = np.asarray(edges[:-1], dtype=float)
+    lower = np.concatenate([[0.0], finite[:-1]])
+    middle = np.concatenate([(lower + finite) / 2, finite[-1:] if finite.size else [0.0]])
+    return np.asarray(bins, dtype=float) @ middle
+
+
 def _family(name: str) -> tuple[str, str]:
-    """OpenMetrics family name and type of a counter sample name."""
+    """OpenMetrics family name and type of a requests sample name."""
     if name.endswith("_total"):
         return name.removesuffix("_total"), "counter"
+    if name.endswith("_bucket"):
+        return name.removesuffix("_bucket"), "histogram"
     return name, "unknown"
 
 
@@ -269,4 +296,4 @@ def _num(x: float) -> str:
     return repr(float(x))
 
 
-__all__ = ["to_openmetrics"]
+__all__ = ["bucket_sum_ms", "to_openmetrics"]

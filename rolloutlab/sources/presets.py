@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from rolloutlab.errors import SpecError
 
@@ -97,13 +98,26 @@ class Variants:
         return None
 
 
+#: Flagger's ``MetricTemplateModel`` names a preset may use besides ``namespace`` and
+#: ``target``; ``primary_route`` is rolloutlab's own (the primary's Knative revision).
+NAME_KEYS = ("service", "ingress", "route", "primary_route")
+_NON_WORD = re.compile(r"\W")
+
+
 @dataclass(frozen=True)
 class Preset:
-    """One provider's metric names and labels, templated with ``{namespace}`` and ``{target}``.
+    """One provider's series, as Flagger's metric observer for that provider reads them.
 
-    ``labels`` are equality matchers shared by every series (and written by the OpenMetrics
-    writer); ``read`` maps ``primary``/``canary`` to the variant label's regex, ``write`` to a
-    concrete value (``{pod}`` is the pod index). ``le_to_ms`` converts bucket bounds to ms.
+    Templates use ``{namespace}``, ``{target}`` and Flagger's ``{service}``, ``{ingress}``
+    and ``{route}`` (see :meth:`names`). ``labels`` are equality matchers shared by every
+    series (and written by the OpenMetrics writer); ``requests_labels`` and
+    ``latency_labels`` are matchers of the requests series alone (``le="+Inf"`` when
+    requests are a histogram's +Inf bucket) and of the latency histogram alone. ``read``
+    maps ``primary``/``canary`` to the variant label's regex, ``write`` to a concrete
+    value (``{pod}`` is the pod index). ``le_to_ms`` converts bucket bounds (and a
+    duration sum) to ms. ``duration`` is what Flagger's request-duration is: the p99 of
+    the latency histogram, or its ``mean`` (``_sum / _count``). ``upstream`` names
+    Flagger's observer file.
     """
 
     name: str
@@ -117,34 +131,78 @@ class Preset:
     ok_code: str
     error_code: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    requests_labels: Mapping[str, str] = field(default_factory=dict)
+    latency_labels: Mapping[str, str] = field(default_factory=dict)
     le_to_ms: float = 1.0
+    duration: Literal["p99", "mean"] = "p99"
+    required_names: tuple[str, ...] = ()
+    example_names: Mapping[str, str] = field(default_factory=dict)
+    word_names: bool = False
     pod_label: str | None = "pod"
     description: str = ""
+    upstream: str = ""
+
+    @property
+    def histogram(self) -> str:
+        """The latency histogram's family name (``..._bucket`` without the suffix)."""
+        return self.latency.removesuffix("_bucket")
 
     @property
     def requests_from_histogram(self) -> bool:
-        """True when requests are the latency histogram's ``_count`` (one metric family)."""
-        return self.requests == self.latency.removesuffix("_bucket") + "_count"
+        """True when requests are counted by the latency histogram itself (its ``_count``
+        or its +Inf bucket: one metric family)."""
+        return self.requests in (self.latency, self.histogram + "_count")
 
-    def variants(self, target: str, namespace: str) -> Variants:
-        """Flagger's mapping for this provider: ``<target>-primary`` and ``<target>``."""
-        values = {
-            role: pattern.format(target=regex_escape(target), namespace=regex_escape(namespace))
-            for role, pattern in self.read.items()
-        }
+    def examples(self, target: str) -> dict[str, str]:
+        """Example values of the names this preset requires (for writers and tests)."""
+        return {key: value.format(target=target) for key, value in self.example_names.items()}
+
+    def names(
+        self, target: str, namespace: str, names: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """The template names: ``service``, ``ingress`` and ``route`` default to the target,
+        as Flagger's ``toMetricModel`` does when the Canary has no ``service.name``,
+        ``ingressRef`` or ``routeRef``. Skipper's presets replace non-word characters by
+        ``_``, as Flagger's Skipper observer does to match route names."""
+        given = dict(names or {})
+        unknown = sorted(set(given) - set(NAME_KEYS))
+        if unknown:
+            raise SpecError(
+                f"preset {self.name!r}: unknown name(s) {unknown}; known: {list(NAME_KEYS)}"
+            )
+        missing = [key for key in self.required_names if not given.get(key)]
+        if missing:
+            example = ", ".join(f"{k!r}: '...'" for k in missing)
+            raise SpecError(f"preset {self.name!r} needs names={{{example}}} ({self.description})")
+        filled = {"namespace": namespace, "target": target}
+        filled.update({key: target for key in ("service", "ingress", "route")})
+        filled.update(given)
+        if self.word_names:
+            filled = {key: _NON_WORD.sub("_", value) for key, value in filled.items()}
+        return filled
+
+    def variants(
+        self, target: str, namespace: str, names: Mapping[str, str] | None = None
+    ) -> Variants:
+        """Flagger's mapping for this provider: the primary's and the canary's series."""
+        escaped = {k: regex_escape(v) for k, v in self.names(target, namespace, names).items()}
+        values = {role: pattern.format(**escaped) for role, pattern in self.read.items()}
         return Variants(self.variant_label, values)
 
     def selector(
-        self, namespace: str, target: str | None = None, extra: Mapping[str, str] | None = None
+        self,
+        namespace: str,
+        target: str | None = None,
+        extra: Mapping[str, str] | None = None,
+        names: Mapping[str, str] | None = None,
     ) -> str:
-        """Equality matchers shared by all series, with ``{namespace}``/``{target}`` filled."""
-        pairs = {}
-        for k, v in self.labels.items():
-            if "{target}" in v and target is None:
-                raise SpecError(f"preset {self.name!r} needs target= (its label {k} uses it)")
-            pairs[k] = v.format(namespace=namespace, target=target)
+        """Equality matchers shared by all series, with the template names filled."""
+        if target is None and any("{" in v and v != "{namespace}" for v in self.labels.values()):
+            raise SpecError(f"preset {self.name!r} needs target= (its labels use it)")
+        filled = self.names(target or "", namespace, names)
+        pairs = {k: v.format(**filled) for k, v in self.labels.items()}
         pairs.update(extra or {})
-        return ",".join(f"{k}={promql_string(v)}" for k, v in pairs.items())
+        return _matchers(pairs)
 
     def queries(
         self,
@@ -154,25 +212,46 @@ class Preset:
         step: str,
         target: str | None = None,
         extra: Mapping[str, str] | None = None,
+        names: Mapping[str, str] | None = None,
     ) -> dict[str, tuple[str, str]]:
         """PromQL per canonical metric: ``{metric: (query, kind)}``, increments per step.
 
         Errors are ``or``-ed with ``requests * 0`` so a variant that served requests but no
-        errors gets explicit zeros instead of no series.
+        errors gets explicit zeros instead of no series. A preset whose Flagger
+        request-duration is a mean also fetches ``latency_ms_sum``, the increase of the
+        histogram's ``_sum`` in ms (the mean is that over the +Inf bucket's increase).
         """
-        sel = ",".join(
-            s for s in (self.selector(namespace, target, extra), variants.matcher()) if s
-        )
+        sel = _joined(self.selector(namespace, target, extra, names), variants.matcher())
         by = variants.label
-        requests = f"sum by ({by}) (increase({self.requests}{{{sel}}}[{step}]))"
-        err_sel = f"{sel},{self.code_label}=~{promql_string(self.error_regex)}"
+        req_sel = _joined(sel, _matchers(self.requests_labels))
+        requests = f"sum by ({by}) (increase({self.requests}{{{req_sel}}}[{step}]))"
+        err_sel = f"{req_sel},{self.code_label}=~{promql_string(self.error_regex)}"
         errors = f"sum by ({by}) (increase({self.requests}{{{err_sel}}}[{step}])) or {requests} * 0"
-        latency = f"sum by ({by}, le) (increase({self.latency}{{{sel}}}[{step}]))"
-        return {
+        lat_sel = _joined(sel, _matchers(self.latency_labels))
+        latency = f"sum by ({by}, le) (increase({self.latency}{{{lat_sel}}}[{step}]))"
+        out = {
             "requests": (requests, "counter"),
             "errors": (errors, "counter"),
             "latency_ms": (latency, "bucket"),
         }
+        if self.duration == "mean":
+            scale = "" if self.le_to_ms == 1.0 else f" * {self.le_to_ms:g}"
+            total = f"sum by ({by}) (increase({self.histogram}_sum{{{lat_sel}}}[{step}])){scale}"
+            out[LATENCY_SUM] = (total, "counter")
+        return out
+
+
+#: The increase of a latency histogram's ``_sum`` in ms, fetched by presets whose Flagger
+#: request-duration is a mean (nginx, skipper).
+LATENCY_SUM = "latency_ms_sum"
+
+
+def _matchers(pairs: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={promql_string(v)}" for k, v in pairs.items())
+
+
+def _joined(*parts: str) -> str:
+    return ",".join(part for part in parts if part)
 
 
 _FLAGGER = {"primary": "{target}-primary", "canary": "{target}"}
@@ -190,6 +269,7 @@ _ENVOY = {
     "ok_code": "200",
     "error_code": "503",
 }
+_OBSERVERS = "fluxcd/flagger pkg/metrics/observers/"
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -207,6 +287,7 @@ PRESETS: dict[str, Preset] = {
             ok_code="200",
             error_code="503",
             description="Istio standard metrics, destination-reported, by destination_workload",
+            upstream=_OBSERVERS + "istio.go",
         ),
         Preset(
             name="linkerd",
@@ -221,12 +302,13 @@ PRESETS: dict[str, Preset] = {
             ok_code="success",
             error_code="failure",
             description="Linkerd proxy metrics, inbound, by deployment",
+            upstream=_OBSERVERS + "linkerd.go",
         ),
         Preset(
             name="nginx",
             requests="nginx_ingress_controller_requests",
-            latency="nginx_ingress_controller_request_duration_seconds_bucket",
-            labels={"namespace": "{namespace}", "ingress": "{target}"},
+            latency="nginx_ingress_controller_response_duration_seconds_bucket",
+            labels={"namespace": "{namespace}", "ingress": "{ingress}"},
             variant_label="canary",
             read={"primary": "", "canary": ".+"},
             write={"primary": "", "canary": "{namespace}-{target}-canary-80"},
@@ -235,11 +317,15 @@ PRESETS: dict[str, Preset] = {
             ok_code="200",
             error_code="503",
             le_to_ms=1000.0,
-            description="ingress-nginx; target is the ingress name; canary traffic has canary!=''",
+            duration="mean",
+            description="ingress-nginx, ingress (names['ingress'], default the target); canary "
+            "traffic has canary!=''; request-duration is the mean response duration",
+            upstream=_OBSERVERS + "nginx.go",
         ),
         Preset(
             name="traefik",
-            requests="traefik_service_requests_total",
+            requests="traefik_service_request_duration_seconds_bucket",
+            requests_labels={"le": "+Inf"},
             latency="traefik_service_request_duration_seconds_bucket",
             variant_label="service",
             read={
@@ -255,7 +341,9 @@ PRESETS: dict[str, Preset] = {
             ok_code="200",
             error_code="503",
             le_to_ms=1000.0,
-            description="Traefik service metrics, by service",
+            description="Traefik service metrics by service; requests are the duration "
+            "histogram's +Inf bucket",
+            upstream=_OBSERVERS + "traefik.go",
         ),
         Preset(
             name="gatewayapi",
@@ -272,20 +360,22 @@ PRESETS: dict[str, Preset] = {
             le_to_ms=1000.0,
             pod_label=None,
             description="the app's own http_request_duration_seconds histogram, by pod name",
+            upstream=_OBSERVERS + "http.go",
         ),
         Preset(
             name="contour",
-            labels={},
             variant_label="envoy_cluster_name",
             read={
-                "primary": "{namespace}_{target}-primary_[0-9a-zA-Z-]+",
-                "canary": "{namespace}_{target}-canary_[0-9a-zA-Z-]+",
+                "primary": "{namespace}_{service}-primary_[0-9a-zA-Z-]+",
+                "canary": "{namespace}_{service}-canary_[0-9a-zA-Z-]+",
             },
             write={
-                "primary": "{namespace}_{target}-primary_80",
-                "canary": "{namespace}_{target}-canary_80",
+                "primary": "{namespace}_{service}-primary_80",
+                "canary": "{namespace}_{service}-canary_80",
             },
-            description="Contour's Envoy cluster metrics, by envoy_cluster_name",
+            description="Contour's Envoy cluster metrics by envoy_cluster_name, of the Canary's "
+            "service (names['service'], default the target)",
+            upstream=_OBSERVERS + "contour.go",
             **_ENVOY,
         ),
         Preset(
@@ -300,6 +390,7 @@ PRESETS: dict[str, Preset] = {
                 "canary": "{namespace}-{target}-canaryupstream-9898_gloo-system",
             },
             description="Gloo's Envoy cluster metrics, by envoy_cluster_name",
+            upstream=_OBSERVERS + "gloo.go",
             **_ENVOY,
         ),
         Preset(
@@ -310,7 +401,84 @@ PRESETS: dict[str, Preset] = {
             write=_POD_NAMES,
             pod_label=None,
             description="App Mesh Envoy sidecar metrics, by pod name",
+            upstream=_OBSERVERS + "appmesh.go",
             **_ENVOY,
+        ),
+        Preset(
+            name="kuma",
+            variant_label="service",
+            read={
+                "primary": "{target}-primary_{namespace}_svc_[0-9a-zA-Z-]+",
+                "canary": "{target}-canary_{namespace}_svc_[0-9a-zA-Z-]+",
+            },
+            write={
+                "primary": "{target}-primary_{namespace}_svc_80",
+                "canary": "{target}-canary_{namespace}_svc_80",
+            },
+            description="Kuma's Envoy cluster metrics, by Kuma service",
+            upstream=_OBSERVERS + "kuma.go",
+            **_ENVOY,
+        ),
+        Preset(
+            name="knative",
+            variant_label="envoy_cluster_name",
+            read={"primary": "{namespace}/{primary_route}", "canary": "{namespace}/{route}"},
+            write={"primary": "{namespace}/{primary_route}", "canary": "{namespace}/{route}"},
+            required_names=("route", "primary_route"),
+            example_names={"route": "{target}-00002", "primary_route": "{target}-00001"},
+            description="Knative's Envoy cluster metrics by revision: names['route'] is the "
+            "canary's (the latest created) revision, names['primary_route'] the primary's "
+            "(the flagger.app/primary-revision annotation)",
+            upstream=_OBSERVERS + "knative.go",
+            **_ENVOY,
+        ),
+        Preset(
+            name="apisix",
+            requests="apisix_http_status",
+            latency="apisix_http_latency_bucket",
+            latency_labels={"type": "request"},
+            variant_label="route",
+            read={
+                "primary": "{namespace}_{route}_.+",
+                "canary": "{namespace}_{route}-{target}-canary_.+",
+            },
+            write={
+                "primary": "{namespace}_{route}_rule1",
+                "canary": "{namespace}_{route}-{target}-canary_rule1",
+            },
+            code_label="code",
+            error_regex="5..",
+            ok_code="200",
+            error_code="503",
+            description="APISIX route metrics (names['route'] is the routeRef, default the "
+            "target). Flagger's canary route carries both backends, so its series mixes "
+            "primary and canary traffic by weight: the primary here is the user's route",
+            upstream=_OBSERVERS + "apisix.go",
+        ),
+        Preset(
+            name="skipper",
+            requests="skipper_response_duration_seconds_bucket",
+            requests_labels={"le": "+Inf"},
+            latency="skipper_serve_route_duration_seconds_bucket",
+            variant_label="route",
+            read={
+                "primary": "kube(ew)?_{namespace}__{ingress}__.*__{service}_primary(_[0-9]+)?",
+                "canary": "kube(ew)?_{namespace}__{ingress}_canary__.*__{service}_canary(_[0-9]+)?",
+            },
+            write={
+                "primary": "kube_{namespace}__{ingress}__app_example_com____{service}_primary",
+                "canary": "kube_{namespace}__{ingress}_canary__app_example_com____{service}_canary",
+            },
+            code_label="code",
+            error_regex="5..",
+            ok_code="200",
+            error_code="503",
+            le_to_ms=1000.0,
+            duration="mean",
+            word_names=True,
+            description="Skipper route metrics (names['ingress'], names['service'], default the "
+            "target); request-duration is the mean serve-route duration",
+            upstream=_OBSERVERS + "skipper.go",
         ),
         Preset(
             name="osm",
@@ -325,6 +493,7 @@ PRESETS: dict[str, Preset] = {
             ok_code="200",
             error_code="503",
             description="Open Service Mesh, by destination_name",
+            upstream=_OBSERVERS + "osm.go",
         ),
     ]
 }
@@ -342,4 +511,13 @@ def get_preset(name: str) -> Preset:
         ) from None
 
 
-__all__ = ["PRESETS", "Preset", "Variants", "get_preset", "promql_string", "regex_escape"]
+__all__ = [
+    "LATENCY_SUM",
+    "NAME_KEYS",
+    "PRESETS",
+    "Preset",
+    "Variants",
+    "get_preset",
+    "promql_string",
+    "regex_escape",
+]

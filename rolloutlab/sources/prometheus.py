@@ -367,6 +367,7 @@ class Prometheus:
         variants: Mapping[str, str] | Sequence[str] | None = None,
         queries: Mapping[str, Any] | str | Path | None = None,
         selector: Mapping[str, str] | None = None,
+        names: Mapping[str, str] | None = None,
         missing: Literal["warn", "raise"] = "warn",
         progress: bool | None = None,
     ) -> Recording:
@@ -378,6 +379,10 @@ class Prometheus:
         ``variant_label`` if given. ``queries`` (a dict or a YAML/JSON file, see
         :func:`load_queries`) add or replace metrics; with ``preset=None`` only they are
         fetched. ``selector`` adds equality label matchers to the preset's queries.
+        ``names`` are Flagger's template names the preset uses besides the target: the
+        Canary's ``service`` (contour, skipper), ``ingress`` (nginx, skipper), ``route``
+        (apisix, knative) and the primary's Knative revision ``primary_route``; service,
+        ingress and route default to the target, as in Flagger.
 
         Raises :class:`EmptyResult` naming each variant and metric with no data at all;
         steps missing for some variant/metric warn (:class:`PartialDataWarning`) or, with
@@ -395,6 +400,7 @@ class Prometheus:
             variants=variants,
             queries=queries,
             selector=selector,
+            names=names,
             step_s=step_s,
         )
         # Long ranges are also split so the server evaluates them on several cores at once
@@ -414,6 +420,7 @@ class Prometheus:
             "preset": spec.preset_name,
             "target": target,
             "namespace": namespace,
+            **({"names": dict(names)} if names else {}),
             "variant_label": spec.variants.label,
             "variants": dict(spec.variants.values),
             "roles": spec.variants.roles,
@@ -515,6 +522,7 @@ class _QuerySpec:
         variants: Mapping[str, str] | Sequence[str] | None,
         queries: Mapping[str, Any] | str | Path | None,
         selector: Mapping[str, str] | None,
+        names: Mapping[str, str] | None,
         step_s: int,
     ) -> _QuerySpec:
         custom: dict[str, Any] = {}
@@ -540,7 +548,7 @@ class _QuerySpec:
             if p is not None and label == p.variant_label:
                 if namespace is None:
                     raise SpecError(f"preset {p.name!r} needs namespace=")
-                v = p.variants(target, namespace)
+                v = p.variants(target, namespace, names)
             else:
                 escaped = regex_escape(target)
                 v = Variants(label, {"primary": f"{escaped}-primary", "canary": escaped})
@@ -559,7 +567,9 @@ class _QuerySpec:
             if namespace is None:
                 raise SpecError(f"preset {p.name!r} needs namespace=")
             resolved.update(
-                p.queries(v, namespace=namespace, step=step, target=target, extra=selector)
+                p.queries(
+                    v, namespace=namespace, step=step, target=target, extra=selector, names=names
+                )
             )
             le_scale["latency_ms"] = p.le_to_ms
         context = {
