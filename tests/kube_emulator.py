@@ -280,18 +280,20 @@ def http_route(primary: int = 100, canary: int = 0) -> dict[str, Any]:
     }
 
 
-def traffic_split(primary: int = 100, canary: int = 0) -> dict[str, Any]:
+def traffic_split(primary: int = 100, canary: int = 0, version: str = "v1alpha2") -> dict[str, Any]:
+    """Flagger's TrafficSplit; ``v1alpha1`` as Flagger's linkerd router writes it
+    (fluxcd/flagger ``pkg/router/smi.go``: canary first, weights as quantity strings)."""
+    backends = [
+        {"service": "podinfo-primary", "weight": primary},
+        {"service": "podinfo-canary", "weight": canary},
+    ]
+    if version == "v1alpha1":
+        backends = [{**b, "weight": str(b["weight"])} for b in reversed(backends)]
     return {
-        "apiVersion": "split.smi-spec.io/v1alpha2",
+        "apiVersion": f"split.smi-spec.io/{version}",
         "kind": "TrafficSplit",
         "metadata": _meta("podinfo"),
-        "spec": {
-            "service": "podinfo",
-            "backends": [
-                {"service": "podinfo-primary", "weight": primary},
-                {"service": "podinfo-canary", "weight": canary},
-            ],
-        },
+        "spec": {"service": "podinfo", "backends": backends},
     }
 
 

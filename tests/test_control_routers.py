@@ -15,9 +15,12 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kube_emulator import (  # noqa: F401  (fixtures)
     NGINX,
     NS,
@@ -42,7 +45,9 @@ from rolloutlab.control.routers import (
     KubeRouter,
     NginxRouter,
     SMIRouter,
+    SMIv1alpha1Router,
     Weights,
+    parse_quantity,
     router,
 )
 from rolloutlab.errors import ActuationError, ConflictError, SpecError, ValidationFailed
@@ -52,7 +57,9 @@ pytestmark = pytest.mark.timeout(60)
 VS = "networking.istio.io/v1beta1/virtualservices"
 
 
-def _set_backend_weights(path: tuple[Any, ...], key: str) -> Callable[[dict, Weights], None]:
+def _set_backend_weights(
+    path: tuple[Any, ...], key: str, encode: Callable[[int], Any] = int
+) -> Callable[[dict, Weights], None]:
     """Expected-object builder: put weights into a backend list by name."""
 
     def apply(obj: dict, weights: Weights) -> None:
@@ -62,9 +69,9 @@ def _set_backend_weights(path: tuple[Any, ...], key: str) -> Callable[[dict, Wei
         for backend in node:
             name = backend["destination"]["host"] if key == "destination.host" else backend[key]
             if name == "podinfo-primary":
-                backend["weight"] = weights.primary
+                backend["weight"] = encode(weights.primary)
             elif name == "podinfo-canary":
-                backend["weight"] = weights.canary
+                backend["weight"] = encode(weights.canary)
 
     return apply
 
@@ -98,11 +105,25 @@ CASES = [
         _set_backend_weights(("spec", "rules", 0, "backendRefs"), "name"),
     ),
     Case(
-        "linkerd",
+        "smi",
         "split.smi-spec.io/v1alpha2/trafficsplits",
         "podinfo",
         traffic_split,
         _set_backend_weights(("spec", "backends"), "service"),
+    ),
+    Case(
+        "smi:v1alpha3",
+        "split.smi-spec.io/v1alpha3/trafficsplits",
+        "podinfo",
+        lambda: traffic_split(version="v1alpha3"),
+        _set_backend_weights(("spec", "backends"), "service"),
+    ),
+    Case(  # Flagger's linkerd provider writes SMI v1alpha1, weights as quantities
+        "linkerd",
+        "split.smi-spec.io/v1alpha1/trafficsplits",
+        "podinfo",
+        lambda: traffic_split(version="v1alpha1"),
+        _set_backend_weights(("spec", "backends"), "service", encode=str),
     ),
     Case(
         "nginx",
@@ -214,8 +235,8 @@ def test_missing_canary_route_names_what_it_looked_for(
     with pytest.raises(ValidationFailed) as info:
         r.set_weight(10, reason="x")
     message = str(info.value)
-    assert "'podinfo-canary'" in message and "['podinfo-primary']" in message
-    assert "spec.http[0].route" in message
+    assert "'podinfo-canary'" in message and "['legacy', 'podinfo-primary']" in message
+    assert "spec.http[0..1].route" in message
     assert kube.requests("PATCH") == [] and audit_log.records() == []
 
 
@@ -404,7 +425,13 @@ def test_factory_kinds() -> None:
     client = ApiClient(Configuration(host="http://127.0.0.1:9"))  # never contacted
     assert load_client(client) is client
     assert isinstance(router("osm", "a", "b", client=client), SMIRouter)
-    assert isinstance(router("Linkerd", "a", "b", client=client), SMIRouter)
+    assert type(router("Linkerd", "a", "b", client=client)) is SMIv1alpha1Router
+    assert type(router("smi:v1alpha2:linkerd", "a", "b", client=client)) is SMIRouter
+    assert router("smi:v1alpha3", "a", "b", client=client).resource.version == "v1alpha3"
+    with pytest.raises(SpecError, match="subsets are Istio's"):
+        router("nginx", "a", "b", client=client, primary_subset="stable", canary_subset="x")
+    with pytest.raises(SpecError, match="give both primary_subset and canary_subset"):
+        router("istio", "a", "b", client=client, primary_subset="stable")
     r = router("istio", "podinfo", "test", client=client)
     assert (r.primary, r.canary, r.name) == ("podinfo-primary", "podinfo-canary", "podinfo")
     assert "VirtualService test/podinfo" in r.describe()
@@ -460,3 +487,182 @@ def test_load_client_sources(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> 
     assert load_client(context="b").configuration.host == "http://127.0.0.1:2"
     with pytest.raises(ActuationError, match="context='nope'"):
         load_client(context="nope")
+
+
+# -- parity with Flagger's and Argo's routers ------------------------------------------------
+# Flagger: fluxcd/flagger at 15bd6ad555e6c935da55f0ab95977be74c149bd6, pkg/router/istio.go
+# (GetRoutes searches every spec.http route for the canary), pkg/router/factory.go (linkerd
+# is SmiRouter: SMI v1alpha1; smi:v1alpha1/2/3 by version; osm is v1alpha2) and
+# pkg/router/smi.go (v1alpha1 weights are resource.Quantity). Argo Rollouts:
+# argoproj/argo-rollouts at 9f8d111d8f8e3e88b6d7f8bbdf62fd3cd863ef9d,
+# examples/istio/istio-subset-split.yaml (tests/fixtures/upstream/argo-objects) and
+# rollout/trafficrouting/istio/istio.go (a destination is the canary or stable one by its
+# DestinationRule subset).
+
+UPSTREAM_OBJECTS = Path(__file__).parent / "fixtures" / "upstream" / "argo-objects"
+
+
+def route_to(host: str, weight: int, **destination: Any) -> dict[str, Any]:
+    return {"destination": {"host": host, **destination}, "weight": weight}
+
+
+def test_istio_finds_the_weighted_route_in_any_http_route(
+    kube: KubeEmulator, audit_log: AuditLog
+) -> None:
+    # an unrelated route first, then Flagger's A/B route (match, all to the canary), then
+    # the weighted route: Flagger reads and writes the last route with the canary
+    vs = virtual_service(primary=80, canary=20)
+    weighted, legacy = vs["spec"]["http"]
+    ab = {
+        "match": [{"headers": {"x-canary": {"exact": "insider"}}}],
+        "route": [route_to("podinfo-primary", 0), route_to("podinfo-canary", 100)],
+    }
+    vs["spec"]["http"] = [legacy, ab, weighted]
+    kube.seed(VS, vs)
+    r = make(kube, audit=audit_log)
+
+    assert r.weights() == Weights(80, 20)
+    r.set_weight(30, reason="tick 2 passed")
+    stored = kube.object(VS, NS, "podinfo")["spec"]["http"]
+    assert [d["weight"] for d in stored[2]["route"]] == [70, 30]
+    assert stored[:2] == [legacy, ab]
+
+
+def argo_subset_split() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The upstream example's VirtualService (in namespace NS) and Rollout."""
+    docs = list(yaml.safe_load_all((UPSTREAM_OBJECTS / "istio-subset-split.yaml").read_text()))
+    by_kind = {doc["kind"]: doc for doc in docs}
+    vs = by_kind["VirtualService"]
+    vs["metadata"]["namespace"] = NS
+    return vs, by_kind["Rollout"]
+
+
+def test_istio_subset_split_as_argo_lays_it_out(kube: KubeEmulator, audit_log: AuditLog) -> None:
+    vs, rollout = argo_subset_split()
+    kube.seed("networking.istio.io/v1beta1/virtualservices", vs)
+    istio = rollout["spec"]["strategy"]["canary"]["trafficRouting"]["istio"]
+    rule = istio["destinationRule"]
+    r = router(
+        "istio",
+        istio["virtualService"]["name"],
+        NS,
+        client=kube.client(),
+        audit=audit_log,
+        primary_subset=rule["stableSubsetName"],
+        canary_subset=rule["canarySubsetName"],
+    )
+    assert r.weights() == Weights(100, 0)
+    change = r.set_weight(10, reason="setWeight 10")
+    assert "-stable: 100" in change.diff and "+canary: 10" in change.diff
+    stored = kube.object(VS, NS, "istio-subset-split-vsvc")
+    expected = copy.deepcopy(vs)
+    expected["spec"]["http"][0]["route"][0]["weight"] = 90
+    expected["spec"]["http"][0]["route"][1]["weight"] = 10
+    assert stored == expected
+    assert "subsets: primary stable, canary canary" in r.describe()
+
+
+def test_same_destination_for_primary_and_canary_is_refused(
+    kube: KubeEmulator, audit_log: AuditLog
+) -> None:
+    # read by host, the subset split's two destinations are one host: once "100/100"
+    vs, _ = argo_subset_split()
+    kube.seed(VS, vs)
+    host = "istio-subset-split"
+    r = IstioRouter(vs["metadata"]["name"], NS, client=kube.client(), primary=host, canary=host)
+    with pytest.raises(ValidationFailed, match="same destination") as info:
+        r.set_weight(10, reason="x")
+    assert "primary_subset= and canary_subset=" in str(info.value)
+    with pytest.raises(ValidationFailed, match="same destination"):
+        r.weights()
+    assert kube.requests("PATCH") == [] and audit_log.records() == []
+
+
+def test_a_destination_listed_twice_is_refused(kube: KubeEmulator) -> None:
+    vs = virtual_service(primary=50, canary=0)
+    vs["spec"]["http"][0]["route"].append(route_to("podinfo-primary", 50))
+    kube.seed(VS, vs)
+    with pytest.raises(ValidationFailed, match=r"'podinfo-primary' is listed 2 times"):
+        make(kube).set_weight(10, reason="x")
+    assert kube.requests("PATCH") == []
+
+
+def test_a_split_that_does_not_sum_to_100_is_refused(
+    kube: KubeEmulator, audit_log: AuditLog
+) -> None:
+    # a third, weighted "mirror" destination: 90 + 10 + 10 = 110
+    vs = virtual_service(primary=90, canary=10)
+    vs["spec"]["http"][0]["route"].append(route_to("podinfo-mirror", 10))
+    kube.seed(VS, vs)
+    r = make(kube, audit=audit_log)
+    with pytest.raises(ValidationFailed) as info:
+        r.set_weight(20, reason="x")
+    message = str(info.value)
+    assert "podinfo-primary: 90, podinfo-canary: 10, podinfo-mirror: 10 (sum 110)" in message
+    assert "must sum to 100" in message and "mirrorPercentage" in message
+    assert kube.requests("PATCH") == [] and audit_log.records() == []
+
+    # primary + canary short of 100 with nothing else is refused too
+    kube.seed(VS, virtual_service(primary=80, canary=10))
+    with pytest.raises(ValidationFailed, match=r"\(sum 90\)"):
+        r.weights()
+
+    # a third backend at weight 0 is fine and stays at 0
+    vs = virtual_service(primary=90, canary=10)
+    vs["spec"]["http"][0]["route"].append(route_to("podinfo-mirror", 0))
+    kube.seed(VS, vs)
+    assert r.weights() == Weights(90, 10)
+    r.set_weight(20, reason="x")
+    route = kube.object(VS, NS, "podinfo")["spec"]["http"][0]["route"]
+    assert [d["weight"] for d in route] == [80, 20, 0]
+
+
+SPLIT_V1ALPHA1 = "split.smi-spec.io/v1alpha1/trafficsplits"
+
+
+def test_smi_v1alpha1_quantity_weights(kube: KubeEmulator, audit_log: AuditLog) -> None:
+    split = traffic_split(version="v1alpha1")
+    for backend, weight in zip(split["spec"]["backends"], ["250m", "750m"], strict=True):
+        backend["weight"] = weight  # canary first, as Flagger writes it
+    kube.seed(SPLIT_V1ALPHA1, split)
+    r = make(kube, "linkerd", audit=audit_log)
+    assert r.weights() == Weights(75, 25)  # relative: 750m of 1
+
+    r.set_weight(40, reason="tick 3 passed")
+    backends = kube.object(SPLIT_V1ALPHA1, NS, "podinfo")["spec"]["backends"]
+    assert backends == [
+        {"service": "podinfo-canary", "weight": "40"},
+        {"service": "podinfo-primary", "weight": "60"},
+    ]
+    assert audit_log.records()[0].before == {"primary": 75, "canary": 25}
+
+
+def test_smi_v1alpha1_refuses_a_third_weighted_backend_and_bad_quantities(
+    kube: KubeEmulator,
+) -> None:
+    split = traffic_split(version="v1alpha1")
+    split["spec"]["backends"].append({"service": "podinfo-old", "weight": "500m"})
+    kube.seed(SPLIT_V1ALPHA1, split)
+    with pytest.raises(ValidationFailed, match=r"podinfo-old: 0\.5 \(sum 100\.5\)"):
+        make(kube, "linkerd").weights()
+
+    split = traffic_split(version="v1alpha1")
+    split["spec"]["backends"][0]["weight"] = "ten"
+    kube.seed(SPLIT_V1ALPHA1, split)
+    with pytest.raises(ValidationFailed, match="'podinfo-canary' has weight 'ten'"):
+        make(kube, "linkerd").weights()
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("500m", "0.5"), ("100", "100"), (90, "90"), ("1.5", "1.5"), ("1k", "1000"),
+     ("2Ki", "2048"), ("1e2", "100"), ("+3", "3"), ("0", "0")],
+)  # fmt: skip
+def test_parse_quantity(text: Any, value: str) -> None:
+    assert parse_quantity(text) == Decimal(value)
+
+
+@pytest.mark.parametrize("text", ["-1", "ten", "1x", "", None, True, math.inf])
+def test_parse_quantity_refuses(text: Any) -> None:
+    with pytest.raises(ValueError, match="quantity"):
+        parse_quantity(text)

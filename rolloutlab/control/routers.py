@@ -14,10 +14,12 @@ import copy
 import difflib
 import math
 import numbers
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rolloutlab.control.audit import AuditLog, AuditRecord, OnChange
@@ -188,6 +190,10 @@ class KubeRouter(Router, ClusterActor):
     def describe(self) -> str:
         return f"{self.kind}: {self.ref} (primary {self.primary}, canary {self.canary})"
 
+    def _labels(self) -> tuple[str, str]:
+        """The primary's and the canary's names in diffs."""
+        return self.primary, self.canary
+
     @abstractmethod
     def _read(self, obj: dict[str, Any]) -> Weights:
         """The weights in ``obj``; ValidationFailed naming what is missing if it has none."""
@@ -233,7 +239,7 @@ class KubeRouter(Router, ClusterActor):
             after=after,
             reason=reason,
             dry_run=dry_run,
-            diff=weights_diff(before, after, labels=(self.primary, self.canary), title=title),
+            diff=weights_diff(before, after, labels=self._labels(), title=title),
         )
         if change.changed:
             self._audit(
@@ -275,15 +281,30 @@ def _merge_patch_at(node: Any, path: Sequence[str | int], value: Any) -> Any:
 
 
 class BackendListRouter(KubeRouter):
-    """Weights in a list of backends (``path``), each named at ``name_at`` with a ``weight``."""
+    """Weights in a list of backends (``path``), each named at ``name_at`` with a ``weight``.
+
+    The list must describe a split between the two: primary and canary each listed
+    once, as different destinations, their weights summing to 100 and every other
+    backend at 0; anything else is refused with the fix, since writing one weight
+    would leave the canary a share other than the one asked for.
+    """
 
     path: ClassVar[tuple[str | int, ...]]
     name_at: ClassVar[tuple[str, ...]] = ("name",)
     default_weight: ClassVar[int] = 0
+    #: weights are relative to their total (SMI v1alpha1), not percents
+    relative: ClassVar[bool] = False
+    #: appended to the refusal of a split that is not primary + canary = 100
+    split_hint: ClassVar[str] = ""
 
-    def _backends(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+    def _route_path(self, obj: dict[str, Any]) -> tuple[str | int, ...]:
+        """Where the backend list is in ``obj``."""
+        return self.path
+
+    def _backends(self, obj: dict[str, Any]) -> tuple[tuple[str | int, ...], list[dict]]:
+        path = self._route_path(obj)
         node: Any = obj
-        for step in self.path:
+        for step in path:
             try:
                 node = node[step]
             except (KeyError, IndexError, TypeError):
@@ -291,58 +312,200 @@ class BackendListRouter(KubeRouter):
                 break
         if not isinstance(node, list):
             raise ValidationFailed(
-                f"{self.ref} has no {_path_text(self.path)} list; "
+                f"{self.ref} has no {_path_text(path)} list; "
                 f"is it a {self.kind} route generated for {self._name}?"
             )
-        return node
+        return path, node
 
-    def _backend_name(self, backend: Any) -> str | None:
+    @property
+    def keys(self) -> tuple[str, str]:
+        """What identifies the primary and the canary backend (names, or Istio subsets)."""
+        return self.primary, self.canary
+
+    @property
+    def key_path(self) -> str:
+        """Where :attr:`keys` are read in a backend, for messages."""
+        return ".".join(self.name_at)
+
+    def _key(self, backend: Any) -> str | None:
         node = backend
         for step in self.name_at:
             node = node.get(step) if isinstance(node, dict) else None
         return node if isinstance(node, str) else None
 
-    def _positions(self, backends: list[dict[str, Any]]) -> tuple[int, int]:
-        names = [self._backend_name(backend) for backend in backends]
-        for role, wanted in (("primary", self.primary), ("canary", self.canary)):
-            if wanted not in names:
+    def _same_destination_hint(self) -> str:
+        return "Pass primary= and canary= naming two different backends."
+
+    def _positions(self, path: Sequence[str | int], backends: list[dict]) -> tuple[int, int]:
+        where = f"{self.ref}: {_path_text(path)}"
+        primary_key, canary_key = self.keys
+        if primary_key == canary_key:
+            raise ValidationFailed(
+                f"{where}: primary and canary are the same destination "
+                f"({self.key_path} {primary_key!r}), so no weight can split traffic between "
+                f"them. {self._same_destination_hint()}"
+            )
+        keys = [self._key(backend) for backend in backends]
+        positions = []
+        for role, wanted in (("primary", primary_key), ("canary", canary_key)):
+            found = [i for i, key in enumerate(keys) if key == wanted]
+            if not found:
                 raise ValidationFailed(
-                    f"{self.ref}: no {role} backend named {wanted!r} in "
-                    f"{_path_text(self.path)} (looked at {'.'.join(self.name_at)}); "
-                    f"found {[n for n in names if n]}. Pass primary=/canary= if your names "
+                    f"{where}: no {role} backend with {self.key_path} {wanted!r}; found "
+                    f"{[k for k in keys if k]}. Pass primary=/canary= if your names "
                     "differ from Flagger's."
                 )
-        return names.index(self.primary), names.index(self.canary)
+            if len(found) > 1:
+                raise ValidationFailed(
+                    f"{where}: the {role} {wanted!r} is listed {len(found)} times (entries "
+                    f"{found}); keep one entry per destination so its weight is its share."
+                )
+            positions.append(found[0])
+        return positions[0], positions[1]
 
-    def _weight(self, backend: dict[str, Any]) -> int:
+    def _weight(self, backend: dict[str, Any]) -> Decimal:
         value = backend.get("weight", self.default_weight)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValidationFailed(
-                f"{self.ref}: backend {self._backend_name(backend)!r} has weight {value!r}, "
+                f"{self.ref}: backend {self._key(backend)!r} has weight {value!r}, "
                 "expected an integer"
             )
-        return value
+        return Decimal(value)
+
+    def _encode(self, weight: int) -> Any:
+        """A weight as this router writes it."""
+        return weight
 
     def _read(self, obj: dict[str, Any]) -> Weights:
-        backends = self._backends(obj)
-        primary, canary = self._positions(backends)
-        return Weights(self._weight(backends[primary]), self._weight(backends[canary]))
+        path, backends = self._backends(obj)
+        primary, canary = self._positions(path, backends)
+        weights = [self._weight(backend) for backend in backends]
+        total = sum(weights, Decimal(0))
+        shares = weights
+        if self.relative:
+            if total <= 0:
+                raise ValidationFailed(
+                    f"{self.ref}: every weight in {_path_text(path)} is 0; set the primary's "
+                    "weight to 100 to route all traffic to it"
+                )
+            shares = [weight * 100 / total for weight in weights]
+        others = [i for i in range(len(backends)) if i not in (primary, canary) and shares[i]]
+        if others or (not self.relative and shares[primary] + shares[canary] != 100):
+            listing = ", ".join(
+                f"{self._key(backend) or f'entry {i}'}: {_number(weights[i])}"
+                for i, backend in enumerate(backends)
+            )
+            raise ValidationFailed(
+                f"{self.ref}: the weights in {_path_text(path)} are {listing} (sum "
+                f"{_number(total)}); rolloutlab splits traffic between primary and canary "
+                "only, so their weights must sum to 100 and any other backend's be 0 (or "
+                f"the backend removed).{self.split_hint}"
+            )
+        canary_share = int(shares[canary].to_integral_value(ROUND_HALF_UP))
+        return Weights(100 - canary_share, canary_share)
 
     def _patch_body(self, obj: dict[str, Any], weights: Weights) -> dict[str, Any]:
-        backends = copy.deepcopy(self._backends(obj))
-        primary, canary = self._positions(backends)
-        backends[primary]["weight"] = weights.primary
-        backends[canary]["weight"] = weights.canary
-        return _merge_patch_at(obj, self.path, backends)
+        path, backends = self._backends(obj)
+        primary, canary = self._positions(path, backends)
+        backends = copy.deepcopy(backends)
+        backends[primary]["weight"] = self._encode(weights.primary)
+        backends[canary]["weight"] = self._encode(weights.canary)
+        return _merge_patch_at(obj, path, backends)
+
+    def _labels(self) -> tuple[str, str]:
+        return self.keys
+
+
+def _number(value: Decimal) -> str:
+    return f"{value.normalize():f}"
 
 
 class IstioRouter(BackendListRouter):
-    """Istio VirtualService: ``spec.http[0].route[]`` by ``destination.host``."""
+    """Istio VirtualService: the ``spec.http[].route[]`` that sends to the canary.
+
+    As Flagger, every http route is searched and the last one holding both primary
+    and canary destinations is used (A/B routes with a ``match`` come first).
+    Destinations are found by ``destination.host`` (Flagger's ``<apex>-primary`` /
+    ``<apex>-canary`` services), or, with ``primary_subset`` and ``canary_subset``,
+    by ``destination.subset`` (one host split by a DestinationRule: Argo Rollouts'
+    subset layout).
+    """
 
     kind = "istio"
     resource = Resource("networking.istio.io", "v1beta1", "virtualservices", "VirtualService")
     path = ("spec", "http", 0, "route")
     name_at = ("destination", "host")
+    split_hint = (
+        " To mirror traffic, use the route's mirror and mirrorPercentage fields instead of "
+        "a weighted destination."
+    )
+
+    def __init__(
+        self,
+        name: str,
+        namespace: str,
+        *,
+        primary_subset: str | None = None,
+        canary_subset: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name, namespace, **options)
+        if (primary_subset is None) != (canary_subset is None):
+            raise SpecError(
+                "give both primary_subset and canary_subset (the DestinationRule subsets "
+                f"for the stable and canary pods), got {primary_subset!r} and {canary_subset!r}"
+            )
+        self.subsets = None if primary_subset is None else (primary_subset, canary_subset)
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        return self.subsets or (self.primary, self.canary)  # type: ignore[return-value]
+
+    @property
+    def key_path(self) -> str:
+        return "destination.subset" if self.subsets else "destination.host"
+
+    def describe(self) -> str:
+        if self.subsets:
+            primary, canary = self.subsets
+            return f"{self.kind}: {self.ref} (subsets: primary {primary}, canary {canary})"
+        return super().describe()
+
+    def _key(self, backend: Any) -> str | None:
+        if not self.subsets:
+            return super()._key(backend)
+        subset = (
+            (backend.get("destination") or {}).get("subset") if isinstance(backend, dict) else None
+        )
+        return subset if isinstance(subset, str) else None
+
+    def _same_destination_hint(self) -> str:
+        return (
+            "If the VirtualService splits one host into DestinationRule subsets (Argo "
+            "Rollouts' layout), pass primary_subset= and canary_subset= instead."
+        )
+
+    def _route_path(self, obj: dict[str, Any]) -> tuple[str | int, ...]:
+        http = (obj.get("spec") or {}).get("http")
+        if not isinstance(http, list) or not http:
+            return ("spec", "http", 0, "route")  # reported as missing by _backends
+        primary, canary = self.keys
+        holding = []
+        for index, route in enumerate(http):
+            keys = {self._key(b) for b in (route or {}).get("route") or []}
+            if canary in keys and primary in keys:
+                holding.append(index)
+        if not holding:
+            found = sorted(
+                {str(self._key(b)) for route in http for b in (route or {}).get("route") or []}
+            )
+            raise ValidationFailed(
+                f"{self.ref}: no http route sends to both primary {primary!r} and canary "
+                f"{canary!r} (looked at {self.key_path} in spec.http[0..{len(http) - 1}]"
+                f".route); found {found}. Pass primary=/canary= if your names differ from "
+                "Flagger's, or primary_subset=/canary_subset= for a subset split."
+            )
+        return ("spec", "http", holding[-1], "route")
 
 
 class GatewayAPIRouter(BackendListRouter):
@@ -355,12 +518,69 @@ class GatewayAPIRouter(BackendListRouter):
 
 
 class SMIRouter(BackendListRouter):
-    """SMI TrafficSplit (Linkerd, OSM): ``spec.backends[]`` by ``service``."""
+    """SMI TrafficSplit ``v1alpha2`` (OSM, Flagger's ``smi:v1alpha2``): ``spec.backends[]``
+    by ``service``, integer weights."""
 
     kind = "smi"
     resource = Resource("split.smi-spec.io", "v1alpha2", "trafficsplits", "TrafficSplit")
     path = ("spec", "backends")
     name_at = ("service",)
+
+
+class SMIv1alpha3Router(SMIRouter):
+    """SMI TrafficSplit ``v1alpha3``: as ``v1alpha2``."""
+
+    kind = "smi:v1alpha3"
+    resource = Resource("split.smi-spec.io", "v1alpha3", "trafficsplits", "TrafficSplit")
+
+
+class SMIv1alpha1Router(SMIRouter):
+    """SMI TrafficSplit ``v1alpha1`` (Flagger's ``linkerd`` provider): weights are
+    Kubernetes quantities (``"90"``, ``"500m"``), relative to their total; written back
+    as whole percents."""
+
+    kind = "smi:v1alpha1"
+    resource = Resource("split.smi-spec.io", "v1alpha1", "trafficsplits", "TrafficSplit")
+    relative = True
+
+    def _weight(self, backend: dict[str, Any]) -> Decimal:
+        value = backend.get("weight", 0)
+        try:
+            return parse_quantity(value)
+        except ValueError as exc:
+            raise ValidationFailed(
+                f"{self.ref}: backend {self._key(backend)!r} has weight {value!r}: {exc}"
+            ) from None
+
+    def _encode(self, weight: int) -> Any:
+        return str(weight)
+
+
+_QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([a-zA-Z]{0,2}|[eE][+-]?[0-9]+)")
+_SUFFIXES = {
+    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1)},
+    **{s: Decimal(1000) ** (i + 1) for i, s in enumerate(("k", "M", "G", "T", "P", "E"))},
+}
+
+
+def parse_quantity(value: object) -> Decimal:
+    """A non-negative Kubernetes quantity (``100``, ``"500m"``, ``"1.5"``, ``"1e2"``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("expected a quantity such as 100 or '500m'")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError("expected a non-negative quantity")
+        return Decimal(str(value))
+    match = _QUANTITY.fullmatch(value.strip().lstrip("+"))
+    if not match:
+        raise ValueError("expected a non-negative quantity such as '100' or '500m'")
+    number, suffix = match.groups()
+    if suffix[:1] in ("e", "E") and suffix[1:]:
+        return Decimal(number) * Decimal(10) ** int(suffix[1:])
+    if suffix not in _SUFFIXES:
+        raise ValueError(f"unknown quantity suffix {suffix!r}")
+    return Decimal(number) * _SUFFIXES[suffix]
 
 
 class TraefikRouter(BackendListRouter):
@@ -434,11 +654,16 @@ class NginxRouter(KubeRouter):
         return {"metadata": {"annotations": {NGINX + "canary-weight": str(weights.canary)}}}
 
 
+#: Router kinds, named as Flagger's providers (``linkerd`` is SMI v1alpha1 there,
+#: ``osm`` v1alpha2; a mesh suffix as in ``smi:v1alpha2:linkerd`` is ignored).
 ROUTERS: dict[str, type[KubeRouter]] = {
     "istio": IstioRouter,
     "gatewayapi": GatewayAPIRouter,
     "smi": SMIRouter,
-    "linkerd": SMIRouter,
+    "smi:v1alpha1": SMIv1alpha1Router,
+    "smi:v1alpha2": SMIRouter,
+    "smi:v1alpha3": SMIv1alpha3Router,
+    "linkerd": SMIv1alpha1Router,
     "osm": SMIRouter,
     "nginx": NginxRouter,
     "traefik": TraefikRouter,
@@ -459,15 +684,28 @@ def router(
     retries: int = 4,
     backoff: float = 0.2,
     timeout: float = 10.0,
+    primary_subset: str | None = None,
+    canary_subset: str | None = None,
 ) -> KubeRouter:
-    """The router for a provider ``kind`` (istio, gatewayapi, smi/linkerd/osm, nginx, traefik,
-    contour) acting on route ``name`` in ``namespace``. See :class:`KubeRouter` for the rest."""
+    """The router for a provider ``kind`` (istio, gatewayapi, smi, smi:v1alpha1..3, linkerd,
+    osm, nginx, traefik, contour) acting on route ``name`` in ``namespace``. Istio takes
+    ``primary_subset``/``canary_subset`` for a subset split. See :class:`KubeRouter`."""
+    key = kind.lower()
+    if key.startswith("smi:"):
+        key = ":".join(key.split(":")[:2])  # Flagger's smi:v1alpha2:<mesh>
     try:
-        cls = ROUTERS[kind.lower()]
+        cls = ROUTERS[key]
     except KeyError:
         raise SpecError(
             f"unknown router kind {kind!r}; expected one of {', '.join(sorted(ROUTERS))}"
         ) from None
+    subsets = {"primary_subset": primary_subset, "canary_subset": canary_subset}
+    if cls is IstioRouter:
+        options: dict[str, Any] = subsets
+    elif primary_subset is not None or canary_subset is not None:
+        raise SpecError(f"subsets are Istio's; router kind {kind!r} takes primary=/canary=")
+    else:
+        options = {}
     return cls(
         name,
         namespace,
@@ -479,4 +717,5 @@ def router(
         retries=retries,
         backoff=backoff,
         timeout=timeout,
+        **options,
     )
