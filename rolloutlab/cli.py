@@ -79,11 +79,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--url", required=True, help="Prometheus-compatible server, e.g. http://prom:9090"
     )
-    p.add_argument("--preset", default="istio", help="query preset (istio, linkerd, nginx, ...)")
+    p.add_argument(
+        "--preset",
+        help="query preset (istio, linkerd, nginx, ...); default: the spec's, else istio",
+    )
     p.add_argument(
         "--target", help="Flagger target: <target> is the canary, <target>-primary the primary"
     )
     p.add_argument("--namespace")
+    p.add_argument(
+        "--spec",
+        type=Path,
+        help="Canary or Rollout with its templates (file or folder): target, namespace, "
+        "preset and the template metrics come from it",
+    )
     p.add_argument("--start", required=True, help="UTC time, e.g. 2026-01-12T10:00Z")
     p.add_argument("--end", required=True)
     p.add_argument("--step", default="1m", help="step and increase() window, e.g. 1m")
@@ -213,22 +222,38 @@ def _simulate(args: argparse.Namespace) -> int:
 def _fetch(args: argparse.Namespace) -> int:
     from rolloutlab.sources.prometheus import fetch
 
-    rec = fetch(
-        args.url,
-        preset=args.preset,
+    options = dict(
         start=args.start,
         end=args.end,
         step=args.step,
-        target=args.target,
-        namespace=args.namespace,
         headers=args.header,
         bearer=args.bearer,
-        variant_label=args.variant_label,
-        variants=args.variants,
-        queries=args.queries,
-        flagger=args.flagger,
         timeout=args.timeout,
     )
+    if args.spec is not None:
+        from rolloutlab.judges.spec_fetch import fetch_for_spec
+
+        rec = fetch_for_spec(
+            args.url,
+            args.spec,
+            preset=args.preset,
+            target=args.target,
+            namespace=args.namespace,
+            flagger=args.flagger,
+            **options,
+        )
+    else:
+        rec = fetch(
+            args.url,
+            preset=args.preset or "istio",
+            target=args.target,
+            namespace=args.namespace,
+            variant_label=args.variant_label,
+            variants=args.variants,
+            queries=args.queries,
+            flagger=args.flagger,
+            **options,
+        )
     print(f"wrote {rec.save(args.output)}")
     print(repr(rec))
     return 0

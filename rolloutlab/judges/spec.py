@@ -79,10 +79,14 @@ EffectSizeMeasure = Literal["meanRatio", "cles"]
 
 #: The judges a spec may name (the registry in :mod:`rolloutlab.judges` holds them).
 JUDGE_NAMES = ("flagger", "kayenta", "rolloutlab")
+#: The kinds of route object that carry a traffic split (:mod:`rolloutlab.control.routers`).
+ROUTER_KINDS = ("istio", "gatewayapi", "smi", "linkerd", "osm", "nginx", "traefik", "contour")
 
 FLAGGER_API = "flagger.app/"
 FLAGGER_METRIC_INTERVAL_S = 60.0
 FLAGGER_MIN_INTERVAL_S = 10.0
+FLAGGER_KUBERNETES_PROVIDER = "kubernetes"
+FLAGGER_KUBERNETES_ITERATIONS = 10
 #: Promotion margins by metric kind when a metric does not state one (the error rate at
 #: most 1.5x the primary's, latency at most 10% slower); chosen with the benchmark in
 #: benchmarks/decision_quality.py (see benchmarks/RESULTS.md).
@@ -113,9 +117,14 @@ class MetricSpec:
       metric's lookback interval, and the latency quantile (request-duration is p99).
     must_have_data/groups: Kayenta's ``mustHaveData`` and the metric's scoring groups
       (none: the group ``default``).
-    template: where Flagger itself gets the value when it is not a built-in (a
-      ``MetricTemplate`` reference or an inline query); rolloutlab cannot run it and reads
-      the metric from the recording under ``metric`` instead.
+    template: where the value comes from when it is not a built-in (a Flagger
+      ``MetricTemplate``, an Argo ``AnalysisTemplate`` or an inline query), for reports.
+    queries: the PromQL per variant, rendered from that template (``(("primary", q),
+      ("canary", q))``); ``rolloutlab fetch --spec`` records each as a gauge per tick under
+      ``metric``. Empty: the recording must already hold the metric.
+    success_condition/failure_condition/count/failure_limit/inconclusive_limit: an Argo
+      metric's settings as written (the conditions' plain bounds are also set as
+      ``threshold_min``/``threshold_max``).
     """
 
     name: str
@@ -134,6 +143,12 @@ class MetricSpec:
     groups: tuple[str, ...] = ()
     template: str | None = None
     promotion_margin: float | None = None
+    queries: tuple[tuple[str, str], ...] = ()
+    success_condition: str | None = None
+    failure_condition: str | None = None
+    count: int | None = None
+    failure_limit: int | None = None
+    inconclusive_limit: int | None = None
 
     def promotion_tolerance(self) -> float:
         """The promotion margin in force: stated, or the kind's default; never below margin."""
@@ -205,6 +220,10 @@ class Spec:
     judging, so harm still rolls back and evidence still promotes; ``rollback`` ends
     it in the known-good state; ``promote`` promotes unless the data are invalid.
     ``promotion="plan"`` promotes at the plan's end as Flagger does.
+
+    ``provider`` is the query preset the built-in metrics are fetched with (Flagger's
+    ``spec.provider``; ``rolloutlab fetch --spec`` uses it) and ``router`` the kind of
+    route object that carries the weights (Flagger's provider, Argo's ``trafficRouting``).
     """
 
     interval_s: float = 60.0
@@ -228,6 +247,8 @@ class Spec:
     promotion: Promotion = "evidence"
     max_analysis_s: float | None = None
     on_inconclusive: OnInconclusive = "hold"
+    provider: str | None = None
+    router: str | None = None
 
     def __post_init__(self) -> None:
         if self.step_weights:
@@ -265,8 +286,18 @@ class Spec:
     # -- loading -------------------------------------------------------------------
 
     @classmethod
-    def load(cls, source: Spec | Mapping[str, Any] | str | Path | None) -> Spec:
-        """A spec from a Spec, a dict, a YAML file path, YAML text, or None (defaults)."""
+    def load(
+        cls, source: Spec | Mapping[str, Any] | str | Path | None, *, name: str | None = None
+    ) -> Spec:
+        """A spec from a Spec, a dict, YAML text, or the path of a file or folder of
+        manifests (None: the defaults).
+
+        A file may hold several YAML documents and a folder several files: the Flagger
+        Canary, Argo Rollout or rolloutlab spec among them is used, with the templates it
+        references (:mod:`rolloutlab.judges.manifests`); ``name`` picks one of several.
+        """
+        from rolloutlab.judges.manifests import load_manifests
+
         if source is None:
             return cls()
         if isinstance(source, Spec):
@@ -276,43 +307,20 @@ class Spec:
         if isinstance(source, Path) or (
             isinstance(source, str) and "\n" not in source and _looks_like_path(source)
         ):
-            path = Path(source)
-            if not path.is_file():
-                raise SpecError(f"{path}: no such spec file. Check the path.")
-            return cls.from_yaml(path.read_text(encoding="utf-8"), source=str(path))
+            return load_manifests(source, name=name)
         if isinstance(source, str):
-            return cls.from_yaml(source)
+            return cls.from_yaml(source, name=name)
         raise SpecError(
             f"cannot read a spec from {type(source).__name__}. Pass a Spec, a dict, "
-            "YAML text or the path of a YAML file."
+            "YAML text or the path of a YAML file or folder."
         )
 
     @classmethod
-    def from_yaml(cls, text: str, *, source: str = "<yaml>") -> Spec:
-        """A spec from YAML text; in a multi-document file the Flagger Canary is used."""
-        try:
-            docs = [d for d in yaml.safe_load_all(text) if d is not None]
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f", line {mark.line + 1} column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise SpecError(f"{source}{where}: not valid YAML ({problem}).") from None
-        if len(docs) > 1:
-            canaries = [d for d in docs if isinstance(d, Mapping) and d.get("kind") == "Canary"]
-            if len(canaries) != 1:
-                raise SpecError(
-                    f"{source}: {len(docs)} YAML documents and {len(canaries)} Flagger Canary "
-                    "among them. Give one document, or a file with exactly one Canary."
-                )
-            docs = canaries
-        if not docs:
-            raise SpecError(f"{source}: the YAML is empty. Give a rolloutlab spec or a Canary.")
-        if not isinstance(docs[0], Mapping):
-            raise SpecError(
-                f"{source}: expected a mapping (a rolloutlab spec or a Flagger Canary), got "
-                f"{type(docs[0]).__name__} {docs[0]!r}. If this is a file path, check it exists."
-            )
-        return cls.from_dict(docs[0])
+    def from_yaml(cls, text: str, *, source: str = "<yaml>", name: str | None = None) -> Spec:
+        """A spec from YAML text of one or several documents (see :meth:`load`)."""
+        from rolloutlab.judges.manifests import parse_documents, spec_from_documents
+
+        return spec_from_documents(parse_documents(text, source), source=source, name=name)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Spec:
@@ -576,6 +584,12 @@ def _threshold_range(value: Any, path: str) -> tuple[float | None, float | None]
     return low, high
 
 
+def _queries(value: Any, path: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, Mapping):
+        raise _fail(path, f"expected a mapping variant: PromQL, got {_show(value)}", "")
+    return tuple((_text(k, path), _text(v, _join(path, str(k)))) for k, v in value.items())
+
+
 _PROBABILITY = _number(0.05, lo=0, hi=1, open_lo=True, open_hi=True)
 _WEIGHT = _number(10, lo=0, hi=100)
 
@@ -595,6 +609,12 @@ _METRIC_FIELDS = (
     _Field("groups", "groups", _groups),
     _Field("template", "template", _optional(_text)),
     _Field("promotionMargin", "promotion_margin", _optional(_number(0.5, lo=0))),
+    _Field("queries", "queries", _queries),
+    _Field("successCondition", "success_condition", _optional(_text)),
+    _Field("failureCondition", "failure_condition", _optional(_text)),
+    _Field("count", "count", _optional(_whole(5, lo=1))),
+    _Field("failureLimit", "failure_limit", _optional(_whole(3))),
+    _Field("inconclusiveLimit", "inconclusive_limit", _optional(_whole(0))),
 )
 
 _KAYENTA_FIELDS = (
@@ -635,6 +655,8 @@ _SPEC_FIELDS = (
     _Field("promotion", "promotion", _choice(get_args(Promotion))),
     _Field("maxAnalysisTime", "max_analysis_s", _optional(parse_duration), ("max_analysis_s",)),
     _Field("onInconclusive", "on_inconclusive", _choice(get_args(OnInconclusive))),
+    _Field("provider", "provider", _optional(_text)),
+    _Field("router", "router", _optional(_choice(ROUTER_KINDS))),
     _Field("metrics", "metrics", lambda value, path: value),
     _Field("kayenta", "kayenta", lambda value, path: value),
 )
@@ -831,6 +853,13 @@ def _from_flagger(data: Mapping[str, Any]) -> Spec:
     raw["step_weight_promotion"] = float(raw.get("step_weight_promotion", 0))
     raw["iterations"] = raw.get("iterations") or None
     raw["ab_testing"] = bool(spec_part[key].get("match")) and raw["iterations"] is not None
+    provider = str(spec_part.get("provider") or "").partition(":")[0] or None
+    if provider == FLAGGER_KUBERNETES_PROVIDER:
+        # Flagger's scheduler: no traffic shifting without a mesh, so blue/green with
+        # iterations (10 when unset) and no A/B match (pkg/controller/scheduler.go)
+        raw["iterations"] = raw["iterations"] or FLAGGER_KUBERNETES_ITERATIONS
+        raw.update(ab_testing=False, step_weight=0.0, step_weights=())
+    raw.update(provider=provider, router=provider if provider in ROUTER_KINDS else None)
     _resolve_steps(raw, explicit_step=True)
     metrics_raw = raw.pop("metrics", None) or []
     if not isinstance(metrics_raw, list):
@@ -915,7 +944,7 @@ def _dump(obj: Any, fields: Sequence[_Field]) -> dict[str, Any]:
             continue
         if f.attr.endswith("_s"):
             value = format_duration(value)
-        elif f.attr == "group_weights":
+        elif f.attr in ("group_weights", "queries"):
             value = dict(value)
         elif isinstance(value, tuple):
             value = list(value)
@@ -933,7 +962,7 @@ def _dump_metric(metric: MetricSpec) -> dict[str, Any]:
 
 
 def _looks_like_path(text: str) -> bool:
-    return text.endswith((".yaml", ".yml", ".json")) or Path(text).is_file()
+    return text.endswith((".yaml", ".yml", ".json")) or Path(text).exists()
 
 
 __all__ = [

@@ -1,0 +1,100 @@
+"""Fetch what a spec judges: its built-in metrics through the provider's preset and its
+template metrics as per-variant gauges, with target and namespace taken from the spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rolloutlab.errors import SpecError
+from rolloutlab.judges.spec import BUILTIN_METRICS, Spec
+from rolloutlab.sources.gauges import fetch_gauges, with_gauges
+from rolloutlab.sources.presets import PRESETS
+from rolloutlab.sources.prometheus import Prometheus, fetch, to_utc
+from rolloutlab.sources.recording import Recording
+
+#: The preset when neither the caller nor the spec names one.
+DEFAULT_PRESET = "istio"
+
+
+def fetch_for_spec(
+    url: str,
+    spec: Spec | str | Path,
+    *,
+    start: Any,
+    end: Any,
+    step: Any = "1m",
+    preset: str | None = None,
+    target: str | None = None,
+    namespace: str | None = None,
+    headers: Any = None,
+    bearer: str | None = None,
+    timeout: float = 30.0,
+    flagger: bool = False,
+) -> Recording:
+    """A recording of every metric ``spec`` judges, both variants.
+
+    ``target``, ``namespace`` and ``preset`` default to the spec's (its Canary's
+    ``targetRef``, namespace and ``provider``; the preset falls back to istio). Built-in
+    metrics (request-success-rate, request-duration) come from the preset; template
+    metrics from their rendered queries, one gauge per variant and step.
+    """
+    source = str(spec) if isinstance(spec, str | Path) else "the spec"
+    spec = Spec.load(spec)
+    target = target or spec.target
+    namespace = namespace or spec.namespace
+    unresolved = [m for m in spec.metrics if m.template and not m.queries]
+    if unresolved:
+        listed = ", ".join(f"{m.name} ({m.template})" for m in unresolved)
+        raise SpecError(
+            f"{source}: no query for {listed}: the template is not among the manifests given. "
+            "Give a folder (or multi-document file) holding the Canary and its MetricTemplates."
+        )
+    gauges = {m.metric: m.queries for m in spec.metrics if m.queries}
+    builtins = any(m.name in BUILTIN_METRICS and not m.queries for m in spec.metrics)
+    if builtins or flagger or not gauges:
+        preset = preset or (spec.provider if spec.provider in PRESETS else DEFAULT_PRESET)
+        if target is None or namespace is None:
+            raise SpecError(
+                f"{source}: the spec names no {'target' if target is None else 'namespace'}. "
+                "Pass --target and --namespace."
+            )
+        recording = fetch(
+            url,
+            preset=preset,
+            start=start,
+            end=end,
+            step=step,
+            target=target,
+            namespace=namespace,
+            headers=headers,
+            bearer=bearer,
+            timeout=timeout,
+            flagger=flagger,
+        )
+        if not gauges:
+            return recording
+        with Prometheus(url, headers=_headers(headers), auth=bearer, timeout=timeout) as prom:
+            return with_gauges(recording, prom, gauges, step=step)
+    with Prometheus(url, headers=_headers(headers), auth=bearer, timeout=timeout) as prom:
+        frame = fetch_gauges(prom, gauges, start=start, end=end, step=step)
+    meta = {
+        "source": url,
+        "target": target,
+        "namespace": namespace,
+        "roles": {"control": "primary", "treatment": ["canary"]},
+        "template_queries": {m: dict(q) for m, q in gauges.items()},
+        "start": to_utc(start, "start").isoformat(),
+        "end": to_utc(end, "end").isoformat(),
+    }
+    return Recording(frame, meta, source=url)
+
+
+def _headers(headers: Any) -> dict[str, str]:
+    """``Key=Value`` strings (the CLI's --header) or a mapping, as a dict."""
+    if headers is None or isinstance(headers, dict):
+        return dict(headers or {})
+    return dict(item.split("=", 1) for item in headers)
+
+
+__all__ = ["DEFAULT_PRESET", "fetch_for_spec"]

@@ -1,0 +1,332 @@
+"""Specs from GitOps folders and multi-document files: Flagger Canary + MetricTemplates,
+Argo Rollout + AnalysisTemplates, and the template metrics fetched per variant from a
+real Prometheus and judged."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from rolloutlab.cli import main
+from rolloutlab.errors import SpecError
+from rolloutlab.judges import judge
+from rolloutlab.judges.manifests import ManifestWarning
+from rolloutlab.judges.spec import Spec
+from rolloutlab.judges.spec_fetch import fetch_for_spec
+from rolloutlab.sources.recording import load
+
+CANARY = """\
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: podinfo, namespace: test}
+spec:
+  provider: istio
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  service: {port: 9898}
+  analysis:
+    interval: 1m
+    threshold: 3
+    stepWeight: 10
+    maxWeight: 50
+    metrics:
+    - name: error-rate
+      templateRef: {name: error-rate, namespace: istio-system}
+      thresholdRange: {max: 5}
+      interval: 1m
+    - name: by-reporter
+      templateRef: {name: by-reporter}
+      templateVariables: {reporter: destination}
+      thresholdRange: {min: 0}
+"""
+ERROR_RATE = """\
+apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata: {name: error-rate, namespace: istio-system}
+spec:
+  provider: {type: prometheus, address: http://prometheus.istio-system:9090}
+  query: |
+    100 - sum(rate(istio_requests_total{reporter="destination",
+      destination_workload_namespace="{{ namespace }}",destination_workload="{{ target }}",
+      response_code!~"5.*"}[{{ interval }}]))
+    / sum(rate(istio_requests_total{reporter="destination",
+      destination_workload_namespace="{{ namespace }}",
+      destination_workload="{{ target }}"}[{{ interval }}])) * 100
+"""
+BY_REPORTER = """\
+apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata: {name: by-reporter}
+spec:
+  provider: {type: prometheus, address: http://prometheus:9090}
+  query: sum(rate(istio_requests_total{reporter="{{ variables.reporter }}",destination_workload=~"{{target}}"}[{{ interval }}]))
+"""
+DATADOG = """\
+apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata: {name: latency, namespace: test}
+spec:
+  provider: {type: datadog, address: https://api.datadoghq.com}
+  query: avg:trace.http.request.duration{kube_deployment:{{ target }}}
+"""
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: podinfo, namespace: test}
+spec: {replicas: 2}
+"""
+
+
+def folder(tmp_path: Path, **files: str) -> Path:
+    for name, text in files.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+    return tmp_path
+
+
+def test_a_folder_gives_the_canary_with_its_templates_rendered_per_variant(tmp_path):
+    path = folder(
+        tmp_path, canary=CANARY, error_rate=ERROR_RATE, by_reporter=BY_REPORTER, deploy=DEPLOYMENT
+    )
+    spec = Spec.load(path)
+    assert (spec.target, spec.namespace, spec.provider, spec.router) == (
+        "podinfo",
+        "test",
+        "istio",
+        "istio",
+    )
+    error_rate, by_reporter = spec.metrics
+    assert error_rate.template == "MetricTemplate istio-system/error-rate"
+    queries = dict(error_rate.queries)
+    assert 'destination_workload="podinfo-primary"' in queries["primary"]
+    assert 'destination_workload="podinfo"' in queries["canary"]
+    assert 'destination_workload_namespace="test"' in queries["canary"]
+    assert "[1m]" in queries["canary"] and "{{" not in queries["canary"] + queries["primary"]
+    # a template written without a namespace matches by name; variables are rendered
+    assert dict(by_reporter.queries)["canary"] == (
+        'sum(rate(istio_requests_total{reporter="destination",destination_workload=~"podinfo"}[1m]))'
+    )
+    # the same objects as one multi-document file give the same spec
+    text = "---\n".join((DEPLOYMENT, ERROR_RATE, CANARY, BY_REPORTER))
+    (tmp_path / "all.yml").write_text(text)
+    assert Spec.load(tmp_path / "all.yml") == spec == Spec.load(text)
+
+
+def test_a_missing_template_is_an_error_naming_it(tmp_path):
+    path = folder(tmp_path, canary=CANARY, error_rate=ERROR_RATE)
+    with pytest.raises(SpecError, match=r"MetricTemplate test/by-reporter, which is not among"):
+        Spec.load(path)
+    moved = ERROR_RATE.replace("namespace: istio-system", "namespace: other")
+    path = folder(tmp_path, error_rate=moved, by_reporter=BY_REPORTER)
+    with pytest.raises(SpecError, match=r"found only other/error-rate: check the namespace"):
+        Spec.load(path)
+
+
+def test_a_file_of_templates_only_says_what_it_is_and_what_to_give(tmp_path):
+    path = folder(tmp_path, templates="---\n".join((ERROR_RATE, BY_REPORTER)))
+    message = str(pytest.raises(SpecError, Spec.load, path / "templates.yaml").value)
+    assert "holds only MetricTemplate objects (error-rate, by-reporter)" in message
+    assert "together with the Canary" in message
+
+
+def test_unsupported_providers_are_named_in_one_warning(tmp_path):
+    canary = CANARY.replace(
+        "      templateVariables: {reporter: destination}\n",
+        "      templateVariables: {reporter: destination}\n"
+        "    - name: latency\n      templateRef: {name: latency}\n"
+        "      thresholdRange: {max: 500}\n",
+    )
+    path = folder(tmp_path, canary=canary, a=ERROR_RATE, b=BY_REPORTER, c=DATADOG)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spec = Spec.load(path)
+    messages = [str(w.message) for w in caught if w.category is ManifestWarning]
+    assert len(messages) == 1
+    assert "latency (MetricTemplate test/latency, provider datadog)" in messages[0]
+    assert [m.name for m in spec.metrics] == ["error-rate", "by-reporter"]
+
+
+def test_several_canaries_need_a_name(tmp_path):
+    other = CANARY.replace("name: podinfo, namespace: test", "name: web, namespace: test")
+    path = folder(tmp_path, a=CANARY, b=other, c=ERROR_RATE, d=BY_REPORTER)
+    with pytest.raises(SpecError, match=r"2 specs to choose from: Canary podinfo .*Canary web"):
+        Spec.load(path)
+    assert Spec.load(path, name="web").name == "web"
+
+
+def test_a_lone_canary_keeps_its_template_metrics_unresolved():
+    spec = Spec.load(CANARY)
+    assert spec.metrics[0].template == "MetricTemplate istio-system/error-rate"
+    assert spec.metrics[0].queries == ()
+
+
+def test_kubernetes_provider_is_blue_green_with_ten_iterations():
+    # pkg/controller/scheduler.go (fluxcd/flagger): "use blue/green strategy for kubernetes
+    # provider": no A/B match, iterations 10 when unset, so no traffic steps
+    text = CANARY.replace("provider: istio", "provider: kubernetes")
+    spec = Spec.load(text.split("    metrics:")[0])
+    assert (spec.iterations, spec.weight_plan(), spec.ab_testing) == (10, (), False)
+    assert (spec.provider, spec.router) == ("kubernetes", None)
+
+
+ROLLOUT = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: guestbook, namespace: shop}
+spec:
+  strategy:
+    canary:
+      canaryService: guestbook-canary
+      stableService: guestbook-stable
+      trafficRouting:
+        istio: {virtualService: {name: guestbook-vsvc}}
+      analysis:
+        templates: [{templateName: success-rate}]
+        args: [{name: service-name, value: guestbook-canary}]
+      steps:
+      - setWeight: 20
+      - pause: {duration: 5m}
+      - setWeight: 40
+      - pause: {}
+      - analysis:
+          templates: [{templateName: latency, clusterScope: true}]
+      - setWeight: 80
+      - pause: {duration: 300}
+"""
+SUCCESS_RATE = """\
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: success-rate}
+spec:
+  args: [{name: service-name}]
+  metrics:
+  - name: success-rate
+    interval: 2m
+    count: 10
+    successCondition: result[0] >= 0.95
+    failureLimit: 2
+    inconclusiveLimit: 1
+    provider:
+      prometheus:
+        address: http://prometheus:9090
+        query: sum(rate(requests_total{service="{{args.service-name}}",code!~"5.."}[2m])) / sum(rate(requests_total{service="{{args.service-name}}"}[2m]))
+"""
+LATENCY = """\
+apiVersion: argoproj.io/v1alpha1
+kind: ClusterAnalysisTemplate
+metadata: {name: latency}
+spec:
+  metrics:
+  - name: p99
+    failureCondition: result[0] > 300
+    provider:
+      prometheus: {query: 'histogram_quantile(0.99, sum(rate(latency_bucket[1m])) by (le))'}
+  - name: job-check
+    provider: {job: {spec: {}}}
+"""
+
+
+def test_an_argo_rollout_with_its_analysis_templates(tmp_path):
+    path = folder(tmp_path, rollout=ROLLOUT, rate=SUCCESS_RATE, latency=LATENCY)
+    with pytest.warns(ManifestWarning, match=r"job-check \(ClusterAnalysisTemplate latency"):
+        spec = Spec.load(path)
+    assert spec.weight_plan() == (20.0, 40.0, 80.0)
+    assert (spec.name, spec.namespace, spec.router) == ("guestbook", "shop", "istio")
+    p99, rate = sorted(spec.metrics, key=lambda m: m.name)
+    assert (rate.threshold_min, rate.threshold_max, rate.direction) == (0.95, None, "decrease")
+    assert (rate.count, rate.failure_limit, rate.inconclusive_limit) == (10, 2, 1)
+    assert rate.interval_s == 120.0 and rate.success_condition == "result[0] >= 0.95"
+    queries = dict(rate.queries)
+    assert 'service="guestbook-canary"' in queries["canary"]
+    assert 'service="guestbook-stable"' in queries["primary"]
+    assert (p99.threshold_min, p99.threshold_max, p99.direction) == (None, 300.0, "increase")
+    assert [v for v, _ in p99.queries] == ["canary"]  # the same query for both: canary only
+    # ticks at the shortest metric interval; rollback after failureLimit + 1 failures
+    assert (spec.interval_s, spec.threshold) == (60.0, 1)
+
+
+def test_argo_refusals_say_why(tmp_path):
+    missing = folder(tmp_path, rollout=ROLLOUT, latency=LATENCY)
+    with pytest.raises(SpecError, match="AnalysisTemplate shop/success-rate, which is not among"):
+        Spec.load(missing)
+    no_arg = ROLLOUT.replace("        args: [{name: service-name, value: guestbook-canary}]\n", "")
+    with pytest.raises(SpecError, match=r"needs the argument 'service-name'"):
+        Spec.load("---\n".join((no_arg, SUCCESS_RATE, LATENCY)))
+    down = ROLLOUT.replace("setWeight: 80", "setWeight: 30")
+    with pytest.raises(SpecError, match=r"steps\[5\].setWeight: 30 after 40"):
+        Spec.load("---\n".join((down, SUCCESS_RATE, LATENCY)))
+    blue_green = ROLLOUT.replace("    canary:\n", "    blueGreen:\n")
+    with pytest.raises(SpecError, match="has strategy blueGreen"):
+        Spec.load(blue_green)
+
+
+# -- fetched from a real Prometheus and judged -------------------------------------
+
+
+def test_fetch_with_a_spec_folder_records_template_metrics_per_variant(
+    backfilled, tmp_path, capsys
+):
+    (tmp_path / "gitops").mkdir()
+    specs = folder(
+        tmp_path / "gitops", canary=CANARY, error_rate=ERROR_RATE, by_reporter=BY_REPORTER
+    )
+    out = tmp_path / "rec.parquet"
+    argv = ["fetch", "--url", backfilled.url, "--spec", str(specs)]
+    argv += ["--start", "2026-01-12T10:01Z", "--end", "2026-01-12T11:00Z", "-o", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    rec = load(out)
+    # only template metrics: no preset query is needed, as Flagger runs no built-in check
+    assert rec.meta["target"] == "podinfo" and "preset" not in rec.meta
+    assert set(rec.frame["metric"]) == {"error-rate", "by-reporter"}
+    frame = rec.frame
+    # the template's error percentage, per variant, equals the recorded errors / requests
+    truth = backfilled.main.frame
+    for variant in ("primary", "canary"):
+        got = frame.filter((frame["metric"] == "error-rate") & (frame["variant"] == variant))
+        assert set(got["kind"]) == {"gauge"} and got.height == 60
+        sums = {
+            m: truth.filter((truth["metric"] == m) & (truth["variant"] == variant))
+            .join(got.select("timestamp"), on="timestamp")
+            .group_by("timestamp")
+            .agg(value=pl.col("value").sum())
+            .sort("timestamp")["value"]
+            .to_numpy()
+            for m in ("errors", "requests")
+        }
+        expected = 100 * sums["errors"] / sums["requests"]
+        assert got.sort("timestamp")["value"].to_numpy() == pytest.approx(expected, rel=1e-9)
+    capsys.readouterr()
+    assert main(["judge", str(out), "--spec", str(specs), "--judge", "flagger", "--json"]) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    names = {m["name"]: m for m in verdict["metrics"]}
+    assert set(names) == {"error-rate", "by-reporter"}
+    assert all(m["classification"] != "inconclusive" for m in names.values()), names
+
+
+def test_fetch_with_a_lone_canary_names_the_missing_templates(backfilled, tmp_path, capsys):
+    (tmp_path / "canary.yaml").write_text(CANARY)
+    argv = ["fetch", "--url", backfilled.url, "--spec", str(tmp_path / "canary.yaml")]
+    argv += ["--start", "2026-01-12T10:01Z", "--end", "2026-01-12T11:00Z", "-o", "x.parquet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error-rate (MetricTemplate istio-system/error-rate)" in err and err.count("\n") == 1
+
+
+def test_judging_template_gauges_compares_canary_with_primary(backfilled):
+    """Built-in metrics through the preset, template metrics as gauges: the rolloutlab
+    judge reads both variants of each (no 'no data')."""
+    builtin = "    - name: request-success-rate\n      thresholdRange: {min: 99}\n"
+    canary = CANARY.replace("    metrics:\n", "    metrics:\n" + builtin)
+    spec = Spec.load("---\n".join((canary, ERROR_RATE, BY_REPORTER)))
+    rec = fetch_for_spec(backfilled.url, spec, start="2026-01-12T10:01Z", end="2026-01-12T12:00Z")
+    assert {"requests", "errors", "error-rate", "by-reporter"} <= set(rec.frame["metric"])
+    assert rec.meta["preset"] == "istio" and set(rec.meta["template_queries"]) == {
+        "error-rate",
+        "by-reporter",
+    }
+    verdict = judge(rec, spec, judge="rolloutlab")
+    assert len(verdict.metrics) == 3
+    for metric in verdict.metrics:
+        assert "no data" not in metric.reason.lower(), metric.reason
