@@ -8,6 +8,7 @@ suite and the test it reproduces (same inputs, same expected label or score).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import UTC, datetime
 
@@ -20,7 +21,9 @@ from rolloutlab.judges.kayenta import (
     classify,
     cles,
     iqr_outliers,
+    judgment_times_s,
     mean_ratio,
+    metric_config,
     preprocess,
     score,
     score_class,
@@ -630,3 +633,88 @@ def test_latency_series_is_the_per_step_quantile():
     assert duration.details["label"] == "High"
     assert duration.unit == "ms" and duration.estimate > 0
     assert duration.details["n_control"] == duration.details["n_experiment"] == 30
+
+
+# -- NetflixACAJudge's defaults and Spinnaker's schedule -------------------------------------
+# spinnaker/kayenta at a69573be9d8fededacf80817e4151a2c8df41276:
+# kayenta-judge/src/main/scala/com/netflix/kayenta/judge/NetflixACAJudge.scala
+# (classifyMetric: direction defaults to "either", critical and mustHaveData to false) and
+# kayenta-standalone-canary-analysis/src/main/java/com/netflix/kayenta/
+# standalonecanaryanalysis/orca/stage/SetupAndExecuteCanariesStage.java
+# (calculateAnalysisInterval: no analysisIntervalMins, 0, or one longer than the lifetime
+# is the lifetime; numberOfJudgements = lifetime / interval, judgment i at i * interval).
+
+
+def unset(spec: Spec) -> Spec:
+    """``spec`` with each metric's direction and criticality left unset (None)."""
+    metrics = tuple(dataclasses.replace(m, direction=None, critical=None) for m in spec.metrics)
+    return dataclasses.replace(spec, metrics=metrics)
+
+
+def test_unset_direction_and_criticality_are_netflix_defaults():
+    metric = Spec().metrics[0]
+    assert metric_config(dataclasses.replace(metric, direction=None, critical=None)) == (
+        "either",
+        False,
+    )
+    explicit = dataclasses.replace(metric, direction="increase", critical=True)
+    assert metric_config(explicit) == ("increase", True)
+    # the classifier's own defaults are the same
+    lower = classify([10.0, 11, 12, 11, 10, 12], [1.0, 2, 1, 2, 1, 2])
+    assert (lower.label, lower.critical) == ("Low", False)
+
+
+def test_a_non_critical_high_metric_lowers_the_score_instead_of_zeroing_it():
+    recording = simulate("error-regression", seed=1)
+    critical = judge(recording, judge="kayenta")  # the built-in metrics are critical
+    default = judge(recording, unset(Spec()), judge="kayenta")
+    assert critical.ticks[-1].state["score"] == 0.0
+    rate = default.metric("request-success-rate")
+    assert (rate.details["label"], rate.details["fails_canary"], rate.critical) == (
+        "High",
+        False,
+        False,
+    )
+    assert default.ticks[-1].state["score"] == 50.0  # one of two metrics High
+    assert default.decision == "rollback"  # 50 <= marginal 75
+
+
+def test_an_unset_direction_flags_an_improvement_too():
+    # roles swapped: the "experiment" is the healthy primary, whose errors are lower
+    recording = simulate("error-regression", seed=1)
+    swapped = Spec(control="canary", treatment="primary")
+    one_sided = judge(recording, swapped, judge="kayenta")
+    either = judge(recording, unset(swapped), judge="kayenta")
+    assert one_sided.metric("request-success-rate").details["label"] == "Pass"
+    assert either.metric("request-success-rate").details["label"] == "Low"
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "interval", "times"),
+    [
+        (180, None, (180,)),  # no analysisIntervalMins: the whole lifetime once
+        (180, 0, (180,)),
+        (180, 240, (180,)),  # longer than the lifetime
+        (180, 60, (60, 120, 180)),
+        (100, 30, (30, 60, 90)),  # 100 / 30 = 3 judgments: none at minute 100
+    ],
+)
+def test_judgment_times(lifetime, interval, times):
+    seconds = None if interval is None else interval * 60.0
+    assert judgment_times_s(lifetime * 60.0, seconds) == tuple(t * 60.0 for t in times)
+
+
+def test_without_an_analysis_interval_the_lifetime_is_one_judgment():
+    spec = Spec(kayenta=KayentaSettings(judgment_interval_s=None))
+    verdict = judge(simulate("error-regression", seed=1), spec, judge="kayenta")
+    judged = [t.timestamp for t in verdict.ticks if t.state["judged"]]
+    assert judged == [minutes(180)]
+    assert (verdict.decision, verdict.decided_at) == ("rollback", minutes(180))
+
+
+def test_the_last_judgment_is_the_last_whole_interval():
+    spec = Spec(kayenta=KayentaSettings(judgment_interval_s=1800, lifetime_s=6000))
+    verdict = judge(simulate("healthy", seed=1), spec, judge="kayenta")
+    judged = [t.timestamp for t in verdict.ticks if t.state["judged"]]
+    assert judged == [minutes(30), minutes(60), minutes(90)]
+    assert (verdict.decision, verdict.decided_at) == ("promote", minutes(90))

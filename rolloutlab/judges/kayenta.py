@@ -3,7 +3,13 @@
 A port of ``kayenta-judge`` (NetflixACAJudge-v1.0, as in the spinnaker monorepo): the
 pure functions :func:`preprocess`, :func:`classify` and :func:`score` follow
 ``NetflixACAJudge.classifyMetric``, ``MannWhitneyClassifier`` and ``WeightedSumScorer``
-line by line, and :class:`KayentaJudge` runs them on Spinnaker's judgment schedule.
+line by line, and :class:`KayentaJudge` runs them on Spinnaker's judgment schedule
+(:func:`judgment_times_s`, as ``SetupAndExecuteCanariesStage``).
+
+NetflixACAJudge's defaults hold where the spec leaves a field unset (None): a metric is
+judged in either direction and is not critical (:func:`metric_config`), and the whole
+lifetime is one judgment unless an analysis interval (``judgment_interval_s``, Kayenta's
+``analysisIntervalMins``) is given.
 Deviations: the Gaussian noise Kayenta adds when each group is constant uses a fixed seed
 (so a replay is reproducible) and a standard deviation of ``|value| * 1e-5``; metrics are
 never muted; classification errors are rolloutlab's :class:`RolloutlabError`.
@@ -50,6 +56,9 @@ OUTCOMES: dict[Label, Outcome] = {
     "NodataFailMetric": "nodata",
     "Error": "inconclusive",
 }
+#: NetflixACAJudge's defaults for a metric config without ``direction`` / ``critical``
+DEFAULT_DIRECTION: Direction = "either"
+DEFAULT_CRITICAL = False
 NODATA_THRESHOLD = 50.0
 NOISE_SCALE = 1e-5
 DEFAULT_GROUP = "default"
@@ -287,6 +296,25 @@ def step_series(metric: MetricSpec, table: TickTable, variant: str, k: int) -> n
         return np.where(exposure > 0, counts / exposure, np.nan)
 
 
+def metric_config(metric: MetricSpec) -> tuple[Direction, bool]:
+    """The metric's direction and criticality; unset (None) ones are NetflixACAJudge's
+    defaults: either direction, not critical."""
+    direction = DEFAULT_DIRECTION if metric.direction is None else metric.direction
+    critical = DEFAULT_CRITICAL if metric.critical is None else metric.critical
+    return direction, critical
+
+
+def judgment_times_s(lifetime_s: float, interval_s: float | None) -> tuple[float, ...]:
+    """When Kayenta judges, in seconds from the start: every ``interval_s``,
+    ``floor(lifetime / interval)`` times, so the last judgment may come before the end
+    of the lifetime. No interval, 0 or one longer than the lifetime means a single
+    judgment of the whole lifetime."""
+    if not interval_s or interval_s > lifetime_s:
+        interval_s = lifetime_s
+    count = math.floor(lifetime_s / interval_s + 1e-9)
+    return tuple(interval_s * i for i in range(1, count + 1))
+
+
 def _reason(metric: MetricSpec, result: Classification) -> str:
     """Kayenta's reason (or its label) with the numbers behind it."""
     text = result.reason or f"{metric.name} was classified as {result.label}"
@@ -303,10 +331,11 @@ def _reason(metric: MetricSpec, result: Classification) -> str:
 class KayentaJudge(Judge):
     """Kayenta's canary analysis on Spinnaker's schedule.
 
-    A judgment runs every ``judgment_interval_s`` on the growing window from the start,
-    and at the end of the lifetime (``lifetime_s``, default the recording's end). A
-    score at or below the marginal score stops the canary (rollback); the final judgment
-    promotes at or above the pass score and rolls back below it.
+    Judgments run on the growing window from the start at :func:`judgment_times_s` of
+    the lifetime (``lifetime_s``, default the recording's end) and the analysis interval
+    (``judgment_interval_s``; unset: the whole lifetime at once). A score at or below
+    the marginal score stops the canary (rollback); the last judgment promotes at or
+    above the pass score and rolls back below it.
     """
 
     name = "kayenta"
@@ -317,13 +346,13 @@ class KayentaJudge(Judge):
         settings = self.spec.kayenta
         elapsed = (k + 1) * table.interval_s
         lifetime = settings.lifetime_s or len(table) * table.interval_s
-        final = elapsed >= lifetime - 1e-9
-        due = math.floor(elapsed / settings.judgment_interval_s + 1e-9) > math.floor(
-            (elapsed - table.interval_s) / settings.judgment_interval_s + 1e-9
-        )
+        times = judgment_times_s(lifetime, settings.judgment_interval_s)
+        done = sum(1 for t in times if t <= elapsed + 1e-9)
+        due = done > sum(1 for t in times if t <= elapsed - table.interval_s + 1e-9)
+        final = done == len(times)
         weight = float(table.weight(self.treatment)[k])
         weight_or_none = None if math.isnan(weight) else weight
-        if not (due or final):
+        if not due:
             last = self.history[-1] if self.history else None
             state = TickState(
                 table.ends[k],
@@ -368,12 +397,13 @@ class KayentaJudge(Judge):
         settings = self.spec.kayenta
         control = preprocess(step_series(metric, table, self.control, k), settings)
         experiment = preprocess(step_series(metric, table, self.treatment, k), settings)
+        direction, critical = metric_config(metric)
         result = classify(
             control,
             experiment,
             settings,
-            direction=metric.direction,
-            critical=metric.critical,
+            direction=direction,
+            critical=critical,
             must_have_data=metric.must_have_data,
             name=metric.name,
         )
@@ -386,7 +416,7 @@ class KayentaJudge(Judge):
             ci=result.ci,
             p_value=result.p_value,
             unit="ms" if metric.kind == "latency" else "",
-            critical=metric.critical,
+            critical=critical,
             details={
                 "label": result.label,
                 "ratio": result.deviation,
@@ -401,7 +431,9 @@ class KayentaJudge(Judge):
     def explain(self, state: TickState) -> str:
         settings = self.spec.kayenta
         if state.state.get("score") is None:
-            return f"continue: no Kayenta judgment yet (every {settings.judgment_interval_s:g}s)"
+            every = settings.judgment_interval_s
+            when = f"every {every:g}s" if every else "at the end of the lifetime"
+            return f"continue: no Kayenta judgment yet ({when})"
         summary = state.state["score"]
         flagged = [m.reason for m in state.metrics if m.details.get("label") != "Pass"]
         why = f" ({'; '.join(flagged)})" if flagged else ""
@@ -424,7 +456,9 @@ __all__ = [
     "classify",
     "cles",
     "iqr_outliers",
+    "judgment_times_s",
     "mean_ratio",
+    "metric_config",
     "preprocess",
     "score",
     "score_class",
