@@ -33,7 +33,7 @@ from conftest import PODS, ROUND_TRIP_PRESETS, Backfilled
 from fake_prometheus import FakePrometheus
 
 from rolloutlab.errors import ActuationError, ConnectionFailed, EmptyResult, QueryError, SpecError
-from rolloutlab.sources.openmetrics import bucket_sum_ms
+from rolloutlab.sources.openmetrics import bucket_sum_ms, to_openmetrics
 from rolloutlab.sources.presets import PRESETS
 from rolloutlab.sources.prometheus import (
     PartialDataWarning,
@@ -42,7 +42,8 @@ from rolloutlab.sources.prometheus import (
     parse_step,
     to_utc,
 )
-from rolloutlab.sources.promserver import free_port
+from rolloutlab.sources.promserver import PrometheusServer, free_port
+from rolloutlab.sources.simulate import simulate
 
 pytestmark = pytest.mark.prometheus
 CORE = ["requests", "errors", "latency_ms"]
@@ -565,3 +566,28 @@ def test_every_preset_queries_increments_for_both_variants() -> None:
             assert "increase(" in query and "[60s]" in query, name
             assert f"sum by ({preset.variant_label}" in query, name
             assert "histogram_quantile" not in query and "rate(" not in query, name
+
+
+class DeadRemoteRead(PrometheusServer):
+    """A real Prometheus whose remote-read endpoint is down: it answers from its local data
+    and says so in the response's ``warnings``."""
+
+    def _config(self) -> str:
+        return super()._config() + "remote_read:\n  - url: http://127.0.0.1:9/read\n"
+
+
+def test_fetch_records_prometheus_warnings_as_partial_data(prometheus_binary) -> None:
+    rec = simulate("healthy", seed=4, duration_min=5)
+    text = to_openmetrics(rec, preset="istio", target="podinfo", namespace="test")
+    partial = "answered with warnings, the data may be partial"
+    with (
+        DeadRemoteRead(openmetrics=[text]) as server,
+        pytest.warns(PartialDataWarning, match=partial),
+    ):
+        got = Prometheus(server.url).fetch(
+            "istio", target="podinfo", namespace="test", start=rec.start, end=rec.end
+        )
+    assert got.meta["partial"] is True
+    assert set(got.meta["warnings"]) == set(CORE)
+    assert "remote_read: error sending request" in got.meta["warnings"]["requests"][0]
+    assert_same(rec.frame, got.frame)  # the local data itself is complete here

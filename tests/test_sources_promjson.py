@@ -1,5 +1,7 @@
 """Parsing query_range JSON: values, special floats, counter resets (checked against the real
-Prometheus' increase()), malformed files, and a property test on random matrices."""
+Prometheus' increase()), malformed files, a property test on random matrices, and real
+responses (tests/fixtures/upstream/prometheus, see its SOURCES.md) that must not be merged
+silently, carry warnings, or have series on their own cadence."""
 
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rolloutlab
-from rolloutlab.errors import DataError
+from rolloutlab.errors import DataError, QueryError
 from rolloutlab.sources.prometheus import Prometheus
 from rolloutlab.sources.promjson import (
+    PartialDataWarning,
     load_query_range_json,
     matrix_to_frame,
     response_to_frame,
@@ -63,7 +66,13 @@ def test_values_special_floats_and_variant_label(tmp_path: Path) -> None:
     assert frame["timestamp"].dtype == pl.Datetime("us", "UTC")
     assert frame["timestamp"].max().timestamp() == 1768212180.5
 
-    by_job = load_query_range_json(tmp_path / "cpu.json", variant_label="job", metric="load")
+    # by job, two series without one fall into "all": refused, unless summed on purpose
+    with pytest.raises(DataError, match=r"differ in other labels \(other in \['', 'z'\]; "):
+        load_query_range_json(tmp_path / "cpu.json", variant_label="job")
+    by_job = load_query_range_json(
+        tmp_path / "cpu.json", variant_label="job", metric="load", aggregate="sum"
+    )
+    assert by_job.meta["aggregated"] == {"how": "sum", "labels": ["other", "version"]}
     assert set(by_job.frame["variant"]) == {"x", "all"}
     assert by_job.frame["metric"].unique().to_list() == ["load"]
 
@@ -138,7 +147,12 @@ def test_raw_counters_from_the_server_give_the_simulated_increments(
     query = 'istio_requests_total{destination_workload_namespace="test"}'
     raw = raw_query_range(backfilled.url, query, start, end, 60)
     assert len(raw["data"]["result"]) == 8  # 2 variants × 2 pods × 2 codes
-    got = load_query_range_json(save(tmp_path / "raw.json", raw))
+    path = save(tmp_path / "raw.json", raw)
+    with pytest.raises(DataError, match=r"differ in other labels \(pod in .*; response_code in"):
+        load_query_range_json(path)
+    got = load_query_range_json(path, aggregate="sum")
+    assert got.meta["aggregated"]["labels"] == ["pod", "response_code"]
+    assert got.meta["step_s"] == 60.0
     want = (
         rec.frame.filter(pl.col("metric") == "requests")
         .with_columns(
@@ -232,7 +246,7 @@ def test_random_matrices_parse_like_a_plain_python_reference(
     )
     if path == "response":
         body = json.dumps(response(result)).encode()
-        frame, skipped = response_to_frame(
+        frame, skipped, *_ = response_to_frame(
             body, label="variant", variant_of=lambda v: v, metric="g", kind="gauge"
         )
         assert skipped == set()
@@ -267,7 +281,7 @@ def test_response_fast_path_maps_sums_and_reports_unmatched() -> None:
             ]
         )
     ).encode()
-    frame, skipped = response_to_frame(
+    frame, skipped, *_ = response_to_frame(
         body,
         label="pod",
         variant_of=lambda v: "web" if v.startswith("web") else None,
@@ -290,7 +304,7 @@ def test_response_odd_shapes_fall_back_to_the_checked_path() -> None:
             },
         }
     ).encode()
-    frame, _ = response_to_frame(
+    frame, *_ = response_to_frame(
         vector, label="v", variant_of=lambda v: v, metric="m", kind="counter"
     )
     assert frame["value"].to_list() == [2.0]
@@ -299,3 +313,105 @@ def test_response_odd_shapes_fall_back_to_the_checked_path() -> None:
     bad = json.dumps(response([{"metric": {}, "values": [[1, "x"]]}])).encode()
     with pytest.raises(DataError, match="value 'x' is not a number string"):
         response_to_frame(bad, label="v", variant_of=str, metric="m", kind="gauge")
+
+
+# -- nothing merged silently: real responses (tests/fixtures/upstream/prometheus) --------
+
+FIXTURES = Path(__file__).parent / "fixtures" / "upstream" / "prometheus"
+
+
+def canary_total(rec: rolloutlab.Recording) -> float:
+    return rec.frame.filter(pl.col("variant") == "podinfo")["value"].sum()
+
+
+def test_both_istio_reporters_are_refused_naming_the_label_and_the_fix() -> None:
+    path = FIXTURES / "istio_reporters_raw.json"
+    with pytest.raises(DataError) as info:
+        load_query_range_json(path)
+    text = str(info.value)
+    assert str(path) in text
+    assert "2 series give the same variant 'podinfo', metric 'istio_requests_total'" in text
+    assert "differ in other labels (reporter in ['destination', 'source'])" in text
+    assert "select={'reporter': 'destination'}" in text and "aggregate='sum'" in text
+
+
+def test_selecting_one_reporter_counts_each_request_once() -> None:
+    rec = load_query_range_json(
+        FIXTURES / "istio_reporters_raw.json", select={"reporter": "destination"}
+    )
+    assert canary_total(rec) == 26.0
+    assert rec.meta["select"] == {"reporter": "destination"}
+    assert "aggregated" not in rec.meta
+
+
+def test_summing_the_reporters_is_explicit_and_recorded() -> None:
+    rec = load_query_range_json(FIXTURES / "istio_reporters_raw.json", aggregate="sum")
+    assert canary_total(rec) == 52.0  # every request seen by both sidecars
+    assert rec.meta["aggregated"] == {"how": "sum", "labels": ["reporter"]}
+
+
+def test_a_selection_that_matches_nothing_lists_the_values() -> None:
+    with pytest.raises(DataError, match=r"present are \{'reporter': \['destination', 'source'\]"):
+        load_query_range_json(FIXTURES / "istio_reporters_raw.json", select={"reporter": "x"})
+
+
+def test_step_is_inferred_per_series() -> None:
+    """Four series on a 20 s cadence at offsets 0, 3, 7 and 11 s: the union of their
+    timestamps is 3-4 s apart, each series' own spacing is 20 s."""
+    rec = load_query_range_json(FIXTURES / "istio_reporters_raw.json", aggregate="sum")
+    assert rec.meta["step_s"] == 20.0
+    assert rolloutlab.frames.step_seconds(rec.frame) < 5  # what the union would say
+    gaps = load_query_range_json(FIXTURES / "grafana__range_missing.result.json")
+    assert gaps.meta["step_s"] == 1.0  # gaps of 1 s and 3 s: the 3 s is missing points
+    assert "series_steps_s" not in gaps.meta
+
+
+def test_series_on_different_cadences_are_listed(tmp_path: Path) -> None:
+    doc = response(
+        [
+            {"metric": {"variant": "a"}, "values": [[t, "1"] for t in range(0, 300, 15)]},
+            {"metric": {"variant": "b"}, "values": [[t, "1"] for t in range(0, 300, 30)]},
+            {"metric": {"variant": "c"}, "values": [[t, "1"] for t in range(0, 300, 30)]},
+        ]
+    )
+    rec = load_query_range_json(save(tmp_path / "g.json", doc))
+    assert rec.meta["step_s"] == 30.0
+    assert rec.meta["series_steps_s"] == [15.0, 30.0]
+
+
+def test_prometheus_warnings_become_partial_data() -> None:
+    path = FIXTURES / "partial_remote_read.json"
+    with pytest.warns(PartialDataWarning, match="remote_read: error sending request"):
+        rec = load_query_range_json(path, variant_label="destination_workload")
+    assert rec.meta["partial"] is True
+    assert rec.meta["warnings"][0].startswith("remote_read: error sending request")
+    body = path.read_bytes()
+    parsed = response_to_frame(
+        body, label="destination_workload", variant_of=str, metric="m", kind="counter"
+    )
+    assert parsed.warnings == rec.meta["warnings"]
+    assert parsed.frame.height == 6
+
+
+def test_fetch_refuses_series_that_differ_in_other_labels(backfilled: Backfilled) -> None:
+    """A custom query without ``sum by``: per-pod, per-code series of one workload."""
+    rec = backfilled.main
+    query = 'increase(istio_requests_total{destination_workload_namespace="test"}[{{ step }}])'
+    options = {
+        "target": "podinfo",
+        "namespace": "test",
+        "variant_label": "destination_workload",
+        "queries": {"requests": query},
+        "start": rec.start,
+        "end": rec.end,
+    }
+    with pytest.raises(QueryError) as info:
+        Prometheus(backfilled.url).fetch(None, **options)
+    text = str(info.value)
+    assert "differ in other labels (pod in " in text and "response_code in ['200', '503']" in text
+    assert 'Select one in the query (pod="' in text and "aggregate='sum'" in text
+    assert "query: increase(istio_requests_total" in text
+    summed = Prometheus(backfilled.url).fetch(None, aggregate="sum", **options)
+    want = rec.frame.filter(pl.col("metric") == "requests")["value"].sum()
+    assert summed.frame["value"].sum() == want
+    assert summed.meta["aggregate"] == "sum"

@@ -50,7 +50,12 @@ from urllib3.util.retry import Retry
 from rolloutlab import frames
 from rolloutlab.errors import ConnectionFailed, DataError, EmptyResult, QueryError, SpecError
 from rolloutlab.sources.presets import Preset, Variants, get_preset, regex_escape
-from rolloutlab.sources.promjson import response_to_frame
+from rolloutlab.sources.promjson import (
+    Aggregate,
+    MergeRefused,
+    PartialDataWarning,
+    response_to_frame,
+)
 from rolloutlab.sources.recording import Recording
 
 #: Prometheus refuses query_range results with more points than this per series.
@@ -190,11 +195,6 @@ class DeadlineAdapter(HTTPAdapter):
 
     def proxy_manager_for(self, *args: Any, **kwargs: Any) -> PoolManager:
         return watch_pools(super().proxy_manager_for(*args, **kwargs))
-
-
-class PartialDataWarning(UserWarning):
-    """Some steps of a variant's metric came back empty, or invalid and read as NaN (the
-    message lists them)."""
 
 
 class Prometheus:
@@ -368,6 +368,7 @@ class Prometheus:
         queries: Mapping[str, Any] | str | Path | None = None,
         selector: Mapping[str, str] | None = None,
         names: Mapping[str, str] | None = None,
+        aggregate: Aggregate = None,
         missing: Literal["warn", "raise"] = "warn",
         progress: bool | None = None,
     ) -> Recording:
@@ -383,6 +384,11 @@ class Prometheus:
         Canary's ``service`` (contour, skipper), ``ingress`` (nginx, skipper), ``route``
         (apisix, knative) and the primary's Knative revision ``primary_route``; service,
         ingress and route default to the target, as in Flagger.
+
+        Series of one query that map to the same variant (and ``le``) but differ in another
+        label are refused with a :class:`QueryError` naming the labels (a custom query
+        without ``sum by``, say), unless ``aggregate="sum"``. Prometheus' ``warnings`` (a
+        partial answer) give a :class:`PartialDataWarning` and ``meta["warnings"]``.
 
         Raises :class:`EmptyResult` naming each variant and metric with no data at all;
         steps missing for some variant/metric warn (:class:`PartialDataWarning`) or, with
@@ -409,7 +415,7 @@ class Prometheus:
         per_chunk = min(self.max_points, max(SPLIT_POINTS, -(-n_steps // self.max_workers)))
         chunks = _chunks(first, last, step_s, per_chunk)
         tasks = [(metric, chunk) for metric in spec.queries for chunk in chunks]
-        parts = self._run(tasks, spec, step_s, progress)
+        parts, notes_by_metric = self._run(tasks, spec, step_s, progress, aggregate)
         frame = pl.concat(parts, how="vertical") if parts else frames.empty()
         frame = _negative_to_nan(frame, step_s, self.url)
         notes = _check_coverage(frame, spec, first, last, step_s, self.url, missing)
@@ -432,6 +438,11 @@ class Prometheus:
         }
         if notes:
             meta["missing_steps"] = notes
+        if notes_by_metric:
+            meta["partial"] = True
+            meta["warnings"] = notes_by_metric
+        if aggregate:
+            meta["aggregate"] = aggregate
         return Recording(frame, meta, source=self.url)
 
     def _run(
@@ -440,31 +451,42 @@ class Prometheus:
         spec: _QuerySpec,
         step_s: int,
         progress: bool | None,
-    ) -> list[pl.DataFrame]:
-        """Run (metric, chunk) queries concurrently; the first failure cancels the rest."""
+        aggregate: Aggregate,
+    ) -> tuple[list[pl.DataFrame], dict[str, list[str]]]:
+        """Run (metric, chunk) queries concurrently; the first failure cancels the rest.
+
+        Returns the frames and, per metric, the warnings Prometheus sent with its answers.
+        """
         from tqdm.auto import tqdm
 
         show = len(tasks) >= 8 if progress is None else progress
         unmatched: set[str] = set()
+        notes: dict[str, list[str]] = {}
 
         def one(task: tuple[str, tuple[int, int]]) -> pl.DataFrame:
             metric, (chunk_start, chunk_end) = task
             query, kind = spec.queries[metric]
             body = self._get(query, chunk_start, chunk_end, step_s)
             try:
-                frame, skipped = response_to_frame(
+                parsed = response_to_frame(
                     body,
                     label=spec.variants.label,
                     variant_of=spec.variants.variant_of,
                     metric=metric,
                     kind=kind,
                     le_scale=spec.le_scale.get(metric, 1.0),
+                    aggregate=aggregate,
                     source=f"{self.url} ({metric})",
                 )
+            except MergeRefused as exc:
+                raise QueryError(f"{exc}\n  query: {query}") from None
             except DataError as exc:
                 raise self._not_prometheus(exc) from None
-            unmatched.update(skipped)
-            return frame
+            unmatched.update(parsed.unmatched)
+            for note in parsed.warnings:
+                if note not in notes.setdefault(metric, []):
+                    notes[metric].append(note)
+            return parsed.frame
 
         parts: list[pl.DataFrame] = []
         with (
@@ -493,7 +515,14 @@ class Prometheus:
                 f"no variant of {dict(spec.variants.values)} and were left out",
                 stacklevel=3,
             )
-        return parts
+        if notes:
+            text = "; ".join(f"{metric}: {' | '.join(found)}" for metric, found in notes.items())
+            warnings.warn(
+                f"{self.url} answered with warnings, the data may be partial: {text}",
+                PartialDataWarning,
+                stacklevel=3,
+            )
+        return parts, notes
 
 
 class _QuerySpec:
@@ -853,6 +882,8 @@ def fetch(
     variant_label: str | None = None,
     variants: str | Mapping[str, str] | Sequence[str] | None = None,
     queries: str | Path | Mapping[str, Any] | None = None,
+    names: Mapping[str, str] | None = None,
+    aggregate: Aggregate = None,
     timeout: float = 30.0,
     progress: bool | None = None,
     flagger: bool = False,
@@ -894,6 +925,8 @@ def fetch(
             variant_label=variant_label,
             variants=variants,
             queries=queries,
+            names=names,
+            aggregate=aggregate,
             progress=progress,
         )
         if not flagger:

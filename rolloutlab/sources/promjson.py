@@ -6,15 +6,23 @@ object is made per point: about 3× cheaper than ``json.loads`` alone). Anything
 falls back to the Python path, :func:`matrix_to_frame` on the decoded JSON, which also
 loads saved files and names exactly what is malformed. Prometheus writes values as strings,
 including ``"NaN"``, ``"+Inf"`` and ``"-Inf"``; both paths read them.
+
+Nothing is merged silently: series that would land on the same variant (and ``le``) while
+differing in another label (``reporter="source"`` and ``reporter="destination"`` count the
+same requests twice) are refused with an error naming those labels, unless the caller
+selects one (``select={"reporter": "destination"}``) or asks for ``aggregate="sum"``. A
+response's ``warnings`` (Prometheus answered from part of its data) become a
+:class:`PartialDataWarning` and are kept in the recording's metadata.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -34,6 +42,95 @@ DEFAULT_VARIANT_LABELS = (
     "destination_version",
 )
 _RAW_COUNTER_SUFFIXES = ("_total", "_count", "_sum")
+_NOT_LABELS = frozenset({"__name__", "le"})
+
+Aggregate = Literal["sum"] | None
+
+
+class PartialDataWarning(UserWarning):
+    """Some data is missing or invalid: steps of a variant's metric came back empty or read
+    as NaN, or Prometheus answered with ``warnings`` (a partial answer). The message says
+    which."""
+
+
+class MergeRefused(DataError):
+    """Series that differ in a label other than the variant's would have been added up."""
+
+
+class ParsedResponse(NamedTuple):
+    """What :func:`response_to_frame` read: the rows, the variant label values that mapped
+    to no variant, the response's ``warnings`` and the labels summed over on request."""
+
+    frame: pl.DataFrame
+    unmatched: set[str]
+    warnings: list[str]
+    summed_labels: list[str]
+
+
+def check_unmerged(
+    result: Sequence[Any],
+    keys: Sequence[tuple[tuple[str, Any], ...]],
+    *,
+    ignore: Sequence[frozenset[str]],
+    aggregate: Aggregate,
+    source: str,
+    fix: str,
+) -> list[str]:
+    """Refuse series that share a key (variant, metric, le) yet differ in a label.
+
+    ``keys`` are ``(name, value)`` pairs; ``ignore[i]`` are the labels series ``i`` may
+    differ in besides ``le`` (the label that names its variant).
+    Returns the differing labels when ``aggregate="sum"`` asks to add such series up;
+    raises :class:`DataError` naming them and the fix (``fix`` says how to keep one)
+    otherwise.
+    """
+    if aggregate not in (None, "sum"):
+        raise DataError(f"{source}: aggregate must be None or 'sum', got {aggregate!r}")
+    groups: dict[Any, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    differing: dict[str, set[str]] = {}
+    clash = None
+    for key, members in groups.items():
+        if len(members) < 2:
+            continue
+        labels = [(result[i].get("metric") or {}) for i in members]
+        names = set().union(*labels) - _NOT_LABELS - set().union(*(ignore[i] for i in members))
+        for name in names:
+            values = {str(one.get(name, "")) for one in labels}
+            if len(values) > 1:
+                differing.setdefault(name, set()).update(values)
+                clash = clash or (key, len(members))
+    if not differing or aggregate == "sum":
+        return sorted(differing)
+    name = "reporter" if "reporter" in differing else sorted(differing)[0]
+    present = sorted(value for value in differing[name] if value)
+    keep = "destination" if "destination" in present else (present or [""])[0]
+    shown = "; ".join(
+        f"{label} in {sorted(values)[:4]}" + (" …" if len(values) > 4 else "")
+        for label, values in sorted(differing.items())
+    )
+    key, count = clash
+    raise MergeRefused(
+        f"{source}: {count} series give the same {_key_text(key)} but differ in other "
+        f"labels ({shown}); adding them up could count the same requests twice. "
+        f"{fix.format(select=f'{{{name!r}: {keep!r}}}', label=name, value=keep)}, or add "
+        "them up on purpose with aggregate='sum'."
+    )
+
+
+def _key_text(key: tuple[tuple[str, Any], ...]) -> str:
+    return ", ".join(f"{name} {value!r}" for name, value in key if value is not None)
+
+
+#: How a saved response's clash is fixed (filled by :func:`check_unmerged`).
+_SELECT_FIX = "Keep one kind of series with select={select}"
+
+
+#: How a fetched query's clash is fixed (filled by :func:`check_unmerged`).
+FETCH_FIX = (
+    'Select one in the query ({label}="{value}"; selector={select} adds it to a preset\'s queries)'
+)
 
 
 def response_to_frame(
@@ -44,15 +141,19 @@ def response_to_frame(
     metric: str,
     kind: str,
     le_scale: float = 1.0,
+    aggregate: Aggregate = None,
     source: str = "<query_range>",
-) -> tuple[pl.DataFrame, set[str]]:
+) -> ParsedResponse:
     """Tidy rows (not yet validated) from a raw ``query_range`` response body.
 
     Each series' variant is ``variant_of(value of label)`` (an absent label is ``""``);
-    series whose value maps to no variant are left out and their values returned in the
-    set. Series that map to the same (variant, le) are summed per timestamp.
+    series whose value maps to no variant are left out and their values returned. Series
+    with different values of ``label`` that map to one variant are summed per timestamp
+    (that is what the mapping asks for); series with the same value (and ``le``) differ in
+    some other label and are refused (:func:`check_unmerged`) unless ``aggregate="sum"``.
     """
     schema = {
+        "warnings": pl.List(pl.String),
         "data": pl.Struct(
             {
                 "result": pl.List(
@@ -64,12 +165,13 @@ def response_to_frame(
                     )
                 )
             }
-        )
+        ),
     }
     try:
+        doc = pl.read_json(io.BytesIO(body), schema=schema)
+        notes = [w for w in (doc["warnings"].to_list()[0] or []) if w]
         series = (
-            pl.read_json(io.BytesIO(body), schema=schema)
-            .select(pl.col("data").struct.field("result"))
+            doc.select(pl.col("data").struct.field("result"))
             .explode("result")
             .unnest("result")
             .select(
@@ -80,6 +182,8 @@ def response_to_frame(
         )
         if series["values"].is_null().any():
             raise ValueError("a series without values")
+        if series.select("label", "le").is_duplicated().any():
+            raise ValueError("series differing in other labels: checked on the slow path")
         labels = series["label"].to_list()
         names = [variant_of(value) for value in labels]
         keep = [name is not None for name in names]
@@ -117,10 +221,12 @@ def response_to_frame(
             pl.col("values").list.get(1).cast(pl.Float64).alias("value"),
         )
     except (pl.exceptions.PolarsError, ValueError):
-        return _slow_response_to_frame(body, label, variant_of, metric, kind, le_scale, source)
+        return _slow_response_to_frame(
+            body, label, variant_of, metric, kind, le_scale, aggregate, source
+        )
     if series.select("variant", "le").is_duplicated().any():
         frame = frame.group_by(frames.COLUMNS[:-1]).agg(pl.col("value").sum())
-    return frame.select(frames.COLUMNS), unmatched
+    return ParsedResponse(frame.select(frames.COLUMNS), unmatched, notes, [])
 
 
 def _slow_response_to_frame(
@@ -130,8 +236,9 @@ def _slow_response_to_frame(
     metric: str,
     kind: str,
     le_scale: float,
+    aggregate: Aggregate,
     source: str,
-) -> tuple[pl.DataFrame, set[str]]:
+) -> ParsedResponse:
     """The Python path for what the fast reader refused: decode, check, say what is wrong."""
     try:
         doc = json.loads(body)
@@ -148,10 +255,29 @@ def _slow_response_to_frame(
         else:
             keep.append(series)
             names.append(name)
+    summed = check_unmerged(
+        keep,
+        [_fetch_key(s, label) for s in keep],
+        ignore=[frozenset({label})] * len(keep),
+        aggregate=aggregate,
+        source=source,
+        fix=FETCH_FIX,
+    )
     frame = matrix_to_frame(
         keep, variants=names, metric=metric, kind=kind, le_scale=le_scale, source=source
     )
-    return frame, unmatched
+    return ParsedResponse(frame, unmatched, _warnings(doc), summed)
+
+
+def _fetch_key(series: Mapping[str, Any], label: str) -> tuple[tuple[str, Any], ...]:
+    labels = series.get("metric") or {}
+    return ((label, labels.get(label) or ""), ("le", labels.get("le")))
+
+
+def _warnings(doc: Any) -> list[str]:
+    """The ``warnings`` of a Prometheus response (a partial answer), as text."""
+    found = doc.get("warnings") if isinstance(doc, Mapping) else None
+    return [str(w) for w in found if w] if isinstance(found, list) else []
 
 
 def matrix_to_frame(
@@ -171,7 +297,8 @@ def matrix_to_frame(
     their label, multiplied by ``le_scale`` (1000 turns seconds into ms). Series flagged in
     ``cumulative`` hold raw counter readings and become per-step increases with Prometheus'
     reset rule (see :func:`rolloutlab.frames.increments`). Series that end up with the same
-    (variant, metric, le) are summed per timestamp.
+    (variant, metric, le) are summed per timestamp: the caller named their variants, so it
+    has decided that (the loaders check with :func:`check_unmerged` first).
     """
     n = len(result)
     metrics = [metric] * n if isinstance(metric, str) else list(metric)
@@ -311,6 +438,8 @@ def load_query_range_json(
     metric: str | None = None,
     kind: str | None = None,
     variant_label: str | None = None,
+    select: Mapping[str, str] | None = None,
+    aggregate: Aggregate = None,
 ) -> Recording:
     """Load a ``query_range`` (or instant ``query``) response saved to disk as a Recording.
 
@@ -324,6 +453,15 @@ def load_query_range_json(
       increase is the new reading, as Prometheus' ``increase()`` assumes); the first reading
       of each series is the base and gives no row. Otherwise series with an ``le`` label are
       buckets and the rest are ``kind`` (default ``gauge``), taken as they are.
+    - ``select`` keeps only the series whose labels have these values; series of one
+      variant, metric and ``le`` that still differ in another label (``reporter``, ``pod``,
+      ``response_code``) are refused with a :class:`DataError` naming them, unless
+      ``aggregate="sum"`` adds them up (the labels summed over go in ``meta["aggregated"]``).
+
+    ``meta["step_s"]`` is the spacing of the series' own timestamps (each series' most
+    common gap; the most common among series, and ``meta["series_steps_s"]`` lists them
+    when they differ). The response's ``warnings`` go in ``meta["warnings"]`` with
+    ``meta["partial"] = True``, and a :class:`PartialDataWarning` is issued.
     """
     path = Path(path)
     source = str(path)
@@ -333,17 +471,18 @@ def load_query_range_json(
         raise DataError(f"{source}: cannot read file ({exc.strerror or exc})") from None
     except ValueError as exc:
         raise DataError(f"{source}: not valid JSON ({exc})") from None
-    result = _result_list(doc, source)
+    result = _selected(_result_list(doc, source), select, source)
     if kind is not None and kind not in frames.KINDS:
         raise DataError(f"{source}: kind must be one of {list(frames.KINDS)}, got {kind!r}")
 
-    variants, metrics, kinds, raw = [], [], [], []
+    variants, metrics, kinds, raw, keys, ignore = [], [], [], [], [], []
     for i, s in enumerate(result):
         labels = s.get("metric") if isinstance(s, Mapping) else None
         if not isinstance(labels, Mapping):
             raise DataError(f"{source}: series {i} has no 'metric' label object")
         name = labels.get("__name__")
-        variants.append(_variant(labels, variant_label))
+        by, variant = _variant(labels, variant_label)
+        variants.append(variant)
         metrics.append(metric or name or path.stem)
         is_bucket = "le" in labels or (name or "").endswith("_bucket")
         raw.append(
@@ -355,21 +494,86 @@ def load_query_range_json(
             kinds.append("counter")
         else:
             kinds.append(kind or "gauge")
+        keys.append((("variant", variant), ("metric", metrics[-1]), ("le", labels.get("le"))))
+        ignore.append(frozenset({by} if by else ()))
+    summed = check_unmerged(
+        result, keys, ignore=ignore, aggregate=aggregate, source=source, fix=_SELECT_FIX
+    )
+    steps = _series_steps(result)
     frame = matrix_to_frame(
         result, variants=variants, metric=metrics, kind=kinds, cumulative=raw, source=source
     )
     if frame.is_empty():
         raise DataError(f"{source}: the response holds no samples")
-    step = frames.step_seconds(frame)
     names = sorted(set(variants))
     control = "primary" if "primary" in names else names[0]
-    meta = {
+    meta: dict[str, Any] = {
         "source": source,
         "queries": {},
         "roles": {"control": control, "treatment": [v for v in names if v != control]},
-        "step_s": step,
+        "step_s": _common_step(steps) or frames.step_seconds(frame),
     }
+    if len(set(steps)) > 1:
+        meta["series_steps_s"] = sorted(set(steps))
+    if select:
+        meta["select"] = dict(select)
+    if summed:
+        meta["aggregated"] = {"how": "sum", "labels": summed}
+    notes = _warnings(doc)
+    if notes:
+        meta["partial"] = True
+        meta["warnings"] = notes
+        warnings.warn(
+            f"{source}: Prometheus answered with warnings, the data may be partial: "
+            + "; ".join(notes),
+            PartialDataWarning,
+            stacklevel=2,
+        )
     return Recording(frame, meta, source=source)
+
+
+def _selected(result: list[Any], select: Mapping[str, str] | None, source: str) -> list[Any]:
+    """The series whose labels have the values in ``select`` (all of them without it)."""
+    if not select:
+        return result
+
+    def value(series: Any, label: str) -> str:
+        labels = series.get("metric") if isinstance(series, Mapping) else None
+        return str((labels or {}).get(label, ""))
+
+    kept = [s for s in result if all(value(s, k) == v for k, v in select.items())]
+    if not kept:
+        present = {k: sorted({value(s, k) for s in result}) for k in select}
+        raise DataError(
+            f"{source}: no series has the labels select={dict(select)}; the values present "
+            f"are {present}"
+        )
+    return kept
+
+
+def _series_steps(result: Sequence[Any]) -> list[float]:
+    """Each series' spacing: its most common gap between timestamps (to the millisecond;
+    the smallest on a tie, so a gap of missing points does not count as the step)."""
+    steps = []
+    for s in result:
+        points = s.get("values") if isinstance(s, Mapping) else None
+        if not isinstance(points, list) or len(points) < 2:
+            continue
+        try:
+            times = sorted(float(p[0]) for p in points)
+        except (TypeError, ValueError, IndexError, KeyError):
+            continue  # matrix_to_frame names the malformed point
+        gaps = [round(b - a, 3) for a, b in zip(times, times[1:], strict=False) if b > a]
+        if gaps:
+            steps.append(min(set(gaps), key=lambda gap: (-gaps.count(gap), gap)))
+    return steps
+
+
+def _common_step(steps: list[float]) -> float | None:
+    """The most common per-series step (the larger on a tie), or None."""
+    if not steps:
+        return None
+    return max(set(steps), key=lambda step: (steps.count(step), step))
 
 
 def _result_list(doc: Any, source: str) -> list[Any]:
@@ -398,17 +602,22 @@ def _result_list(doc: Any, source: str) -> list[Any]:
     return data
 
 
-def _variant(labels: Mapping[str, str], variant_label: str | None) -> str:
+def _variant(labels: Mapping[str, str], variant_label: str | None) -> tuple[str | None, str]:
+    """(the label that names the variant, the variant); ``"all"`` when none does."""
     if variant_label is not None:
-        return labels.get(variant_label) or "all"
+        return variant_label, labels.get(variant_label) or "all"
     for label in DEFAULT_VARIANT_LABELS:
         if labels.get(label):
-            return labels[label]
-    return "all"
+            return label, labels[label]
+    return None, "all"
 
 
 __all__ = [
     "DEFAULT_VARIANT_LABELS",
+    "MergeRefused",
+    "PartialDataWarning",
+    "ParsedResponse",
+    "check_unmerged",
     "load_query_range_json",
     "matrix_to_frame",
     "response_to_frame",
