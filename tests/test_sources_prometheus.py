@@ -579,15 +579,18 @@ class DeadRemoteRead(PrometheusServer):
 def test_fetch_records_prometheus_warnings_as_partial_data(prometheus_binary) -> None:
     rec = simulate("healthy", seed=4, duration_min=5)
     text = to_openmetrics(rec, preset="istio", target="podinfo", namespace="test")
-    partial = "answered with warnings, the data may be partial"
-    with (
-        DeadRemoteRead(openmetrics=[text]) as server,
-        pytest.warns(PartialDataWarning, match=partial),
-    ):
-        got = Prometheus(server.url).fetch(
-            "istio", target="podinfo", namespace="test", start=rec.start, end=rec.end
-        )
+    with DeadRemoteRead(openmetrics=[text]) as server:
+        prom = Prometheus(server.url)
+        with pytest.warns(PartialDataWarning, match="answered with warnings, the data may be"):
+            got = prom.fetch(
+                "istio", target="podinfo", namespace="test", start=rec.start, end=rec.end
+            )
+        with pytest.warns(PartialDataWarning, match="remote_read: error sending request"):
+            raw = prom.query_range(
+                'istio_requests_total{reporter="destination"}', rec.start, rec.end
+            )
     assert got.meta["partial"] is True
     assert set(got.meta["warnings"]) == set(CORE)
     assert "remote_read: error sending request" in got.meta["warnings"]["requests"][0]
     assert_same(rec.frame, got.frame)  # the local data itself is complete here
+    assert len(raw) == 8  # the raw series are still returned

@@ -17,6 +17,13 @@ extrapolates from the first and last sample in the window to its edges, so it is
 sample sits on both window edges (2.x with scrapes on the step grid) and otherwise an estimate
 whose error is bounded by how unevenly the counter grew between the samples at the edges.
 
+Parity with Flagger: each preset reads the series that Flagger's metric observer for the
+provider reads (``pkg/metrics/observers/<provider>.go`` in fluxcd/flagger; ``upstream``
+names the file): the same metric names and label matchers, ``{service}``, ``{ingress}`` and
+``{route}`` filled as Flagger's ``toMetricModel`` fills them, and for nginx and skipper,
+whose request-duration is a mean, the histogram's ``_sum`` as well. The tests run Flagger's
+own queries on a real Prometheus and compare them with the Flagger judge's values.
+
 Variants: Flagger's naming is the default (``<target>`` is the canary, ``<target>-primary`` the
 primary). A :class:`Variants` maps any label's values (regexes, fully anchored as in PromQL's
 ``=~``) to variant names, which covers A/B/n.

@@ -55,6 +55,7 @@ from rolloutlab.sources.promjson import (
     MergeRefused,
     PartialDataWarning,
     response_to_frame,
+    response_warnings,
 )
 from rolloutlab.sources.recording import Recording
 
@@ -277,23 +278,34 @@ class Prometheus:
     ) -> list[dict[str, Any]]:
         """The raw ``query_range`` result list, chunked past ``max_points`` and stitched.
 
-        ``start``/``end`` are snapped inward to the epoch-aligned step grid.
+        ``start``/``end`` are snapped inward to the epoch-aligned step grid. Prometheus'
+        ``warnings`` (a partial answer) give a :class:`PartialDataWarning`.
         """
         step_s = parse_step(step)
         first, last = _grid(to_utc(start, "start"), to_utc(end, "end"), step_s)
         merged: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+        notes: list[str] = []
         for chunk_start, chunk_end in _chunks(first, last, step_s, self.max_points):
             body = self._get(query, chunk_start, chunk_end, step_s)
             try:
-                result = json.loads(body)["data"]["result"]
+                doc = json.loads(body)
+                result = doc["data"]["result"]
             except (ValueError, KeyError, TypeError) as exc:
                 raise self._not_prometheus(exc) from None
+            notes += [note for note in response_warnings(doc) if note not in notes]
             for series in result:
                 key = tuple(sorted(series["metric"].items()))
                 if key in merged:
                     merged[key]["values"].extend(series["values"])
                 else:
                     merged[key] = {"metric": series["metric"], "values": list(series["values"])}
+        if notes:
+            warnings.warn(
+                f"{self.url} answered with warnings, the data may be partial: "
+                f"{' | '.join(notes)}\n  query: {query}",
+                PartialDataWarning,
+                stacklevel=2,
+            )
         return list(merged.values())
 
     def _get(self, query: str, start: int, end: int, step_s: int) -> bytes:

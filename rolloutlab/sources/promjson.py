@@ -266,7 +266,7 @@ def _slow_response_to_frame(
     frame = matrix_to_frame(
         keep, variants=names, metric=metric, kind=kind, le_scale=le_scale, source=source
     )
-    return ParsedResponse(frame, unmatched, _warnings(doc), summed)
+    return ParsedResponse(frame, unmatched, response_warnings(doc), summed)
 
 
 def _fetch_key(series: Mapping[str, Any], label: str) -> tuple[tuple[str, Any], ...]:
@@ -274,7 +274,7 @@ def _fetch_key(series: Mapping[str, Any], label: str) -> tuple[tuple[str, Any], 
     return ((label, labels.get(label) or ""), ("le", labels.get("le")))
 
 
-def _warnings(doc: Any) -> list[str]:
+def response_warnings(doc: Any) -> list[str]:
     """The ``warnings`` of a Prometheus response (a partial answer), as text."""
     found = doc.get("warnings") if isinstance(doc, Mapping) else None
     return [str(w) for w in found if w] if isinstance(found, list) else []
@@ -519,7 +519,7 @@ def load_query_range_json(
         meta["select"] = dict(select)
     if summed:
         meta["aggregated"] = {"how": "sum", "labels": summed}
-    notes = _warnings(doc)
+    notes = response_warnings(doc)
     if notes:
         meta["partial"] = True
         meta["warnings"] = notes
@@ -621,4 +621,5 @@ __all__ = [
     "load_query_range_json",
     "matrix_to_frame",
     "response_to_frame",
+    "response_warnings",
 ]
