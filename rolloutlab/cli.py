@@ -14,12 +14,11 @@ from pathlib import Path
 import polars as pl
 
 from rolloutlab.errors import RolloutlabError, SpecError
+from rolloutlab.specs.model import JUDGE_NAMES, ROUTER_KINDS
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEMO_RECORDINGS = ("healthy", "error-regression", "latency-regression", "ab")
-JUDGE_NAMES = ("rolloutlab", "flagger", "kayenta")
 DEMO_REPORT = "error-regression"
-ROUTER_KINDS = ("istio", "gatewayapi", "smi", "linkerd", "osm", "nginx", "traefik", "contour")
 BUNDLED_SEED = 7
 
 
@@ -231,7 +230,7 @@ def _fetch(args: argparse.Namespace) -> int:
         timeout=args.timeout,
     )
     if args.spec is not None:
-        from rolloutlab.judges.spec_fetch import fetch_for_spec
+        from rolloutlab.specs.fetch import fetch_for_spec
 
         rec = fetch_for_spec(
             args.url,

@@ -14,10 +14,10 @@ import pytest
 from rolloutlab.cli import main
 from rolloutlab.errors import SpecError
 from rolloutlab.judges import judge
-from rolloutlab.judges.manifests import ManifestWarning
 from rolloutlab.judges.spec import Spec
-from rolloutlab.judges.spec_fetch import fetch_for_spec
 from rolloutlab.sources.recording import load
+from rolloutlab.specs import ManifestWarning
+from rolloutlab.specs.fetch import fetch_for_spec
 
 CANARY = """\
 apiVersion: flagger.app/v1beta1

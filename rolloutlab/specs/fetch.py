@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from rolloutlab.errors import SpecError
-from rolloutlab.judges.spec import BUILTIN_METRICS, Spec
 from rolloutlab.sources.gauges import fetch_gauges, with_gauges
 from rolloutlab.sources.presets import PRESETS
 from rolloutlab.sources.prometheus import Prometheus, fetch, to_utc
 from rolloutlab.sources.recording import Recording
+from rolloutlab.specs.model import BUILTIN_METRICS, Spec
 
 #: The preset when neither the caller nor the spec names one.
 DEFAULT_PRESET = "istio"

@@ -1,0 +1,116 @@
+"""Manifests as documents: reading files and folders, finding templates by name and
+namespace, and the warning for what rolloutlab leaves out."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rolloutlab.errors import SpecError
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class ManifestWarning(UserWarning):
+    """Something in the manifests that rolloutlab leaves out (the message names it)."""
+
+
+@dataclass(frozen=True)
+class Document:
+    """One YAML document and where it came from (``file`` or ``file (document 2)``)."""
+
+    data: Any
+    where: str
+
+    @property
+    def kind(self) -> str:
+        return str(self.data.get("kind", "")) if isinstance(self.data, Mapping) else ""
+
+    @property
+    def api(self) -> str:
+        return str(self.data.get("apiVersion", "")) if isinstance(self.data, Mapping) else ""
+
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        meta = self.data.get("metadata") if isinstance(self.data, Mapping) else None
+        return meta if isinstance(meta, Mapping) else {}
+
+    @property
+    def name(self) -> str | None:
+        if not self.kind and isinstance(self.data, Mapping):
+            return self.data.get("name")
+        return self.meta.get("name")
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind or 'rolloutlab spec'} {self.name or '(unnamed)'} ({self.where})"
+
+
+def parse_documents(text: str, where: str) -> list[Document]:
+    """The non-empty YAML documents of ``text``; a YAML error names the line."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f", line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(f"{where}{at}: not valid YAML ({problem}).") from None
+    if len(docs) == 1:
+        return [Document(docs[0], where)]
+    return [Document(d, f"{where} (document {i + 1})") for i, d in enumerate(docs)]
+
+
+def read_documents(path: Path) -> list[Document]:
+    """Every document of a file, or of the manifest files below a folder (sorted by path)."""
+    if path.is_dir():
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES
+        )
+        if not files:
+            raise SpecError(
+                f"{path}: no {', '.join(MANIFEST_SUFFIXES)} files in this folder. Point "
+                "--spec at the folder holding the Canary or Rollout and its templates."
+            )
+    elif path.is_file():
+        files = [path]
+    else:
+        raise SpecError(f"{path}: no such spec file or folder. Check the path.")
+    return [doc for f in files for doc in parse_documents(f.read_text(encoding="utf-8"), str(f))]
+
+
+class _TemplateIndex:
+    """Templates by (namespace, name); a template with no namespace matches any."""
+
+    def __init__(self, templates: Iterable[Document], owner: Document) -> None:
+        self.templates = list(templates)
+        self.owner = owner
+
+    def find(self, kind: Sequence[str], name: str, namespace: str | None) -> Document:
+        same = [d for d in self.templates if d.kind in kind and d.name == name]
+        exact = [d for d in same if d.meta.get("namespace") == namespace]
+        loose = [d for d in same if not d.meta.get("namespace")]
+        if exact or loose:
+            return (exact or loose)[0]
+        where = f"{namespace}/{name}" if namespace else name
+        elsewhere = sorted(f"{d.meta.get('namespace')}/{d.name}" for d in same)
+        hint = f" (found only {', '.join(elsewhere)}: check the namespace)" if elsewhere else ""
+        raise SpecError(
+            f"{self.owner.where}: {self.owner.kind} {self.owner.name} references "
+            f"{' or '.join(kind)} {where}, which is not among the manifests given{hint}. "
+            "Add the template's file to the folder (or document to the file)."
+        )
+
+
+def _warn_unsupported(skipped: Sequence[str], where: str) -> None:
+    if skipped:
+        warnings.warn(
+            f"{where}: rolloutlab queries Prometheus only and leaves out {len(skipped)} "
+            f"metric(s) it cannot evaluate: {'; '.join(skipped)}. Judge them another way.",
+            ManifestWarning,
+            stacklevel=4,
+        )

@@ -1,0 +1,133 @@
+"""Specs from manifests as they sit in a GitOps folder: Flagger and Argo Rollouts.
+
+:func:`load_manifests` reads a file (one or several YAML documents) or a folder (every
+``*.yaml``, ``*.yml`` and ``*.json`` below it) and builds one :class:`Spec` from:
+
+- a Flagger ``Canary`` and the ``MetricTemplate`` objects its metrics reference (by name,
+  in ``templateRef.namespace`` or else the Canary's namespace; a template written without
+  a namespace matches by name, as ``kubectl apply -n`` or kustomize would place it);
+- an Argo Rollouts ``Rollout`` (canary steps, step and background analysis,
+  ``trafficRouting``) and the ``AnalysisTemplate`` / ``ClusterAnalysisTemplate`` objects
+  it names;
+- or a rolloutlab spec (a mapping without ``kind``).
+
+Other objects (Deployments, Services, ...) are skipped. A Canary given alone, with no
+MetricTemplate at all, keeps its template metrics unresolved (the recording must hold
+them); once templates are given, a reference to one that is missing is an error. Template queries are rendered
+twice, for the canary and for the primary (Flagger: ``{{ target }}`` is ``<target>`` and
+``<target>-primary``; Argo: an argument naming the Rollout's ``canaryService`` names its
+``stableService`` for the primary), so the metric can be fetched per variant. Templates
+of providers rolloutlab cannot query (Datadog, a Job, a web hook, ...) are left out,
+named in one :class:`ManifestWarning`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rolloutlab.errors import SpecError
+from rolloutlab.specs.argo import ARGO_API, ARGO_TEMPLATES, rollout_spec
+from rolloutlab.specs.documents import Document, parse_documents, read_documents
+from rolloutlab.specs.flagger import (
+    FLAGGER_API,
+    FLAGGER_TEMPLATE,
+    canary_spec,
+    canary_with_templates,
+)
+from rolloutlab.specs.model import Spec
+from rolloutlab.specs.native import _from_rolloutlab
+
+
+def load_manifests(path: str | Path, *, name: str | None = None) -> Spec:
+    """The spec held by a file or folder of manifests (see the module docstring)."""
+    path = Path(path)
+    return spec_from_documents(read_documents(path), source=str(path), name=name)
+
+
+def spec_from_documents(docs: Sequence[Document], *, source: str, name: str | None = None) -> Spec:
+    """The one Canary, Rollout or rolloutlab spec among ``docs``, with its templates.
+
+    ``name`` picks one when there are several.
+    """
+    if not docs:
+        raise SpecError(f"{source}: the YAML is empty. Give a rolloutlab spec or a Canary.")
+    for doc in docs:
+        if not isinstance(doc.data, Mapping):
+            raise SpecError(
+                f"{doc.where}: expected a mapping (a rolloutlab spec, a Flagger Canary or an "
+                f"Argo Rollout), got {type(doc.data).__name__} {doc.data!r}. If this is a file "
+                "path, check it exists."
+            )
+    mains = [d for d in docs if _is_canary(d) or _is_rollout(d) or not (d.kind or d.api)]
+    if name is not None:
+        mains = [d for d in mains if d.name == name]
+    if len(mains) != 1:
+        raise SpecError(_not_one(docs, mains, source, name))
+    main = mains[0]
+    if _is_canary(main):
+        return canary_with_templates(main, [d for d in docs if _is_flagger_template(d)])
+    if _is_rollout(main):
+        return rollout_spec(main, [d for d in docs if _is_argo_template(d)])
+    return _from_rolloutlab(main.data)
+
+
+def _is_canary(doc: Document) -> bool:
+    return doc.kind == "Canary"
+
+
+def _is_flagger_template(doc: Document) -> bool:
+    return doc.kind == FLAGGER_TEMPLATE and doc.api.startswith(FLAGGER_API)
+
+
+def _is_rollout(doc: Document) -> bool:
+    return doc.kind == "Rollout" and doc.api.startswith(ARGO_API)
+
+
+def _is_argo_template(doc: Document) -> bool:
+    return doc.kind in ARGO_TEMPLATES and doc.api.startswith(ARGO_API)
+
+
+def _not_one(docs: Sequence[Document], mains: Sequence[Document], source: str, name: str | None):
+    """Why no single spec was found among ``docs``, and what to give instead."""
+    templates = [d for d in docs if _is_flagger_template(d) or _is_argo_template(d)]
+    if mains:
+        listed = "; ".join(d.label for d in mains)
+        return (
+            f"{source}: {len(mains)} specs to choose from: {listed}. Pick one with "
+            "Spec.load(path, name=...), or give a folder or file holding only one."
+        )
+    if name is not None:
+        return f"{source}: no Canary, Rollout or rolloutlab spec named {name!r}. Check the name."
+    if templates and len(templates) == len(docs):
+        kinds = sorted({d.kind for d in templates})
+        names = ", ".join(str(d.name) for d in templates)
+        what = "the Canary" if FLAGGER_TEMPLATE in kinds else "the Rollout"
+        return (
+            f"{source} holds only {' and '.join(kinds)} objects ({names}): templates say how "
+            f"to measure a metric, not what to roll out. Give them together with {what} that "
+            "references them: a folder, or a multi-document file, holding both."
+        )
+    kinds = sorted({d.kind or "(no kind)" for d in docs})
+    return (
+        f"{source}: no Flagger Canary, Argo Rollout or rolloutlab spec among {len(docs)} "
+        f"documents (kinds: {', '.join(kinds)}). Add the Canary or Rollout to judge."
+    )
+
+
+def spec_from_mapping(data: Any) -> Spec:
+    """A spec from one mapping: a Canary, a Rollout or rolloutlab's own schema."""
+    if not isinstance(data, Mapping):
+        raise SpecError(f"expected a mapping for the spec, got {type(data).__name__}.")
+    kind, api = data.get("kind"), str(data.get("apiVersion", ""))
+    if kind == "Canary" or (api.startswith(FLAGGER_API) and kind != FLAGGER_TEMPLATE):
+        return canary_spec(data)
+    if data.get("kind") or data.get("apiVersion"):
+        return spec_from_documents([Document(data, "<dict>")], source="<dict>")
+    return _from_rolloutlab(data)
+
+
+def load_text(text: str, *, source: str = "<yaml>", name: str | None = None) -> Spec:
+    """A spec from YAML text of one or several documents."""
+    return spec_from_documents(parse_documents(text, source), source=source, name=name)

@@ -1,0 +1,46 @@
+"""The one duration parser: Go durations (Flagger, Argo), Prometheus units, seconds."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from rolloutlab.durations import format_duration, parse_duration
+from rolloutlab.errors import SpecError
+from rolloutlab.judges import spec
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("1m30s", 90),
+        ("500ms", 0.5),
+        ("1.5h", 5400),
+        ("1d", 86400),  # Prometheus units, refused by the spec's own parser before
+        ("2w", 14 * 86400),
+        ("300", 300),  # Argo writes pause durations as a number of seconds, also as text
+        (45, 45),
+        (timedelta(minutes=2), 120),
+    ],
+)
+def test_durations(value, seconds):
+    assert parse_duration(value) == seconds
+    assert spec.parse_duration is parse_duration  # the spec reads durations the same way
+
+
+def test_zero_only_when_allowed():
+    with pytest.raises(SpecError, match="interval: the duration must be positive"):
+        parse_duration("0s", "interval")
+    assert parse_duration("0s", allow_zero=True) == 0
+
+
+@pytest.mark.parametrize("bad", ["fast", "1x", "-1m", "", "m", None, True, "1m 30s"])
+def test_not_a_duration_names_the_field_and_the_fix(bad):
+    with pytest.raises(SpecError, match=r"^step: .*(e\.g\. '1m30s'|must be positive)"):
+        parse_duration(bad, "step")
+
+
+def test_format_round_trips():
+    for seconds in (60, 90, 7200, 86400):
+        assert parse_duration(format_duration(seconds)) == seconds
