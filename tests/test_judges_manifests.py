@@ -330,3 +330,78 @@ def test_judging_template_gauges_compares_canary_with_primary(backfilled):
     assert len(verdict.metrics) == 3
     for metric in verdict.metrics:
         assert "no data" not in metric.reason.lower(), metric.reason
+
+
+def test_replay_and_report_take_the_spec_folder(backfilled, tmp_path, capsys):
+    specs = folder(tmp_path, canary=CANARY, error_rate=ERROR_RATE, by_reporter=BY_REPORTER)
+    out = tmp_path / "rec.parquet"
+    argv = ["fetch", "--url", backfilled.url, "--spec", str(specs), "-o", str(out)]
+    assert main([*argv, "--start", "2026-01-12T10:01Z", "--end", "2026-01-12T11:00Z"]) == 0
+    capsys.readouterr()
+    assert main(["replay", str(out), "--spec", str(specs), "--json"]) == 0
+    replayed = json.loads(capsys.readouterr().out)
+    for verdict in replayed["decisions"].values():
+        assert {m["name"] for m in verdict["metrics"]} == {"error-rate", "by-reporter"}
+    html = tmp_path / "report.html"
+    assert main(["report", str(out), "--spec", str(specs), "-o", str(html)]) == 0
+    assert "error-rate" in html.read_text()
+
+
+ARGO_ROLLOUT = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: podinfo, namespace: test}
+spec:
+  strategy:
+    canary:
+      canaryService: podinfo
+      stableService: podinfo-primary
+      trafficRouting: {istio: {virtualService: {name: podinfo}}}
+      analysis:
+        templates: [{templateName: success-ratio}]
+        args: [{name: workload, value: podinfo}]
+      steps:
+      - setWeight: 10
+      - pause: {duration: 1m}
+      - setWeight: 50
+      - pause: {duration: 1m}
+"""
+ARGO_TEMPLATE = """\
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: success-ratio, namespace: test}
+spec:
+  args: [{name: workload}]
+  metrics:
+  - name: success-ratio
+    interval: 1m
+    successCondition: result[0] >= 0.9
+    failureLimit: 1
+    provider:
+      prometheus:
+        address: http://prometheus.istio-system:9090
+        query: >-
+          sum(rate(istio_requests_total{reporter="destination",
+          destination_workload="{{args.workload}}",response_code!~"5.*"}[1m]))
+          / sum(rate(istio_requests_total{reporter="destination",
+          destination_workload="{{args.workload}}"}[1m]))
+"""
+
+
+def test_an_argo_folder_is_fetched_for_stable_and_canary_and_judged(backfilled, tmp_path, capsys):
+    specs = folder(tmp_path, rollout=ARGO_ROLLOUT, template=ARGO_TEMPLATE)
+    out = tmp_path / "rec.parquet"
+    argv = ["fetch", "--url", backfilled.url, "--spec", str(specs), "-o", str(out)]
+    assert main([*argv, "--start", "2026-01-12T10:01Z", "--end", "2026-01-12T11:00Z"]) == 0
+    rec = load(out)
+    ratio = rec.frame.filter(pl.col("metric") == "success-ratio")
+    assert set(ratio["variant"]) == {"primary", "canary"}
+    truth = backfilled.main.frame.filter(pl.col("variant") == "canary")
+    errors = truth.filter(pl.col("metric") == "errors")["value"].sum()
+    requests = truth.filter(pl.col("metric") == "requests")["value"].sum()
+    canary = ratio.filter(pl.col("variant") == "canary")["value"]
+    assert canary.min() > 0.9 and canary.mean() == pytest.approx(1 - errors / requests, abs=0.01)
+    capsys.readouterr()
+    assert main(["judge", str(out), "--spec", str(specs), "--judge", "flagger", "--json"]) == 0
+    (metric,) = json.loads(capsys.readouterr().out)["metrics"]
+    assert (metric["name"], metric["classification"]) == ("success-ratio", "pass")
