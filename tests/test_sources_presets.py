@@ -21,7 +21,7 @@ from rolloutlab.errors import SpecError
 from rolloutlab.frames import tick_table
 from rolloutlab.judges.flagger import flagger_value, is_mean_duration
 from rolloutlab.judges.spec import MetricSpec
-from rolloutlab.sources.presets import PRESETS, get_preset
+from rolloutlab.sources.presets import PRESETS, flagger_names, get_preset
 from rolloutlab.sources.prometheus import Prometheus
 
 FLAGGER_COMMIT = "15bd6ad555e6c935da55f0ab95977be74c149bd6"
@@ -216,6 +216,24 @@ def test_skipper_encodes_names_as_flagger_does() -> None:
     route = "kube_my_ns__web_ing_canary__app_example_com____pod_info_canary"
     assert variants.variant_of(route) == "canary"
     assert variants.variant_of("kubeew_my_ns__web_ing__x____pod_info_primary_2") == "primary"
+
+
+def test_names_from_a_canary_manifest_as_flaggers_to_metric_model() -> None:
+    """pkg/controller/scheduler_metrics.go toMetricModel: service.name, ingressRef.name and
+    routeRef.name when set, the targetRef name otherwise."""
+    canary = {
+        "kind": "Canary",
+        "spec": {
+            "targetRef": {"kind": "Deployment", "name": "podinfo"},
+            "service": {"name": "web", "port": 9898},
+            "ingressRef": {"kind": "Ingress", "name": "podinfo-ing"},
+        },
+    }
+    names = flagger_names(canary)
+    assert names == {"service": "web", "ingress": "podinfo-ing"}
+    model = get_preset("apisix").names("podinfo", "test", names)
+    assert (model["service"], model["ingress"], model["route"]) == ("web", "podinfo-ing", "podinfo")
+    assert flagger_names({"spec": {"service": {"port": 80}}}) == {}
 
 
 def test_knative_needs_both_revisions() -> None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from rolloutlab.errors import SpecError
 
@@ -507,6 +507,21 @@ PRESETS: dict[str, Preset] = {
 PRESETS["kubernetes"] = PRESETS["gatewayapi"]
 
 
+def flagger_names(canary: Mapping[str, Any]) -> dict[str, str]:
+    """The template names Flagger's ``toMetricModel`` gives a Canary manifest (a dict):
+    ``service`` is ``spec.service.name``, ``ingress`` ``spec.ingressRef.name`` and ``route``
+    ``spec.routeRef.name``, each only when set (the preset falls back to the target, as
+    Flagger does). Knative's revisions are not in the manifest: pass them yourself."""
+    spec = canary.get("spec") if isinstance(canary.get("spec"), Mapping) else canary
+    fields = {"service": "service", "ingress": "ingressRef", "route": "routeRef"}
+    names = {}
+    for key, field_name in fields.items():
+        ref = spec.get(field_name)
+        if isinstance(ref, Mapping) and ref.get("name"):
+            names[key] = str(ref["name"])
+    return names
+
+
 def get_preset(name: str) -> Preset:
     """The preset called ``name``; SpecError listing the known ones otherwise."""
     try:
@@ -524,6 +539,7 @@ __all__ = [
     "PRESETS",
     "Preset",
     "Variants",
+    "flagger_names",
     "get_preset",
     "promql_string",
     "regex_escape",
