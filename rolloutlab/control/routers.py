@@ -455,11 +455,13 @@ class IstioRouter(BackendListRouter):
                 "give both primary_subset and canary_subset (the DestinationRule subsets "
                 f"for the stable and canary pods), got {primary_subset!r} and {canary_subset!r}"
             )
-        self.subsets = None if primary_subset is None else (primary_subset, canary_subset)
+        self.subsets: tuple[str, str] | None = None
+        if primary_subset is not None and canary_subset is not None:
+            self.subsets = (primary_subset, canary_subset)
 
     @property
     def keys(self) -> tuple[str, str]:
-        return self.subsets or (self.primary, self.canary)  # type: ignore[return-value]
+        return self.subsets or (self.primary, self.canary)
 
     @property
     def key_path(self) -> str:
