@@ -143,12 +143,17 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("run", _run, "Drive a live rollout: fetch, judge and step the weights.")
     p.add_argument("--url", required=True, help="Prometheus-compatible server")
-    p.add_argument("--preset", default="istio")
-    p.add_argument("--router", required=True, choices=ROUTER_KINDS)
-    p.add_argument("--target", required=True, help="Flagger target (the canary workload)")
-    p.add_argument("--namespace", required=True)
+    p.add_argument("--preset", help="default: the spec's provider, else istio")
+    p.add_argument("--router", choices=ROUTER_KINDS, help="default: the spec's")
+    p.add_argument("--target", help="the canary workload (default: the spec's target)")
+    p.add_argument("--namespace", help="default: the spec's")
     p.add_argument("--route", help="name of the route object (default: the target)")
-    p.add_argument("--spec", type=Path, required=True, help="Flagger Canary or rolloutlab spec")
+    p.add_argument(
+        "--spec",
+        type=Path,
+        required=True,
+        help="Canary or Rollout with its templates (file or folder), or a rolloutlab spec",
+    )
     p.add_argument("--judge", choices=JUDGE_NAMES, help="default: the spec's, else rolloutlab")
     p.add_argument(
         "--auto",
@@ -318,21 +323,42 @@ def _run(args: argparse.Namespace) -> int:
     from rolloutlab.sources.prometheus import Prometheus
 
     spec = Spec.load(args.spec)
+    target, namespace, kind = _from_spec(args, spec)
     client = load_client(context=args.context, kubeconfig=args.kubeconfig)
-    route = router(args.router, args.route or args.target, args.namespace, client=client)
+    route = router(kind, args.route or target, namespace, client=client)
     with Prometheus(args.url) as source:
         rollout = Rollout(
             source,
             route,
             spec,
             args.judge or spec.judge,
-            target=args.target,
-            namespace=args.namespace,
-            preset=args.preset,
+            target=target,
+            namespace=namespace,
+            preset=args.preset or _preset_of(spec),
             mode="auto" if args.auto else "manual",
             notifier=SlackNotifier(args.slack_webhook) if args.slack_webhook else None,
         )
         return _drive(rollout)
+
+
+def _from_spec(args: argparse.Namespace, spec) -> tuple[str, str, str]:
+    """Target, namespace and router kind: the options given, else the spec's."""
+    chosen = {
+        "target": args.target or spec.target,
+        "namespace": args.namespace or spec.namespace,
+        "router": args.router or spec.router,
+    }
+    missing = [name for name, value in chosen.items() if not value]
+    if missing:
+        flags = " ".join(f"--{name} ..." for name in missing)
+        raise SpecError(f"{args.spec} does not say the {', '.join(missing)}: pass {flags}")
+    return chosen["target"], chosen["namespace"], chosen["router"]
+
+
+def _preset_of(spec) -> str:
+    from rolloutlab.specs.fetch import preset_for
+
+    return preset_for(spec)
 
 
 def _drive(rollout) -> int:

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import json
 import warnings
+from argparse import Namespace
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from rolloutlab.cli import main
+from rolloutlab.cli import _from_spec, main
 from rolloutlab.errors import SpecError
 from rolloutlab.judges import judge
-from rolloutlab.judges.spec import Spec
 from rolloutlab.sources.recording import load
-from rolloutlab.specs import ManifestWarning
+from rolloutlab.specs import ManifestWarning, Spec
 from rolloutlab.specs.fetch import fetch_for_spec
 
 CANARY = """\
@@ -405,3 +405,27 @@ def test_an_argo_folder_is_fetched_for_stable_and_canary_and_judged(backfilled, 
     assert main(["judge", str(out), "--spec", str(specs), "--judge", "flagger", "--json"]) == 0
     (metric,) = json.loads(capsys.readouterr().out)["metrics"]
     assert (metric["name"], metric["classification"]) == ("success-ratio", "pass")
+
+
+def test_a_manifest_spec_written_out_reads_back_the_same(tmp_path):
+    """Queries, Argo conditions and limits, provider and router survive to_yaml."""
+    flagger = Spec.load(folder(tmp_path, canary=CANARY, a=ERROR_RATE, b=BY_REPORTER))
+    argo = Spec.load("---\n".join((ROLLOUT, SUCCESS_RATE, LATENCY.split("  - name: job")[0])))
+    for spec in (flagger, argo):
+        assert Spec.load(spec.to_yaml()) == spec
+
+
+def test_run_takes_target_namespace_and_router_from_the_spec(tmp_path, capsys):
+    """A Canary with provider kubernetes has no router: run says which option to add
+    (before any connection is made)."""
+    canary = CANARY.replace("provider: istio", "provider: kubernetes")
+    (tmp_path / "canary.yaml").write_text(canary)
+    argv = ["run", "--url", "http://127.0.0.1:1", "--spec", str(tmp_path / "canary.yaml")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "does not say the router: pass --router ..." in err and err.count("\n") == 1
+    spec = Spec.load(CANARY)
+    given = Namespace(spec="canary.yaml", target=None, namespace=None, router=None)
+    assert _from_spec(given, spec) == ("podinfo", "test", "istio")
+    given = Namespace(spec="canary.yaml", target="web", namespace="prod", router="nginx")
+    assert _from_spec(given, spec) == ("web", "prod", "nginx")

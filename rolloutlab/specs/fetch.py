@@ -53,7 +53,7 @@ def fetch_for_spec(
     gauges = {m.metric: m.queries for m in spec.metrics if m.queries}
     builtins = any(m.name in BUILTIN_METRICS and not m.queries for m in spec.metrics)
     if builtins or flagger or not gauges:
-        preset = preset or (spec.provider if spec.provider in PRESETS else DEFAULT_PRESET)
+        preset = preset or preset_for(spec)
         if target is None or namespace is None:
             raise SpecError(
                 f"{source}: the spec names no {'target' if target is None else 'namespace'}. "
@@ -90,6 +90,11 @@ def fetch_for_spec(
     return Recording(frame, meta, source=url)
 
 
+def preset_for(spec: Spec) -> str:
+    """The query preset of the spec's provider, else :data:`DEFAULT_PRESET`."""
+    return spec.provider if spec.provider in PRESETS else DEFAULT_PRESET
+
+
 def _headers(headers: Any) -> dict[str, str]:
     """``Key=Value`` strings (the CLI's --header) or a mapping, as a dict."""
     if headers is None or isinstance(headers, dict):
@@ -97,4 +102,4 @@ def _headers(headers: Any) -> dict[str, str]:
     return dict(item.split("=", 1) for item in headers)
 
 
-__all__ = ["DEFAULT_PRESET", "fetch_for_spec"]
+__all__ = ["DEFAULT_PRESET", "fetch_for_spec", "preset_for"]

@@ -1,10 +1,10 @@
 """What a judge is asked: the analysis spec (Flagger's ``spec.analysis`` plus rolloutlab's own).
 
-One :class:`Spec` serves every judge. It loads from a Flagger ``Canary`` manifest
-(``apiVersion: flagger.app/v1beta1``, ``kind: Canary``; only ``spec.analysis`` and the
-names are read) or from rolloutlab's own YAML, detected automatically by
-:meth:`Spec.load`. rolloutlab's YAML, with every key optional (camelCase as shown, or
-snake_case)::
+One :class:`Spec` serves every judge. :meth:`Spec.load` reads a Flagger ``Canary``
+(with its ``MetricTemplate`` objects), an Argo Rollouts ``Rollout`` (with its analysis
+templates), or rolloutlab's own YAML, from text, a file of several documents or a folder
+(:mod:`rolloutlab.specs.loading`). rolloutlab's YAML, with every key optional (camelCase
+as shown, or snake_case)::
 
     name: podinfo              # names, for reports
     namespace: test
@@ -48,6 +48,11 @@ snake_case)::
         quantile: 0.99               # latency
         mustHaveData: false          # Kayenta
         groups: [system]             # Kayenta groups
+        queries:                     # a gauge's PromQL per variant (from a template)
+          primary: avg(cpu{pod=~"podinfo-primary-.*"})
+          canary: avg(cpu{pod=~"podinfo-[0-9a-z]+-[0-9a-z]+"})
+    provider: istio                  # the query preset of the built-in metrics
+    router: istio                    # the route object's kind
 
 A bad spec raises :class:`~rolloutlab.errors.SpecError` naming the field path (for a
 manifest ``spec.analysis.metrics[1].thresholdRange.min``) and the fix; an unknown key is
