@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from rolloutlab.cli import _from_spec, main
 from rolloutlab.errors import SpecError
@@ -429,3 +430,25 @@ def test_run_takes_target_namespace_and_router_from_the_spec(tmp_path, capsys):
     assert _from_spec(given, spec) == ("podinfo", "test", "istio")
     given = Namespace(spec="canary.yaml", target="web", namespace="prod", router="nginx")
     assert _from_spec(given, spec) == ("web", "prod", "nginx")
+
+
+def test_a_gitops_folder_with_other_files(tmp_path):
+    """Helm templates (not YAML) are skipped with a warning; Helm values and a Kustomization
+    beside the Canary are ignored; a kubectl List is read item by item."""
+    (tmp_path / "chart" / "templates").mkdir(parents=True)
+    (tmp_path / "chart" / "templates" / "deploy.yaml").write_text(
+        'metadata:\n  name: {{ .Release.Name }}\n  labels: {{- include "x" . }}\n'
+    )
+    (tmp_path / "chart" / "values.yaml").write_text("replicaCount: 2\nimage: {tag: 1.0}\n")
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [a.yaml]\n"
+    )
+    items = [yaml.safe_load(t) for t in (CANARY, ERROR_RATE, BY_REPORTER)]
+    (tmp_path / "list.yaml").write_text(
+        yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items})
+    )
+    with pytest.warns(
+        ManifestWarning, match=r"skipped 1 file\(s\) that are not plain YAML: .*deploy.yaml"
+    ):
+        spec = Spec.load(tmp_path)
+    assert [len(m.queries) for m in spec.metrics] == [2, 2]

@@ -61,8 +61,21 @@ def parse_documents(text: str, where: str) -> list[Document]:
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError(f"{where}{at}: not valid YAML ({problem}).") from None
     if len(docs) == 1:
-        return [Document(docs[0], where)]
-    return [Document(d, f"{where} (document {i + 1})") for i, d in enumerate(docs)]
+        return _expand_list(Document(docs[0], where))
+    return [
+        item
+        for i, d in enumerate(docs)
+        for item in _expand_list(Document(d, f"{where} (document {i + 1})"))
+    ]
+
+
+def _expand_list(doc: Document) -> list[Document]:
+    """A ``kind: List`` (what ``kubectl get -o yaml`` writes) as its items."""
+    if doc.kind != "List" or not isinstance(doc.data.get("items"), list):
+        return [doc]
+    return [
+        Document(item, f"{doc.where} (item {i + 1})") for i, item in enumerate(doc.data["items"])
+    ]
 
 
 def read_documents(path: Path) -> list[Document]:
@@ -80,7 +93,21 @@ def read_documents(path: Path) -> list[Document]:
         files = [path]
     else:
         raise SpecError(f"{path}: no such spec file or folder. Check the path.")
-    return [doc for f in files for doc in parse_documents(f.read_text(encoding="utf-8"), str(f))]
+    if len(files) == 1:
+        return parse_documents(files[0].read_text(encoding="utf-8"), str(files[0]))
+    docs, broken = [], []
+    for f in files:
+        try:
+            docs.extend(parse_documents(f.read_text(encoding="utf-8"), str(f)))
+        except SpecError as exc:
+            broken.append(str(exc))
+    if broken:  # a GitOps folder may hold Helm templates and other files that are not YAML
+        warnings.warn(
+            f"{path}: skipped {len(broken)} file(s) that are not plain YAML: {' '.join(broken)}",
+            ManifestWarning,
+            stacklevel=3,
+        )
+    return docs
 
 
 class _TemplateIndex:

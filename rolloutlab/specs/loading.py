@@ -49,18 +49,20 @@ def load_manifests(path: str | Path, *, name: str | None = None) -> Spec:
 def spec_from_documents(docs: Sequence[Document], *, source: str, name: str | None = None) -> Spec:
     """The one Canary, Rollout or rolloutlab spec among ``docs``, with its templates.
 
-    ``name`` picks one when there are several.
+    ``name`` picks one when there are several. Beside a Canary or Rollout, documents
+    without ``kind`` (Helm values, other tools' files) and non-mappings are ignored.
     """
     if not docs:
         raise SpecError(f"{source}: the YAML is empty. Give a rolloutlab spec or a Canary.")
-    for doc in docs:
-        if not isinstance(doc.data, Mapping):
-            raise SpecError(
-                f"{doc.where}: expected a mapping (a rolloutlab spec, a Flagger Canary or an "
-                f"Argo Rollout), got {type(doc.data).__name__} {doc.data!r}. If this is a file "
-                "path, check it exists."
-            )
-    mains = [d for d in docs if _is_canary(d) or _is_rollout(d) or not (d.kind or d.api)]
+    if len(docs) == 1 and not isinstance(docs[0].data, Mapping):
+        raise SpecError(
+            f"{docs[0].where}: expected a mapping (a rolloutlab spec, a Flagger Canary or an "
+            f"Argo Rollout), got {type(docs[0].data).__name__} {docs[0].data!r}. If this is a "
+            "file path, check it exists."
+        )
+    docs = [d for d in docs if isinstance(d.data, Mapping)]
+    mains = [d for d in docs if _is_canary(d) or _is_rollout(d)]
+    mains = mains or [d for d in docs if not (d.kind or d.api)]
     if name is not None:
         mains = [d for d in mains if d.name == name]
     if len(mains) != 1:
