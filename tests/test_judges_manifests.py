@@ -452,3 +452,13 @@ def test_a_gitops_folder_with_other_files(tmp_path):
     ):
         spec = Spec.load(tmp_path)
     assert [len(m.queries) for m in spec.metrics] == [2, 2]
+
+
+def test_a_template_without_target_is_fetched_for_the_canary_only():
+    """Rendered the same for both variants, a query would make the primary a copy of the
+    canary (an A/A comparison that proves nothing): only the canary's is kept, with a note."""
+    fixed = BY_REPORTER.replace('destination_workload=~"{{target}}"', 'app="shop"')
+    with pytest.warns(ManifestWarning, match=r"by-reporter: the query does not use"):
+        spec = Spec.load("---\n".join((CANARY, ERROR_RATE, fixed)))
+    assert [v for v, _ in spec.metrics[1].queries] == ["canary"]
+    assert [v for v, _ in spec.metrics[0].queries] == ["primary", "canary"]

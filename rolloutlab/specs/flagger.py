@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rolloutlab.durations import parse_duration
 from rolloutlab.errors import SpecError
-from rolloutlab.specs.documents import Document, _TemplateIndex, _warn_unsupported
+from rolloutlab.specs.documents import (
+    Document,
+    ManifestWarning,
+    _TemplateIndex,
+    _warn_unsupported,
+)
 from rolloutlab.specs.model import (
     BUILTIN_METRICS,
     ROUTER_KINDS,
@@ -211,7 +217,7 @@ def canary_with_templates(canary: Document, templates: Sequence[Document]) -> Sp
     body = canary.data["spec"]
     analysis = body.get("analysis") or body.get("canaryAnalysis")
     index = _TemplateIndex(templates, canary)
-    kept, skipped = [], []
+    kept, skipped, same = [], [], []
     for metric, raw in zip(spec.metrics, analysis.get("metrics") or [], strict=True):
         if metric.template is None or ("templateRef" in raw and not templates):
             kept.append(metric)  # a lone Canary: the recording must hold the metric
@@ -222,12 +228,25 @@ def canary_with_templates(canary: Document, templates: Sequence[Document]) -> Sp
             continue
         model = _flagger_model(canary, raw)
         target = model["target"]
-        queries = tuple(
-            (variant, _render_go(query, {**model, "target": name}, metric.name, canary.where))
-            for variant, name in (("primary", f"{target}-primary"), ("canary", target))
+        primary, canary_query = (
+            _render_go(query, {**model, "target": name}, metric.name, canary.where)
+            for name in (f"{target}-primary", target)
         )
+        if primary == canary_query:  # the query never names the target: one series
+            same.append(metric.name)
+            queries: tuple[tuple[str, str], ...] = (("canary", canary_query),)
+        else:
+            queries = (("primary", primary), ("canary", canary_query))
         kept.append(dataclasses.replace(metric, queries=queries, template=template))
     _warn_unsupported(skipped, canary.where)
+    if same:
+        warnings.warn(
+            f"{canary.where}: {', '.join(same)}: the query does not use {{{{ target }}}}, so it "
+            "reads the same series for primary and canary; rolloutlab fetches it for the "
+            "canary only (its thresholdRange is checked; there is no primary to compare).",
+            ManifestWarning,
+            stacklevel=3,
+        )
     return dataclasses.replace(spec, metrics=tuple(kept))
 
 
