@@ -11,14 +11,15 @@
   it names;
 - or a rolloutlab spec (a mapping without ``kind``).
 
-Other objects (Deployments, Services, ...) are skipped. A Canary given alone, with no
-MetricTemplate at all, keeps its template metrics unresolved (the recording must hold
-them); once templates are given, a reference to one that is missing is an error. Template queries are rendered
-twice, for the canary and for the primary (Flagger: ``{{ target }}`` is ``<target>`` and
-``<target>-primary``; Argo: an argument naming the Rollout's ``canaryService`` names its
-``stableService`` for the primary), so the metric can be fetched per variant. Templates
-of providers rolloutlab cannot query (Datadog, a Job, a web hook, ...) are left out,
-named in one :class:`ManifestWarning`.
+Other objects (Deployments, Services, Kustomizations, ...) are skipped, and so are files
+that are not plain YAML (Helm templates, with a :class:`ManifestWarning`). A Canary given
+alone, with no MetricTemplate at all, keeps its template metrics unresolved (the
+recording must hold them); once templates are given, a reference to one that is missing
+is an error. Template queries are rendered twice, for the canary and for the primary
+(Flagger: ``{{ target }}`` is ``<target>`` and ``<target>-primary``; Argo: an argument
+naming the Rollout's ``canaryService`` names its ``stableService`` for the primary), so
+the metric can be fetched per variant. Templates of providers rolloutlab cannot query
+(Datadog, a Job, a web hook, ...) are left out, named in one :class:`ManifestWarning`.
 """
 
 from __future__ import annotations
