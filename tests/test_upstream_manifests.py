@@ -157,7 +157,9 @@ def test_argo_rollout(fixture: Path, tmp_path: Path) -> None:
         assert "canary" not in strategy or "which is not among" in str(got)
         return
     canary = strategy["canary"] or {}
-    weights = [float(s["setWeight"]) for s in canary.get("steps") or [] if "setWeight" in s]
+    # setWeight 0 sends the canary no traffic; after the last step Argo goes to 100%
+    steps = canary.get("steps") or []
+    weights = [float(s["setWeight"]) for s in steps if s.get("setWeight", 0) > 0]
     assert got.weight_plan() == (tuple(weights) or (100.0,))
     assert got.name == rollout["metadata"]["name"] == got.target
     routing = canary.get("trafficRouting") or {}

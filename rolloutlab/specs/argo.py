@@ -52,7 +52,8 @@ def rollout_spec(rollout: Document, templates: Sequence[Document]) -> Spec:
     for i, step in enumerate(canary.get("steps") or []):
         path = f"spec.strategy.canary.steps[{i}]"
         if "setWeight" in step:
-            weights.append(_argo_weight(step["setWeight"], weights, f"{where}: {path}"))
+            weight = _argo_weight(step["setWeight"], weights, f"{where}: {path}")
+            weights.extend([] if weight is None else [weight])
         elif "pause" in step:
             duration = (step.get("pause") or {}).get("duration")
             if duration is not None:
@@ -95,9 +96,12 @@ def rollout_spec(rollout: Document, templates: Sequence[Document]) -> Spec:
         raise SpecError(f"{where}: {exc}") from None
 
 
-def _argo_weight(value: Any, before: Sequence[float], where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100:
-        raise SpecError(f"{where}.setWeight: expected a percent in (0, 100], got {value!r}.")
+def _argo_weight(value: Any, before: Sequence[float], where: str) -> float | None:
+    """The step's canary weight; None for ``setWeight: 0`` (no canary traffic yet)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+        raise SpecError(f"{where}.setWeight: expected a percent in [0, 100], got {value!r}.")
+    if value == 0 and not before:
+        return None
     if before and value <= before[-1]:
         raise SpecError(
             f"{where}.setWeight: {value} after {before[-1]}: rolloutlab replays rising weights "
