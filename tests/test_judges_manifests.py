@@ -316,8 +316,8 @@ def test_fetch_with_a_lone_canary_names_the_missing_templates(backfilled, tmp_pa
 
 
 def test_judging_template_gauges_compares_canary_with_primary(backfilled):
-    """Built-in metrics through the preset, template metrics as gauges: the rolloutlab
-    judge reads both variants of each (no 'no data')."""
+    """Built-in metrics through the preset, template metrics as gauges: every judge reads
+    both variants of each (no 'no data')."""
     builtin = "    - name: request-success-rate\n      thresholdRange: {min: 99}\n"
     canary = CANARY.replace("    metrics:\n", "    metrics:\n" + builtin)
     spec = Spec.load("---\n".join((canary, ERROR_RATE, BY_REPORTER)))
@@ -327,10 +327,17 @@ def test_judging_template_gauges_compares_canary_with_primary(backfilled):
         "error-rate",
         "by-reporter",
     }
-    verdict = judge(rec, spec, judge="rolloutlab")
-    assert len(verdict.metrics) == 3
-    for metric in verdict.metrics:
-        assert "no data" not in metric.reason.lower(), metric.reason
+    error_rate = {}
+    for name in ("rolloutlab", "kayenta", "flagger"):
+        verdict = judge(rec, spec, judge=name)
+        assert len(verdict.metrics) == 3
+        for metric in verdict.metrics:
+            assert "no data" not in metric.reason.lower(), (name, metric.reason)
+        error_rate[name] = next(m for m in verdict.metrics if m.name == "error-rate")
+        assert error_rate[name].classification not in ("nodata", "error"), error_rate[name]
+    # the rolloutlab judge compares the template's values of canary and primary
+    assert "canary error-rate" in error_rate["rolloutlab"].reason
+    assert "vs primary" in error_rate["rolloutlab"].reason
 
 
 def test_replay_and_report_take_the_spec_folder(backfilled, tmp_path, capsys):
