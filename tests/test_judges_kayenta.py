@@ -20,6 +20,7 @@ from rolloutlab.judges.kayenta import (
     MetricOutcome,
     classify,
     cles,
+    interval_undefined,
     iqr_outliers,
     judgment_times_s,
     mean_ratio,
@@ -718,3 +719,54 @@ def test_the_last_judgment_is_the_last_whole_interval():
     judged = [t.timestamp for t in verdict.ticks if t.state["judged"]]
     assert judged == [minutes(30), minutes(60), minutes(90)]
     assert (verdict.decision, verdict.decided_at) == ("promote", minutes(90))
+
+
+# -- one point per variant -------------------------------------------------------------------
+# spinnaker/kayenta at a69573be9d8fededacf80817e4151a2c8df41276 has no minimum sample size:
+# kayenta-judge/src/main/scala/com/netflix/kayenta/judge/classifiers/metric/
+# MannWhitneyClassifier.scala (classify, lines 145-178) only turns empty series into Nodata
+# and identical or single-valued data into Pass before running the test, after adding noise
+# to two constant groups (MannWhitneyUTest, lines 38-55). The test,
+# kayenta-mannwhitney/src/main/scala/com/netflix/kayenta/mannwhitney/MannWhitney.scala,
+# searches the interval from the shift min(experiment) - max(control) (calculateConfidence
+# Interval, lines 80-108, evaluating wilcoxonDiff there first); with one point each that
+# shift makes the two points tie, the tie-corrected variance is 0 and wilcoxonDiff throws
+# (lines 58-78, line 76). NetflixACAJudge.scala (classifyMetric, lines 157-173) catches it
+# as the label Error without setting critical (false by default: kayenta-core/.../results/
+# CanaryAnalysisResult.java, line 54), and WeightedSumScorer.scala (lines 29-43, 80-82)
+# counts neither Error in a group nor a non-critical result as a critical failure. So on a
+# 1-minute plan judged every minute, the first judgment is Error, not High.
+
+
+def test_one_point_per_variant_is_an_error_not_a_difference():
+    for control, experiment in ([0.0166], [0.0332]), ([0.03], [0.0166]), ([0.0], [0.03]):
+        assert interval_undefined(np.array(control), np.array(experiment))
+        result = classify(control, experiment, critical=True)
+        assert (result.label, result.critical, result.ci) == ("Error", False, None)
+        assert "Metric Classification Failed" in result.reason
+    # the scorer leaves it out: a group of Errors counts as 100, nothing fails the canary
+    assert score([outcome("Error", critical=False)]).summary == 100.0
+
+
+def test_the_one_point_error_follows_kayentas_floating_point():
+    # The tie is exact floating point: e - (e - c) == c. Within a factor of 2 it always
+    # holds (Sterbenz); further apart rounding may leave the points distinct, and then
+    # Kayenta's zero-width interval [e - c, e - c] decides: 0.1 - (0.1 - 1.0) is 1.0,
+    # a tie (Error), but 1.0 - (1.0 - 0.1) is 0.09999999999999998, not 0.1 (High).
+    assert interval_undefined(np.array([1.0]), np.array([0.1]))
+    assert not interval_undefined(np.array([0.1]), np.array([1.0]))
+    # two points on one side give the test enough ranks: no Error
+    assert not interval_undefined(np.array([1.0, 1.1]), np.array([1.05]))
+    assert classify([1.0, 1.1], [5.0], critical=True).label == "High"
+
+
+def test_a_first_minute_judgment_does_not_roll_back_a_healthy_canary():
+    spec = Spec(kayenta=KayentaSettings(judgment_interval_s=60))
+    verdict = judge(simulate("healthy", seed=1), spec, judge="kayenta")
+    first = verdict.ticks[0]
+    assert first.state["judged"] and first.decision == "continue"
+    assert {m.details["label"] for m in first.metrics} == {"Error"}
+    assert {m.classification for m in first.metrics} == {"inconclusive"}
+    assert first.state["score"] == 100.0
+    assert verdict.ticks[1].metrics[0].details["n_control"] == 2
+    assert verdict.decision == "promote"

@@ -14,6 +14,16 @@ Deviations: the Gaussian noise Kayenta adds when each group is constant uses a f
 (so a replay is reproducible) and a standard deviation of ``|value| * 1e-5``; metrics are
 never muted; classification errors are rolloutlab's :class:`RolloutlabError`.
 
+One point per variant (the first judgment of a 1-minute plan judged every minute):
+Kayenta has no minimum sample size, but its interval search starts by evaluating the
+rank statistic at the smallest possible shift, ``min(experiment) - max(control)``; with
+one point each that shift makes the two points equal, every observation ties, and
+Kayenta's Mann-Whitney throws, which NetflixACAJudge records as Error (not critical,
+left out of the score). :func:`interval_undefined` reproduces that check in floating
+point, so a one-point metric is Error whenever Kayenta's would be (always when the two
+values are within a factor of 2 or one is 0; beyond that rounding can leave the points
+apart and the zero-width interval then gives High or Low, as in Kayenta).
+
 The series a metric gives, one value per tick of the spec's interval (set the interval
 to the step you would query Kayenta with, typically 1m):
 
@@ -117,6 +127,24 @@ def cles(control: Iterable[float], experiment: Iterable[float]) -> float:
 # -- classification ----------------------------------------------------------------
 
 
+def interval_undefined(control: np.ndarray, experiment: np.ndarray) -> bool:
+    """True when Kayenta's Mann-Whitney cannot compute its interval and throws.
+
+    Kayenta's interval search evaluates the rank statistic at both ends of the shift
+    range, ``min(experiment) - max(control)`` and ``max(experiment) - min(control)``,
+    ranking ``experiment - shift`` with ``control``; when every one of those values is
+    the same the statistic has no variance and the test fails (NetflixACAJudge: Error).
+    After the classifier's own checks this happens only with one point per variant, and
+    only when ``e - (e - c)`` rounds back to exactly ``c`` (Sterbenz: always when the
+    two are within a factor of 2 of each other, or one of them is 0).
+    """
+    c, e = np.asarray(control, float), np.asarray(experiment, float)
+    for shift in (e.min() - c.max(), e.max() - c.min()):
+        if np.unique(np.concatenate([e - shift, c])).size == 1:
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class Classification:
     """One metric's Kayenta label with the numbers behind it.
@@ -154,6 +182,8 @@ def classify(
     symmetrically (an effect size that cannot be computed is ignored). A critical metric
     that is High/Low beyond ``critical_increase``/``critical_decrease``, or without data,
     fails the canary; a metric that must have data and has none is NodataFailMetric.
+    When Kayenta's test cannot run (one point per variant, see :func:`interval_undefined`)
+    the label is Error: not critical, and the scorer leaves it out.
     """
     c, e = np.asarray(list(control), float), np.asarray(list(experiment), float)
     if c.size == 0 or e.size == 0:
@@ -171,6 +201,13 @@ def classify(
         rng = np.random.default_rng(0)
         e = e + rng.normal(0.0, abs(e[0]) * NOISE_SCALE, e.size)
         c = c + rng.normal(0.0, abs(c[0]) * NOISE_SCALE, c.size)
+    if interval_undefined(c, e):  # one point per variant: Kayenta's test throws
+        return Classification(
+            "Error",
+            "Metric Classification Failed: every observation ties at an end of the shift "
+            f"range ({e.size} canary and {c.size} baseline point(s)), no interval",
+            deviation=mean_ratio(c, e),
+        )
     try:
         test = mann_whitney(c, e, alpha=1.0 - settings.confidence)
     except RolloutlabError as exc:
@@ -455,6 +492,7 @@ __all__ = [
     "Score",
     "classify",
     "cles",
+    "interval_undefined",
     "iqr_outliers",
     "judgment_times_s",
     "mean_ratio",
