@@ -92,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
         help="Canary or Rollout with its templates (file or folder): target, namespace, "
         "preset and the template metrics come from it",
     )
+    p.add_argument(
+        "--pod-template-hash",
+        metavar="stable=HASH,canary=HASH",
+        help="the ReplicaSets' hashes, for Argo templates that select pods by them",
+    )
     p.add_argument("--start", required=True, help="UTC time, e.g. 2026-01-12T10:00Z")
     p.add_argument("--end", required=True)
     p.add_argument("--step", default="1m", help="step and increase() window, e.g. 1m")
@@ -244,6 +249,7 @@ def _fetch(args: argparse.Namespace) -> int:
             target=args.target,
             namespace=args.namespace,
             flagger=args.flagger,
+            pod_template_hashes=_pairs(args.pod_template_hash, "--pod-template-hash"),
             **options,
         )
     else:
@@ -437,6 +443,21 @@ def _bundled(folder: Path, name: str):
     if path.exists():
         return load(path)
     return simulate(name, seed=BUNDLED_SEED)
+
+
+def _pairs(text: str | None, option: str) -> dict[str, str]:
+    """``"a=1,b=2"`` as a dict; a malformed item is a one-line error naming ``option``."""
+    if not text:
+        return {}
+    out = {}
+    for item in text.split(","):
+        key, sep, value = item.strip().partition("=")
+        if not (sep and key and value):
+            raise SpecError(
+                f"{option} {text!r}: expected KEY=VALUE,..., e.g. stable=6c8b,canary=5f7c"
+            )
+        out[key] = value
+    return out
 
 
 def _overrides(pairs: list[str]) -> dict[str, object]:

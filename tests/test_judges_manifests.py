@@ -469,3 +469,72 @@ def test_a_template_without_target_is_fetched_for_the_canary_only():
         spec = Spec.load("---\n".join((CANARY, ERROR_RATE, fixed)))
     assert [v for v, _ in spec.metrics[1].queries] == ["canary"]
     assert [v for v, _ in spec.metrics[0].queries] == ["primary", "canary"]
+
+
+HASH_ROLLOUT = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: podinfo, namespace: test}
+spec:
+  strategy:
+    canary:
+      steps:
+      - setWeight: 20
+      - analysis:
+          templates: [{templateName: by-hash}]
+          args:
+          - name: latest-hash
+            valueFrom: {podTemplateHashValue: Latest}
+          - name: stable-hash
+            valueFrom: {podTemplateHashValue: Stable}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: by-hash}
+spec:
+  args: [{name: latest-hash}, {name: stable-hash}]
+  metrics:
+  - name: error-ratio
+    successCondition: result[0] <= 0.05
+    provider:
+      prometheus:
+        query: >-
+          sum(rate(istio_requests_total{reporter="destination",response_code=~"5.*",
+          destination_workload="{{args.latest-hash}}"}[1m]))
+          / sum(rate(istio_requests_total{reporter="destination",
+          destination_workload="{{args.latest-hash}}"}[1m]))
+  - name: stable-rate
+    provider:
+      prometheus:
+        query: sum(rate(istio_requests_total{destination_workload="{{args.stable-hash}}"}[1m]))
+"""
+
+
+def test_argo_pod_template_hash_arguments_are_filled_per_variant(backfilled, tmp_path, capsys):
+    """podTemplateHashValue Latest names the canary's ReplicaSet, Stable the stable one's:
+    the primary's query takes the stable hash for both. (The backfilled data label pods by
+    workload, so the 'hashes' here are the workload names.)"""
+    spec = Spec.load(HASH_ROLLOUT)
+    ratio, stable_rate = spec.metrics
+    assert "{{ podTemplateHash.canary }}" in dict(ratio.queries)["canary"]
+    assert "{{ podTemplateHash.stable }}" in dict(ratio.queries)["primary"]
+    assert [v for v, _ in stable_rate.queries] == ["canary"]  # the same for both
+    (tmp_path / "rollout.yaml").write_text(HASH_ROLLOUT)
+    out = tmp_path / "rec.parquet"
+    argv = ["fetch", "--url", backfilled.url, "--spec", str(tmp_path / "rollout.yaml")]
+    argv += ["--start", "2026-01-12T10:01Z", "--end", "2026-01-12T11:00Z", "-o", str(out)]
+    assert main(argv) == 2
+    assert "needs the canary and stable hash. Pass them" in capsys.readouterr().err
+    argv += ["--pod-template-hash", "stable=podinfo-primary,canary=podinfo"]
+    assert main(argv) == 0
+    frame = load(out).frame.filter(pl.col("metric") == "error-ratio")
+    truth = backfilled.main.frame
+    for variant in ("primary", "canary"):
+        sums = {
+            m: truth.filter((pl.col("metric") == m) & (pl.col("variant") == variant))
+            .join(frame.select("timestamp").unique(), on="timestamp")["value"]
+            .sum()
+            for m in ("errors", "requests")
+        }
+        got = frame.filter(pl.col("variant") == variant)["value"]
+        assert got.mean() == pytest.approx(sums["errors"] / sums["requests"], rel=0.2)

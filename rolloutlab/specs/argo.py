@@ -22,6 +22,9 @@ ARGO_ROUTERS = {"istio": "istio", "smi": "smi", "nginx": "nginx", "traefik": "tr
 #: Argo measures a metric without ``interval`` once; rolloutlab ticks every minute then.
 ARGO_DEFAULT_INTERVAL_S = 60.0
 
+#: Argo's ``podTemplateHashValue`` sources and the variant whose hash each names.
+POD_TEMPLATE_HASHES = {"Latest": "canary", "Stable": "stable"}
+_HASH_PLACEHOLDER = re.compile(r"\{\{ podTemplateHash\.(canary|stable) \}\}")
 _ARGO_ARG = re.compile(r"\{\{\s*args\.([\w.-]+?)\s*\}\}")
 _CONDITION = re.compile(
     r"^\s*(?:len\(result\)\s*==\s*0\s*\|\|\s*|isNaN\(result\)\s*\|\|\s*)?"
@@ -160,12 +163,20 @@ def _argo_queries(
                 f"and the Rollout {rollout.name} gives none. Add args: [{{name: {name}, "
                 "value: ...}] to its analysis."
             )
-        if "value" not in arg:
-            skipped.append(f"{label}: argument {name!r} comes from {next(iter(arg['valueFrom']))}")
+        source = arg.get("valueFrom") or {}
+        if "value" in arg:
+            values[name] = str(arg["value"])
+        elif source.get("podTemplateHashValue") in POD_TEMPLATE_HASHES:
+            values[name] = _hash_placeholder(POD_TEMPLATE_HASHES[source["podTemplateHashValue"]])
+        else:
+            skipped.append(f"{label}: argument {name!r} comes from {next(iter(source))}")
             return None
-        values[name] = str(arg["value"])
     canary_svc, stable_svc = canary.get("canaryService"), canary.get("stableService")
-    stable = {k: stable_svc if canary_svc and v == canary_svc else v for k, v in values.items()}
+    canary_hash, stable_hash = _hash_placeholder("canary"), _hash_placeholder("stable")
+    stable = {
+        k: stable_svc if canary_svc and v == canary_svc else stable_hash if v == canary_hash else v
+        for k, v in values.items()
+    }
 
     def render(bound: Mapping[str, str]) -> str:
         return _ARGO_ARG.sub(lambda m: bound[m.group(1)], query)
@@ -174,6 +185,31 @@ def _argo_queries(
     if primary == canary_query:
         return (("canary", canary_query),)
     return (("primary", primary), ("canary", canary_query))
+
+
+def _hash_placeholder(variant: str) -> str:
+    return f"{{{{ podTemplateHash.{variant} }}}}"
+
+
+def fill_pod_template_hashes(
+    metric: str, queries: tuple[tuple[str, str], ...], hashes: Mapping[str, str] | None
+) -> tuple[tuple[str, str], ...]:
+    """``queries`` with the stable and canary ``rollouts-pod-template-hash`` values filled in
+    (arguments Argo takes from ``podTemplateHashValue: Stable`` / ``Latest``)."""
+    needed = sorted({m for _, q in queries for m in _HASH_PLACEHOLDER.findall(q)})
+    missing = [v for v in needed if not (hashes or {}).get(v)]
+    if missing:
+        raise SpecError(
+            f"metric {metric!r} selects pods by rollouts-pod-template-hash and needs the "
+            f"{' and '.join(missing)} hash. Pass them, e.g. --pod-template-hash "
+            "stable=6c8bd4f9d4,canary=5f7c9b8d6b (kubectl argo rollouts get rollout NAME "
+            "lists the ReplicaSets' hashes)."
+        )
+
+    def fill(match: re.Match[str]) -> str:
+        return hashes[match.group(1)]
+
+    return tuple((variant, _HASH_PLACEHOLDER.sub(fill, query)) for variant, query in queries)
 
 
 def _argo_metric(

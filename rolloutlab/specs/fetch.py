@@ -3,6 +3,7 @@ template metrics as per-variant gauges, with target and namespace taken from the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from rolloutlab.sources.gauges import fetch_gauges, with_gauges
 from rolloutlab.sources.presets import PRESETS
 from rolloutlab.sources.prometheus import Prometheus, fetch, to_utc
 from rolloutlab.sources.recording import Recording
+from rolloutlab.specs.argo import fill_pod_template_hashes
 from rolloutlab.specs.model import BUILTIN_METRICS, Spec
 
 #: The preset when neither the caller nor the spec names one.
@@ -31,6 +33,7 @@ def fetch_for_spec(
     bearer: str | None = None,
     timeout: float = 30.0,
     flagger: bool = False,
+    pod_template_hashes: Mapping[str, str] | None = None,
 ) -> Recording:
     """A recording of every metric ``spec`` judges, both variants.
 
@@ -38,6 +41,8 @@ def fetch_for_spec(
     ``targetRef``, namespace and ``provider``; the preset falls back to istio). Built-in
     metrics (request-success-rate, request-duration) come from the preset; template
     metrics from their rendered queries, one gauge per variant and step.
+    ``pod_template_hashes`` (``{"stable": ..., "canary": ...}``) fill the Argo arguments
+    taken from ``podTemplateHashValue``.
     """
     source = str(spec) if isinstance(spec, str | Path) else "the spec"
     spec = Spec.load(spec)
@@ -50,7 +55,11 @@ def fetch_for_spec(
             f"{source}: no query for {listed}: the template is not among the manifests given. "
             "Give a folder (or multi-document file) holding the Canary and its MetricTemplates."
         )
-    gauges = {m.metric: m.queries for m in spec.metrics if m.queries}
+    gauges = {
+        m.metric: fill_pod_template_hashes(m.name, m.queries, pod_template_hashes)
+        for m in spec.metrics
+        if m.queries
+    }
     builtins = any(m.name in BUILTIN_METRICS and not m.queries for m in spec.metrics)
     if builtins or flagger or not gauges:
         preset = preset or preset_for(spec)
