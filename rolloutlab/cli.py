@@ -228,6 +228,10 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: fetch options that say what to query, which a --spec already says
+SPEC_DEFINES = ("queries", "variants", "variant_label")
+
+
 def _fetch(args: argparse.Namespace) -> int:
     from rolloutlab.sources.prometheus import fetch
 
@@ -242,6 +246,13 @@ def _fetch(args: argparse.Namespace) -> int:
     if args.spec is not None:
         from rolloutlab.specs.fetch import fetch_for_spec
 
+        clashing = [f"--{k.replace('_', '-')}" for k in SPEC_DEFINES if getattr(args, k)]
+        if clashing:
+            raise SpecError(
+                f"{' and '.join(clashing)} cannot be combined with --spec, whose metrics say "
+                "what to query. Drop them, or drop --spec."
+            )
+
         rec = fetch_for_spec(
             args.url,
             args.spec,
@@ -253,6 +264,8 @@ def _fetch(args: argparse.Namespace) -> int:
             **options,
         )
     else:
+        if args.pod_template_hash:
+            raise SpecError("--pod-template-hash fills the templates of a --spec: give --spec.")
         rec = fetch(
             args.url,
             preset=args.preset or "istio",

@@ -538,3 +538,11 @@ def test_argo_pod_template_hash_arguments_are_filled_per_variant(backfilled, tmp
         }
         got = frame.filter(pl.col("variant") == variant)["value"]
         assert got.mean() == pytest.approx(sums["errors"] / sums["requests"], rel=0.2)
+
+
+def test_fetch_options_that_a_spec_defines_are_refused_beside_it(tmp_path, capsys):
+    (tmp_path / "canary.yaml").write_text(CANARY)
+    argv = ["fetch", "--url", "http://127.0.0.1:1", "--spec", str(tmp_path / "canary.yaml")]
+    argv += ["--start", "2026-01-12T10:01Z", "--end", "2026-01-12T11:00Z", "-o", "x.parquet"]
+    assert main([*argv, "--variants", "a,b"]) == 2
+    assert "--variants cannot be combined with --spec" in capsys.readouterr().err
