@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rolloutlab.durations import format_duration, parse_duration
 from rolloutlab.errors import SpecError
@@ -44,3 +46,16 @@ def test_not_a_duration_names_the_field_and_the_fix(bad):
 def test_format_round_trips():
     for seconds in (60, 90, 7200, 86400):
         assert parse_duration(format_duration(seconds)) == seconds
+
+
+@given(
+    parts=st.lists(
+        st.tuples(st.integers(0, 500), st.sampled_from(["ms", "s", "m", "h", "d"])),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_any_sum_of_parts_is_read_exactly(parts):
+    text = "".join(f"{n}{unit}" for n, unit in parts)
+    seconds = sum(n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[u] for n, u in parts)
+    assert parse_duration(text, allow_zero=True) == pytest.approx(seconds, rel=1e-12, abs=1e-12)

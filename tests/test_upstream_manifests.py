@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rolloutlab.errors import SpecError
 from rolloutlab.judges.spec import Spec
@@ -191,3 +193,42 @@ def test_a_template_file_alone_says_what_to_give(tmp_path: Path) -> None:
     ):
         with pytest.raises(SpecError, match="holds only .*Template objects"):
             Spec.load(path)
+
+
+analyses = st.fixed_dictionaries(
+    {},
+    optional={
+        "interval": st.sampled_from(["5s", "10s", "30s", "1m", "2m"]),
+        "threshold": st.integers(0, 10),
+        "maxWeight": st.integers(0, 100),
+        "stepWeight": st.integers(0, 60),
+        "stepWeights": st.lists(st.integers(1, 100), min_size=1, max_size=6, unique=True).map(
+            sorted
+        ),
+        "iterations": st.integers(0, 12),
+    },
+)
+
+
+@given(analysis=analyses, provider=st.sampled_from(["istio", "kubernetes", "linkerd"]))
+@settings(max_examples=300, deadline=None)
+def test_any_flagger_analysis_follows_flaggers_rules(analysis, provider):
+    """Weight plan, threshold, interval and iterations as scheduler.go and canary.go give
+    them, for analyses the corpus does not hold."""
+    canary = {
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": "Canary",
+        "metadata": {"name": "app"},
+        "spec": {"provider": provider, "targetRef": {"name": "app"}, "analysis": analysis},
+    }
+    plan = _flagger_plan(analysis, provider)
+    iterations = analysis.get("iterations") or (10 if provider == "kubernetes" else None)
+    try:
+        spec = Spec.from_dict(canary)
+    except SpecError as exc:  # Flagger would not advance either: no step and no iterations
+        assert not plan and not iterations, exc
+        return
+    assert spec.weight_plan() == plan
+    assert spec.iterations == iterations
+    assert spec.threshold == (analysis.get("threshold") or 1)
+    assert spec.interval_s == max(10.0, _seconds(analysis.get("interval"), 60.0))

@@ -138,7 +138,11 @@ def canary_spec(data: Mapping[str, Any]) -> Spec:
         # Flagger's scheduler: no traffic shifting without a mesh, so blue/green with
         # iterations (10 when unset) and no A/B match (pkg/controller/scheduler.go)
         raw["iterations"] = raw["iterations"] or FLAGGER_KUBERNETES_ITERATIONS
-        raw.update(ab_testing=False, step_weight=0.0, step_weights=())
+        raw["ab_testing"] = False
+    if raw["iterations"]:
+        # iterations make it blue/green or A/B, which never step the weight
+        # (Canary.DeploymentStrategy in pkg/apis/flagger/v1beta1/canary.go)
+        raw.update(step_weight=0.0, step_weights=())
     raw.update(provider=provider, router=provider if provider in ROUTER_KINDS else None)
     _resolve_steps(raw, explicit_step=True)
     metrics_raw = raw.pop("metrics", None) or []
