@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from rolloutlab.errors import SpecError
 from rolloutlab.judges.spec import Spec
+from rolloutlab.specs.flagger import render_query
 
 UPSTREAM = Path(__file__).parent / "fixtures" / "upstream"
 #: Argo's examples apply these shared templates first (examples/analysis-templates.yaml).
@@ -232,3 +233,33 @@ def test_any_flagger_analysis_follows_flaggers_rules(analysis, provider):
     assert spec.iterations == iterations
     assert spec.threshold == (analysis.get("threshold") or 1)
     assert spec.interval_s == max(10.0, _seconds(analysis.get("interval"), 60.0))
+
+
+def _model(**fields):
+    """Flagger's MetricTemplateModel with its zero values (pkg/apis/flagger/v1beta1/metric.go)."""
+    blank = dict.fromkeys(("name", "namespace", "target", "service", "ingress", "route"), "")
+    return {**blank, "interval": "", "variables": {}, **fields}
+
+
+def test_template_rendering_follows_flaggers_render_test():
+    """The cases of pkg/metrics/observers/render_test.go (fluxcd/flagger), same inputs and
+    expected queries."""
+    plain = _model(name="standard", namespace="default", target="myapp", interval="1m")
+    query = 'sum(envoy_cluster_upstream_rq{envoy_cluster_name=~"{{ namespace }}_{{ target }}"})'
+    assert render_query(query, plain, "m", "here") == (
+        'sum(envoy_cluster_upstream_rq{envoy_cluster_name=~"default_myapp"})'
+    )
+    kafka = (
+        "delta(max by (consumer_group) (kafka_consumer_current_offset{"
+        'cluster="{{ variables.cluster }}", consumer_group="{{ variables.consumer_group }}"}'
+        "[{{ interval }}]))"
+    )
+    variables = {"cluster": "dev", "consumer_group": "my_consumer"}
+    model = _model(name="kafka_consumer_offset", namespace="default", interval="1m")
+    assert render_query(kafka, {**model, "variables": variables}, "m", "here") == (
+        "delta(max by (consumer_group) (kafka_consumer_current_offset{"
+        'cluster="dev", consumer_group="my_consumer"}[1m]))'
+    )
+    wrong = {"invalid": "dev", "consumer_group": "my_consumer"}
+    with pytest.raises(SpecError, match=r"templateVariables have no 'cluster'"):
+        render_query(kafka, {**model, "variables": wrong}, "m", "here")

@@ -233,7 +233,7 @@ def canary_with_templates(canary: Document, templates: Sequence[Document]) -> Sp
         model = _flagger_model(canary, raw)
         target = model["target"]
         primary, canary_query = (
-            _render_go(query, {**model, "target": name}, metric.name, canary.where)
+            render_query(query, {**model, "target": name}, metric.name, canary.where)
             for name in (f"{target}-primary", target)
         )
         if primary == canary_query:  # the query never names the target: one series
@@ -290,7 +290,7 @@ def _flagger_model(canary: Document, raw: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _render_go(query: str, model: Mapping[str, Any], metric: str, where: str) -> str:
+def render_query(query: str, model: Mapping[str, Any], metric: str, where: str) -> str:
     """Render the Go-template actions Flagger's queries use: ``{{ target }}``,
     ``{{ variables.x }}`` and ``{{ printf "fmt %s" a b }}``; others are an error."""
 
