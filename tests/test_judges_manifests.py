@@ -546,3 +546,43 @@ def test_fetch_options_that_a_spec_defines_are_refused_beside_it(tmp_path, capsy
     argv += ["--start", "2026-01-12T10:01Z", "--end", "2026-01-12T11:00Z", "-o", "x.parquet"]
     assert main([*argv, "--variants", "a,b"]) == 2
     assert "--variants cannot be combined with --spec" in capsys.readouterr().err
+
+
+NGINX_CANARY = """\
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: podinfo, namespace: rt-nginx}
+spec:
+  provider: nginx
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  ingressRef: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: INGRESS}
+  analysis:
+    interval: 1m
+    stepWeight: 10
+    metrics:
+    - name: request-success-rate
+      thresholdRange: {min: 99}
+"""
+
+
+def test_fetch_uses_the_canarys_ingress_name_as_flagger_does(backfilled, tmp_path, capsys):
+    """nginx queries select the Canary's ingressRef (Flagger's toMetricModel): the right
+    name finds the backfilled series, another name finds none."""
+    spec = Spec.load(NGINX_CANARY.replace("INGRESS", "podinfo"))
+    assert dict(spec.names) == {"ingress": "podinfo"} and spec.provider == "nginx"
+    assert Spec.load(spec.to_yaml()) == spec
+    for ingress, code in (("podinfo", 0), ("other", 2)):
+        path = tmp_path / f"{ingress}.yaml"
+        path.write_text(NGINX_CANARY.replace("INGRESS", ingress))
+        argv = [
+            "fetch",
+            "--url",
+            backfilled.url,
+            "--spec",
+            str(path),
+            "-o",
+            str(tmp_path / "r.parquet"),
+        ]
+        argv += ["--start", "2026-01-12T10:01Z", "--end", "2026-01-12T11:00Z"]
+        assert main(argv) == code, capsys.readouterr().err
+    assert 'ingress="other"' in capsys.readouterr().err

@@ -80,6 +80,7 @@ def fetch_for_spec(
             bearer=bearer,
             timeout=timeout,
             flagger=flagger,
+            names=dict(spec.names),
         )
         if not gauges:
             return recording

@@ -11,6 +11,7 @@ from typing import Any
 
 from rolloutlab.durations import parse_duration
 from rolloutlab.errors import SpecError
+from rolloutlab.sources.presets import flagger_names
 from rolloutlab.specs.documents import (
     Document,
     ManifestWarning,
@@ -144,6 +145,7 @@ def canary_spec(data: Mapping[str, Any]) -> Spec:
         # (Canary.DeploymentStrategy in pkg/apis/flagger/v1beta1/canary.go)
         raw.update(step_weight=0.0, step_weights=())
     raw.update(provider=provider, router=provider if provider in ROUTER_KINDS else None)
+    raw["names"] = tuple(flagger_names(data).items())
     _resolve_steps(raw, explicit_step=True)
     metrics_raw = raw.pop("metrics", None) or []
     if not isinstance(metrics_raw, list):

@@ -219,6 +219,8 @@ class Spec:
     ``provider`` is the query preset the built-in metrics are fetched with (Flagger's
     ``spec.provider``; ``rolloutlab fetch --spec`` uses it) and ``router`` the kind of
     route object that carries the weights (Flagger's provider, Argo's ``trafficRouting``).
+    ``names`` are the Canary's ``service``, ``ingress`` and ``route`` names, which some
+    presets' queries use besides the target (nginx's ingress, contour's service).
     """
 
     interval_s: float = 60.0
@@ -244,6 +246,7 @@ class Spec:
     on_inconclusive: OnInconclusive = "hold"
     provider: str | None = None
     router: str | None = None
+    names: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.step_weights:

@@ -36,6 +36,7 @@ from rolloutlab.specs.schema import (
     _join,
     _number,
     _optional,
+    _pairs,
     _queries,
     _read,
     _show,
@@ -109,6 +110,7 @@ _SPEC_FIELDS = (
     _Field("onInconclusive", "on_inconclusive", _choice(get_args(OnInconclusive))),
     _Field("provider", "provider", _optional(_text)),
     _Field("router", "router", _optional(_choice(ROUTER_KINDS))),
+    _Field("names", "names", _pairs("kind: name", ("service", "ingress", "route"))),
     _Field("metrics", "metrics", lambda value, path: value),
     _Field("kayenta", "kayenta", lambda value, path: value),
 )

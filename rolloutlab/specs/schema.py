@@ -188,10 +188,22 @@ def _threshold_range(value: Any, path: str) -> tuple[float | None, float | None]
     return low, high
 
 
-def _queries(value: Any, path: str) -> tuple[tuple[str, str], ...]:
-    if not isinstance(value, Mapping):
-        raise _fail(path, f"expected a mapping variant: PromQL, got {_show(value)}", "")
-    return tuple((_text(k, path), _text(v, _join(path, str(k)))) for k, v in value.items())
+def _pairs(shape: str, keys: Sequence[str] | None = None) -> Parser:
+    """A mapping of texts (``shape`` says what it maps), kept as ordered pairs; ``keys``
+    limits the keys."""
+
+    def parse(value: Any, path: str) -> tuple[tuple[str, str], ...]:
+        if not isinstance(value, Mapping):
+            raise _fail(path, f"expected a mapping {shape}, got {_show(value)}", "")
+        for key in value:
+            if keys is not None:
+                _choice(tuple(keys))(key, _join(path, str(key)))
+        return tuple((_text(k, path), _text(v, _join(path, str(k)))) for k, v in value.items())
+
+    return parse
+
+
+_queries = _pairs("variant: PromQL")
 
 
 _PROBABILITY = _number(0.05, lo=0, hi=1, open_lo=True, open_hi=True)
@@ -211,7 +223,7 @@ def _dump(obj: Any, fields: Sequence[_Field]) -> dict[str, Any]:
             continue
         if f.attr.endswith("_s"):
             value = format_duration(value)
-        elif f.attr in ("group_weights", "queries"):
+        elif f.attr in ("group_weights", "queries", "names"):
             value = dict(value)
         elif isinstance(value, tuple):
             value = list(value)
