@@ -28,7 +28,9 @@ them fail and their latencies follow :data:`LATENCY`, in exact proportions (no n
 
 The transport faults (``error``, ``hang``, ``trickle``) apply to any path and method, so
 the fake also stands in for a misbehaving webhook or API server. :attr:`queries` lists
-what was asked: ``(metric, start, end, step_s)``. :meth:`stop` (the end of the ``with``)
+what was asked: ``(metric, start, end, step_s)``. :attr:`gauges` maps other queries (a
+spec's template metrics) to the one value they answer at every step, or to None for no
+series; their metric in :attr:`queries` is the query itself. :meth:`stop` (the end of the ``with``)
 ends hangs and trickles and joins every thread the server started.
 """
 
@@ -69,6 +71,7 @@ class FakePrometheus:
         self.trickle_s = 0.1
         self.hung = threading.Event()
         self.queries: list[tuple[str, int, int, int]] = []
+        self.gauges: dict[str, float | None] = {}
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -118,6 +121,15 @@ class FakePrometheus:
         query = params["query"][0]
         start, end = int(float(params["start"][0])), int(float(params["end"][0]))
         step = int(float(params["step"][0].removesuffix("s")))
+        if query in self.gauges:
+            self.queries.append((query, start, end, step))
+            value, grid = self.gauges[query], range(start, end + 1, step)
+            result = (
+                []
+                if value is None
+                else [{"metric": {}, "values": [[t, prom_text(value)] for t in grid]}]
+            )
+            return {"status": "success", "data": {"resultType": "matrix", "result": result}}
         metric = (
             "latency_ms"
             if "_bucket" in query

@@ -28,7 +28,7 @@ from rolloutlab.control.notify import Event
 from rolloutlab.errors import ActuationError, ConnectionFailed, DataError, SpecError
 from rolloutlab.judges.base import Judge
 from rolloutlab.judges.rolloutlab import RolloutlabJudge
-from rolloutlab.judges.spec import Spec, default_metrics
+from rolloutlab.judges.spec import MetricSpec, Spec, default_metrics
 from rolloutlab.judges.verdict import MetricResult, TickState
 from rolloutlab.sources.prometheus import Prometheus
 from rolloutlab.sources.recording import Recording
@@ -138,14 +138,14 @@ def router(tmp_path) -> LocalRouter:
 
 
 def make(
-    router: LocalRouter, judge: Judge | None = None, source=None, **options
+    router: LocalRouter, judge: Judge | str | None = None, source=None, spec=SPEC, **options
 ) -> tuple[Rollout, Clock]:
     clock = Clock()
     options.setdefault("notifier", Inbox())
     rollout = Rollout(
         source or FakeSource(router),
         router,
-        SPEC,
+        spec,
         judge or Scripted(),
         target="podinfo",
         namespace="test",
@@ -718,3 +718,69 @@ def test_live_prometheus_outage_holds_then_rolls_back(prometheus_binary):
     ]
     assert all("Prometheus: cannot reach" in r.error for r in rollout.history[2:])
     assert inbox.kinds == ["failure", "rollback"]
+
+
+# -- template metrics: fetched as per-variant gauges beside the preset, over real HTTP ------
+
+ERRORS_Q = 'sum(rate(app_errors_total{{pod=~"{}-[0-9a-z]+-[0-9a-z]+"}}[1m]))'
+TEMPLATED = SPEC.replace(
+    threshold=2,
+    metrics=[
+        MetricSpec(
+            "error-rate",
+            "gauge",
+            "error-rate",
+            threshold_max=1.0,
+            template="MetricTemplate error-rate",
+            queries=(
+                ("primary", ERRORS_Q.format("podinfo-primary")),
+                ("canary", ERRORS_Q.format("podinfo")),
+            ),
+        )
+    ],
+)
+
+
+def templated(router, fake, canary: float | None) -> tuple[Rollout, Clock]:
+    fake.gauges = {ERRORS_Q.format("podinfo-primary"): 0.2, ERRORS_Q.format("podinfo"): canary}
+    return make(router, "flagger", source=Prometheus(fake.url, timeout=3), spec=TEMPLATED)
+
+
+def test_template_metrics_are_fetched_per_variant_and_judged_live(router, fake):
+    rollout, clock = templated(router, fake, canary=0.3)  # below thresholdRange.max
+    rollout.step()
+    record = tick(rollout, clock, 0)
+    assert (record.action, record.new_weight) == ("advance", 40)
+    asked = {q for q, *_ in fake.queries if q.startswith("sum(")}
+    assert asked == set(fake.gauges)
+    assert all(step == 60 for q, _, _, step in fake.queries if q in asked)
+    gauge = rollout.recording.frame.filter(pl.col("metric") == "error-rate")
+    assert dict(zip(gauge["variant"], gauge["value"], strict=True)) == {
+        "primary": 0.2,
+        "canary": 0.3,
+    }
+
+
+def test_a_template_metric_over_its_bound_rolls_back_live(router, fake):
+    rollout, clock = templated(router, fake, canary=5.0)
+    rollout.step()
+    records = [tick(rollout, clock, k) for k in range(3)]  # Flagger: threshold 2 failed checks
+    assert [r.action for r in records] == ["hold", "hold", "rollback"]
+    assert "error-rate 5 > 1 (max)" in records[0].notes[0]
+    failed = records[-1].state.metrics
+    assert [(m.name, m.classification) for m in failed] == [("error-rate", "fail")]
+    assert router.weights().canary == 0
+
+
+def test_a_template_query_without_series_holds_and_says_so(router, fake):
+    rollout, clock = templated(router, fake, canary=None)
+    rollout.step()
+    record = tick(rollout, clock, 0)
+    assert (record.action, record.new_weight, record.failures) == ("hold", 20, 0)
+    assert any("'error-rate' (canary): no series" in note for note in record.notes)
+
+
+def test_a_template_metric_whose_template_was_not_given_is_refused(router):
+    lone = MetricSpec("error-rate", "gauge", "error-rate", template="MetricTemplate error-rate")
+    with pytest.raises(SpecError, match="no query for error-rate"):
+        make(router, spec=SPEC.replace(metrics=[lone]))

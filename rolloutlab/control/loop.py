@@ -35,7 +35,7 @@ import logging
 import math
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -51,7 +51,9 @@ from rolloutlab.errors import ActuationError, RolloutlabError, SpecError
 from rolloutlab.judges.base import Judge
 from rolloutlab.judges.spec import Spec
 from rolloutlab.judges.verdict import Decision, TickState, Verdict
+from rolloutlab.sources.gauges import with_gauges
 from rolloutlab.sources.recording import Recording
+from rolloutlab.specs.fetch import template_queries
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,10 @@ class Source(Protocol):
 
     def fetch(self, preset: Any, *, start: Any, end: Any, step: Any, **options: Any) -> Recording:
         """Both variants' per-step increments for ``[start, end]`` on the step grid."""
+        ...
+
+    def query_range(self, query: str, start: Any, end: Any, step: Any) -> list[Any]:
+        """One query's series (the spec's template metrics, fetched as gauges)."""
         ...
 
 
@@ -136,7 +142,10 @@ class Rollout:
     called to promote or roll back the workloads before the route goes back to the
     primary. ``clock`` returns the current UTC time (tests pass a fake one).
     ``max_ticks`` bounds :meth:`run` (default: the spec's whole analysis, its plan and
-    bake up to ``maxAnalysisTime``, plus slack).
+    bake up to ``maxAnalysisTime``, plus slack). The spec's template metrics are fetched
+    as per-variant gauges (``source.query_range``) beside the preset's series; one whose
+    query returns no series reads as no data (a hold). ``pod_template_hashes`` fill an
+    Argo template's ``podTemplateHashValue`` arguments (``{"stable": ..., "canary": ...}``).
     """
 
     def __init__(
@@ -156,6 +165,7 @@ class Rollout:
         lag_s: float = 2.0,
         max_ticks: int | None = None,
         clock: Callable[[], datetime] = _now,
+        pod_template_hashes: Mapping[str, str] | None = None,
     ) -> None:
         if mode not in ("auto", "manual"):
             raise SpecError(f"mode must be 'auto' or 'manual', got {mode!r}")
@@ -191,6 +201,7 @@ class Rollout:
         self.failure_limit = failure_limit
         self.lag_s = lag_s
         self.plan: tuple[int, ...] = tuple(int(w) for w in plan)
+        self.gauges = template_queries(spec, "the spec", pod_template_hashes)
         analysis = math.ceil(spec.analysis_deadline_s() / interval)
         self.max_ticks = max_ticks or analysis + failure_limit + 10
         self.clock = clock
@@ -570,16 +581,21 @@ class Rollout:
     def _fetch(self, first: int, last: int) -> tuple[Recording, tuple[str, ...]]:
         """Ticks ``first..last`` from the source, with its warnings (e.g. partial data).
         Network I/O: called without the lock."""
+        step = int(self._interval.total_seconds())
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             recording = self.source.fetch(
                 self.preset,
                 start=self._tick_end(first),
                 end=self._tick_end(last),
-                step=int(self._interval.total_seconds()),
+                step=step,
                 target=self.target,
                 namespace=self.namespace,
             )
+            if self.gauges:
+                recording = with_gauges(
+                    recording, self.source, self.gauges, step=step, empty="warn"
+                )
         return recording, tuple(str(w.message) for w in caught)
 
     def _append(self, first: int, last: int, recording: Recording) -> None:

@@ -48,18 +48,7 @@ def fetch_for_spec(
     spec = Spec.load(spec)
     target = target or spec.target
     namespace = namespace or spec.namespace
-    unresolved = [m for m in spec.metrics if m.template and not m.queries]
-    if unresolved:
-        listed = ", ".join(f"{m.name} ({m.template})" for m in unresolved)
-        raise SpecError(
-            f"{source}: no query for {listed}: the template is not among the manifests given. "
-            "Give a folder (or multi-document file) holding the Canary and its MetricTemplates."
-        )
-    gauges = {
-        m.metric: fill_pod_template_hashes(m.name, m.queries, pod_template_hashes)
-        for m in spec.metrics
-        if m.queries
-    }
+    gauges = template_queries(spec, source, pod_template_hashes)
     builtins = any(m.name in BUILTIN_METRICS and not m.queries for m in spec.metrics)
     if builtins or flagger or not gauges:
         preset = preset or preset_for(spec)
@@ -100,6 +89,25 @@ def fetch_for_spec(
     return Recording(frame, meta, source=url)
 
 
+def template_queries(
+    spec: Spec, source: str = "the spec", pod_template_hashes: Mapping[str, str] | None = None
+) -> dict[str, tuple[tuple[str, str], ...]]:
+    """The rendered per-variant queries of the spec's template metrics, by recorded metric;
+    a template metric without queries (its template not given) is a :class:`SpecError`."""
+    unresolved = [m for m in spec.metrics if m.template and not m.queries]
+    if unresolved:
+        listed = ", ".join(f"{m.name} ({m.template})" for m in unresolved)
+        raise SpecError(
+            f"{source}: no query for {listed}: the template is not among the manifests given. "
+            "Give a folder (or multi-document file) holding the Canary and its MetricTemplates."
+        )
+    return {
+        m.metric: fill_pod_template_hashes(m.name, m.queries, pod_template_hashes)
+        for m in spec.metrics
+        if m.queries
+    }
+
+
 def preset_for(spec: Spec) -> str:
     """The query preset of the spec's provider, else :data:`DEFAULT_PRESET`."""
     return spec.provider if spec.provider in PRESETS else DEFAULT_PRESET
@@ -112,4 +120,4 @@ def _headers(headers: Any) -> dict[str, str]:
     return dict(item.split("=", 1) for item in headers)
 
 
-__all__ = ["DEFAULT_PRESET", "fetch_for_spec", "preset_for"]
+__all__ = ["DEFAULT_PRESET", "fetch_for_spec", "preset_for", "template_queries"]
