@@ -32,7 +32,9 @@ import requests
 from conftest import PODS, ROUND_TRIP_PRESETS, Backfilled
 from fake_prometheus import FakePrometheus
 
+from rolloutlab import durations
 from rolloutlab.errors import ActuationError, ConnectionFailed, EmptyResult, QueryError, SpecError
+from rolloutlab.sources import prometheus
 from rolloutlab.sources.openmetrics import bucket_sum_ms, to_openmetrics
 from rolloutlab.sources.presets import PRESETS
 from rolloutlab.sources.prometheus import (
@@ -382,6 +384,18 @@ def test_time_and_step_parsing() -> None:
     assert parse_step(timedelta(minutes=2)) == 120
     with pytest.raises(SpecError):
         parse_step("fast")
+
+
+def test_steps_and_relative_times_read_durations_as_the_rest_of_the_project():
+    assert prometheus.parse_duration is durations.parse_duration
+    assert parse_step("1d") == 86400 and parse_step("1m30s") == 90 and parse_step("90") == 90
+    assert abs(to_utc("now-0s") - datetime.now(UTC)) < timedelta(seconds=5)  # zero allowed
+    with pytest.raises(SpecError, match="step: the duration must be zero or positive"):
+        parse_step(-60)
+    with pytest.raises(SpecError, match="step must be a whole number of seconds ≥ 1"):
+        parse_step("0s")
+    with pytest.raises(SpecError, match="until: expected a duration"):
+        to_utc("now-soon", "until")
 
 
 # -- headers, auth and HTTP failures against a tiny recording HTTP server --------------

@@ -48,6 +48,7 @@ from urllib3.poolmanager import PoolManager
 from urllib3.util.retry import Retry
 
 from rolloutlab import frames
+from rolloutlab.durations import parse_duration
 from rolloutlab.errors import ConnectionFailed, DataError, EmptyResult, QueryError, SpecError
 from rolloutlab.sources.presets import Preset, Variants, get_preset, regex_escape
 from rolloutlab.sources.promjson import (
@@ -63,8 +64,6 @@ from rolloutlab.sources.recording import Recording
 MAX_POINTS = 11_000
 #: Ranges longer than this many steps are split over the workers to run in parallel.
 SPLIT_POINTS = 1_000
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _CANONICAL_KINDS = {"requests": "counter", "errors": "counter", "latency_ms": "bucket"}
 _TEMPLATE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
@@ -801,28 +800,10 @@ def _iso(t: int) -> str:
 
 def parse_step(step: Any) -> int:
     """A step as whole seconds: ``"1m"``, ``"90s"``, ``"1h30m"``, ``60``, or a timedelta."""
-    seconds = parse_duration(step, "step")
+    seconds = parse_duration(step, "step", allow_zero=True)
     if seconds < 1 or not float(seconds).is_integer():
         raise SpecError(f"step must be a whole number of seconds ≥ 1, got {step!r}")
     return int(seconds)
-
-
-def parse_duration(value: Any, name: str = "duration") -> float:
-    """Seconds from a Prometheus duration (``"1h30m"``), a number of seconds or a timedelta."""
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            return float(text)
-        except ValueError:
-            pass
-        parts = _DURATION.findall(text)
-        if parts and "".join(n + u for n, u in parts) == text:
-            return sum(float(n) * _UNITS[u] for n, u in parts)
-    raise SpecError(f"{name} {value!r} is not a duration; use e.g. '1m', '90s', '1h30m' or 60")
 
 
 def to_utc(value: Any, name: str = "time") -> datetime:
@@ -844,7 +825,7 @@ def to_utc(value: Any, name: str = "time") -> datetime:
             now = datetime.now(UTC)
             if relative.group(1) is None:
                 return now
-            delta = timedelta(seconds=parse_duration(relative.group(2), name))
+            delta = timedelta(seconds=parse_duration(relative.group(2), name, allow_zero=True))
             return now - delta if relative.group(1) == "-" else now + delta
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
