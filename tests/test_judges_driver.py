@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,7 @@ import rolloutlab.judges as judges
 from rolloutlab.errors import SpecError
 from rolloutlab.judges import JUDGES, Spec, Verdict, judge, judge_class
 from rolloutlab.judges.spec import JUDGE_NAMES
+from rolloutlab.sources.promjson import load_query_range_json
 from rolloutlab.sources.simulate import simulate
 
 START = datetime(2026, 1, 12, 10, 0, tzinfo=UTC)
@@ -166,3 +168,19 @@ def test_an_interval_shorter_than_the_data_step_is_judged_per_step_with_a_note(h
         gaps = {b.timestamp - a.timestamp for a, b in zip(ticks, ticks[1:], strict=False)}
         assert gaps <= {timedelta(minutes=1)}
         assert verdict.ticks[0].timestamp == START + timedelta(minutes=1)
+
+
+def test_the_interval_is_fitted_to_the_recordings_own_step_not_the_union_of_timestamps():
+    # four series on a 20 s cadence at offsets 0, 3, 7 and 11 s: all timestamps together
+    # are 3-4 s apart, so a 10 s interval used to pass as coarser than the data
+    raw = (
+        Path(__file__).parent / "fixtures" / "upstream" / "prometheus" / "istio_reporters_raw.json"
+    )
+    recording = load_query_range_json(raw, aggregate="sum")
+    assert recording.step_s == 20.0
+    verdict = judge(recording, {"interval": "10s"}, judge="flagger")
+    assert verdict.details["notes"] == [
+        "the spec's interval 10s is shorter than the recording's 20s step, so each tick "
+        "covers one step (judged every 20s)"
+    ]
+    assert "notes" not in judge(recording, {"interval": "20s"}, judge="flagger").details

@@ -86,8 +86,10 @@ def judge(
 
 def _fit_interval(spec: Spec, recording: Recording) -> tuple[Spec, list[str]]:
     """The spec with its interval raised to the recording's step when shorter (a tick
-    cannot be shorter than the data's resolution), and a note saying so."""
-    step = frames.step_seconds(recording.frame) or recording.step_s
+    cannot be shorter than the data's resolution), and a note saying so. The step is the
+    recording's own (``meta["step_s"]``: a loaded response's per-series spacing), else
+    the spacing of all its timestamps together."""
+    step = recording.step_s or frames.step_seconds(recording.frame)
     if not step or spec.interval_s >= step - 1e-9:
         return spec, []
     note = (
