@@ -10,11 +10,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from rolloutlab.errors import RolloutlabError, SpecError
-from rolloutlab.specs.model import JUDGE_NAMES, ROUTER_KINDS
+from rolloutlab.specs.model import JUDGE_NAMES, ROUTER_KINDS, Spec
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEMO_RECORDINGS = ("healthy", "error-regression", "latency-regression", "ab")
@@ -92,10 +93,24 @@ def _parser() -> argparse.ArgumentParser:
         help="Canary or Rollout with its templates (file or folder): target, namespace, "
         "preset and the template metrics come from it",
     )
+    _spec_name_option(p)
     p.add_argument(
         "--pod-template-hash",
         metavar="stable=HASH,canary=HASH",
         help="the ReplicaSets' hashes, for Argo templates that select pods by them",
+    )
+    p.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Flagger's template names for the preset: service, ingress, route (repeatable; "
+        "with --spec, over the Canary's)",
+    )
+    p.add_argument(
+        "--aggregate",
+        choices=("sum",),
+        help="sum series of one variant that differ in other labels (e.g. both Istio reporters)",
     )
     p.add_argument("--start", required=True, help="UTC time, e.g. 2026-01-12T10:00Z")
     p.add_argument("--end", required=True)
@@ -122,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("judge", _judge, "Judge a recorded rollout: promote, continue or rollback.")
     p.add_argument("recording", type=Path)
     p.add_argument("--spec", type=Path, help="Flagger Canary manifest or rolloutlab spec (YAML)")
+    _spec_name_option(p)
     p.add_argument("--judge", choices=JUDGE_NAMES, help="default: the spec's, else rolloutlab")
     p.add_argument("--at", help="judge as of this UTC time (ISO 8601)")
     p.add_argument("--json", action="store_true", help="print Verdict.to_dict() as JSON")
@@ -129,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("experiment", _experiment, "Analyse an A/B/n experiment recording.")
     p.add_argument("recording", type=Path)
     p.add_argument("--spec", type=Path)
+    _spec_name_option(p)
     p.add_argument("--json", action="store_true", help="print ExperimentReport.to_dict() as JSON")
 
     p = command("replay", _replay, "Replay a recorded rollout under the judges, tick by tick.")
@@ -136,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--spec", type=Path, help="default: the recording's own weights, default metrics"
     )
+    _spec_name_option(p)
     p.add_argument(
         "--judge", action="append", choices=JUDGE_NAMES, help="repeatable; default: all three"
     )
@@ -144,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("report", _report, "Write a standalone HTML report of a recording.")
     p.add_argument("recording", type=Path)
     p.add_argument("--spec", type=Path)
+    _spec_name_option(p)
     p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
 
     p = command("run", _run, "Drive a live rollout: fetch, judge and step the weights.")
@@ -159,6 +178,7 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="Canary or Rollout with its templates (file or folder), or a rolloutlab spec",
     )
+    _spec_name_option(p)
     p.add_argument("--judge", choices=JUDGE_NAMES, help="default: the spec's, else rolloutlab")
     p.add_argument(
         "--auto",
@@ -166,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
         help="act on the judge's decisions; without it the judge only advises",
     )
     p.add_argument("--slack-webhook", help="Slack incoming-webhook URL for decisions and failures")
+    _subset_options(p)
     _kube_options(p)
 
     p = command("weight", _weight, "Read or set a traffic split by hand.")
@@ -175,6 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", type=float, metavar="PERCENT", help="canary weight to set, 0-100")
     p.add_argument("--reason", default="manual: rolloutlab weight", help="for the audit log")
     p.add_argument("--dry-run", action="store_true", help="preview the change, write nothing")
+    _subset_options(p)
     _kube_options(p)
 
     p = command("demo", _demo, "Run the main job on the bundled rollouts.")
@@ -189,6 +211,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--canary-latency", default="+0%", help="canary latency vs primary, e.g. +30%%")
     p.add_argument("--interval", type=int, default=5, help="seconds per tick (live)")
     return parser
+
+
+def _spec_name_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--spec-name",
+        metavar="NAME",
+        help="the Canary or Rollout to use when the --spec folder or file holds several",
+    )
+
+
+def _subset_options(p: argparse.ArgumentParser) -> None:
+    for role in ("primary", "canary"):
+        p.add_argument(
+            f"--{role}-subset",
+            metavar="SUBSET",
+            help=f"Istio: the DestinationRule subset of the {role} (a split within one host)",
+        )
 
 
 def _kube_options(p: argparse.ArgumentParser) -> None:
@@ -242,7 +281,9 @@ def _fetch(args: argparse.Namespace) -> int:
         headers=args.header,
         bearer=args.bearer,
         timeout=args.timeout,
+        aggregate=args.aggregate,
     )
+    names = _names(args.name)
     if args.spec is not None:
         from rolloutlab.specs.fetch import fetch_for_spec
 
@@ -261,11 +302,15 @@ def _fetch(args: argparse.Namespace) -> int:
             namespace=args.namespace,
             flagger=args.flagger,
             pod_template_hashes=_pairs(args.pod_template_hash, "--pod-template-hash"),
+            names=names,
+            name=args.spec_name,
             **options,
         )
     else:
         if args.pod_template_hash:
             raise SpecError("--pod-template-hash fills the templates of a --spec: give --spec.")
+        if args.spec_name:
+            raise SpecError("--spec-name picks a Canary or Rollout of a --spec: give --spec.")
         rec = fetch(
             args.url,
             preset=args.preset or "istio",
@@ -275,6 +320,7 @@ def _fetch(args: argparse.Namespace) -> int:
             variants=args.variants,
             queries=args.queries,
             flagger=args.flagger,
+            names=names,
             **options,
         )
     print(f"wrote {rec.save(args.output)}")
@@ -286,7 +332,7 @@ def _judge(args: argparse.Namespace) -> int:
     from rolloutlab.judges import judge
     from rolloutlab.sources.recording import load
 
-    verdict = judge(load(args.recording), args.spec, judge=args.judge, at=args.at)
+    verdict = judge(load(args.recording), _spec(args), judge=args.judge, at=args.at)
     if args.json:
         _print_json(verdict.to_dict())
     else:
@@ -298,7 +344,7 @@ def _experiment(args: argparse.Namespace) -> int:
     from rolloutlab.judges.experiment import experiment
     from rolloutlab.sources.recording import load
 
-    result = experiment(load(args.recording), args.spec)
+    result = experiment(load(args.recording), _spec(args))
     if args.json:
         _print_json(result.to_dict())
     else:
@@ -312,7 +358,7 @@ def _replay(args: argparse.Namespace) -> int:
     from rolloutlab.postmortem import DEFAULT_JUDGES, replay
     from rolloutlab.sources.recording import load
 
-    result = replay(load(args.recording), args.spec, judges=tuple(args.judge or DEFAULT_JUDGES))
+    result = replay(load(args.recording), _spec(args), judges=tuple(args.judge or DEFAULT_JUDGES))
     if args.json:
         _print_json(
             {
@@ -329,7 +375,7 @@ def _report(args: argparse.Namespace) -> int:
     from rolloutlab.sources.recording import load
     from rolloutlab.views.report import report
 
-    print(f"wrote {report(load(args.recording), args.spec, path=args.output)}")
+    print(f"wrote {report(load(args.recording), _spec(args), path=args.output)}")
     return 0
 
 
@@ -338,13 +384,12 @@ def _run(args: argparse.Namespace) -> int:
     from rolloutlab.control.loop import Rollout
     from rolloutlab.control.notify import SlackNotifier
     from rolloutlab.control.routers import router
-    from rolloutlab.judges import Spec
     from rolloutlab.sources.prometheus import Prometheus
 
-    spec = Spec.load(args.spec)
+    spec = Spec.load(args.spec, name=args.spec_name)
     target, namespace, kind = _from_spec(args, spec)
     client = load_client(context=args.context, kubeconfig=args.kubeconfig)
-    route = router(kind, args.route or target, namespace, client=client)
+    route = router(kind, args.route or target, namespace, client=client, **_subsets(args))
     with Prometheus(args.url) as source:
         rollout = Rollout(
             source,
@@ -393,7 +438,7 @@ def _weight(args: argparse.Namespace) -> int:
     from rolloutlab.control.routers import router
 
     client = load_client(context=args.context, kubeconfig=args.kubeconfig)
-    route = router(args.router, args.name, args.namespace, client=client)
+    route = router(args.router, args.name, args.namespace, client=client, **_subsets(args))
     if args.set is None:
         print(f"{route.describe()}: {route.weights()}")
         return 0
@@ -458,7 +503,9 @@ def _bundled(folder: Path, name: str):
     return simulate(name, seed=BUNDLED_SEED)
 
 
-def _pairs(text: str | None, option: str) -> dict[str, str]:
+def _pairs(
+    text: str | None, option: str, example: str = "stable=6c8b,canary=5f7c"
+) -> dict[str, str]:
     """``"a=1,b=2"`` as a dict; a malformed item is a one-line error naming ``option``."""
     if not text:
         return {}
@@ -466,11 +513,28 @@ def _pairs(text: str | None, option: str) -> dict[str, str]:
     for item in text.split(","):
         key, sep, value = item.strip().partition("=")
         if not (sep and key and value):
-            raise SpecError(
-                f"{option} {text!r}: expected KEY=VALUE,..., e.g. stable=6c8b,canary=5f7c"
-            )
+            raise SpecError(f"{option} {text!r}: expected KEY=VALUE,..., e.g. {example}")
         out[key] = value
     return out
+
+
+def _names(items: list[str]) -> dict[str, str]:
+    """The repeated ``--name KEY=VALUE`` options as a dict."""
+    return {k: v for item in items for k, v in _pairs(item, "--name", "service=podinfo").items()}
+
+
+def _spec(args: argparse.Namespace) -> Any:
+    """``--spec``, loaded when ``--spec-name`` picks one of the Canaries or Rollouts in it."""
+    if args.spec_name is None:
+        return args.spec
+    if args.spec is None:
+        raise SpecError("--spec-name picks a Canary or Rollout of a --spec: give --spec.")
+    return Spec.load(args.spec, name=args.spec_name)
+
+
+def _subsets(args: argparse.Namespace) -> dict[str, str | None]:
+    """``--primary-subset``/``--canary-subset`` as the router's options."""
+    return {"primary_subset": args.primary_subset, "canary_subset": args.canary_subset}
 
 
 def _overrides(pairs: list[str]) -> dict[str, object]:

@@ -60,3 +60,31 @@ def test_demo_judges_bundled_data_and_writes_reports(tmp_path, capsys):
     assert "rolloutlab rolls back at" in out and "flagger" in out and "kayenta" in out
     assert (tmp_path / "report.html").stat().st_size > 100_000  # inlined JavaScript
     assert (tmp_path / "report-ab.html").exists()
+
+
+def canary(name: str, provider: str = "istio") -> str:
+    return f"""\
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {{name: {name}, namespace: test}}
+spec:
+  provider: {provider}
+  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: {name}}}
+  analysis: {{interval: 1m, threshold: 2, stepWeight: 10, maxWeight: 50}}
+"""
+
+
+def test_spec_name_picks_one_of_several_canaries_in_a_folder(tmp_path, capsys):
+    rec = tmp_path / "rec.parquet"
+    assert main(["simulate", "healthy", "--seed", "1", "-o", str(rec)]) == 0
+    folder = tmp_path / "gitops"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(canary("podinfo"))
+    (folder / "b.yaml").write_text(canary("web", provider="smi:v1alpha2:linkerd"))
+    capsys.readouterr()
+    assert main(["judge", str(rec), "--spec", str(folder)]) == 2
+    assert "2 specs to choose from" in capsys.readouterr().err
+    for command in ("judge", "replay"):
+        assert main([command, str(rec), "--spec", str(folder), "--spec-name", "web"]) == 0
+    assert main(["judge", str(rec), "--spec-name", "web"]) == 2
+    assert "--spec-name picks a Canary or Rollout of a --spec" in capsys.readouterr().err

@@ -8,6 +8,7 @@ HTTP (what kmock cannot model is listed in tests/kube_emulator.py).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -17,6 +18,7 @@ from rolloutlab.cli import main
 from rolloutlab.sources.recording import load
 
 VS = "networking.istio.io/v1beta1/virtualservices"
+UPSTREAM = Path(__file__).parent / "fixtures" / "upstream"
 
 
 @pytest.fixture
@@ -184,3 +186,45 @@ def test_run_rolls_back_a_bad_canary_through_the_virtual_service(
     assert weights(kube) == [100, 0]
     canary = [r.after["canary"] for r in audit_log.records() if not r.dry_run]
     assert canary[0] == 10 and canary[-1] == 0
+
+
+def fetch_argv(url: str, out, *options: str) -> list[str]:
+    window = ["--start", "2026-01-12T10:01Z", "--end", "2026-01-12T10:30Z", "-o", str(out)]
+    return ["fetch", "--url", url, "--target", "podinfo", *window, *options]
+
+
+def test_fetch_passes_names_and_aggregate_to_the_preset(backfilled, tmp_path, capsys):
+    # knative selects its variants by revision (Flagger's route names): without them the
+    # preset cannot be filled; with them both variants come back
+    out = tmp_path / "knative.parquet"
+    knative = ["--preset", "knative", "--namespace", "rt-knative"]
+    assert main(fetch_argv(backfilled.url, out, *knative)) == 2
+    assert "route" in capsys.readouterr().err
+    names = ["--name", "route=podinfo-00002", "--name", "primary_route=podinfo-00001"]
+    assert main(fetch_argv(backfilled.url, out, *knative, *names, "--aggregate", "sum")) == 0
+    rec = load(out)
+    assert set(rec.variants) == {"primary", "canary"}
+    assert rec.meta["names"] == {"route": "podinfo-00002", "primary_route": "podinfo-00001"}
+    assert rec.meta["aggregate"] == "sum"
+    assert main(fetch_argv(backfilled.url, out, *knative, "--name", "route")) == 2
+    assert "--name 'route': expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_weight_splits_by_subsets(kube, kubeconfig, audit_log, capsys):
+    # Argo's Istio layout: one host, the stable and canary DestinationRule subsets
+    # (argoproj/argo-rollouts examples/istio/istio-subset-split.yaml, in the corpus)
+    docs = yaml.safe_load_all((UPSTREAM / "argo-objects" / "istio-subset-split.yaml").read_text())
+    vs = next(doc for doc in docs if doc["kind"] == "VirtualService")
+    vs["metadata"]["namespace"] = "test"
+    kube.seed(VS, vs)
+    name = vs["metadata"]["name"]
+    base = ["weight", "--router", "istio", "--name", name, "--namespace", "test"]
+    assert main(base) == 2  # one host for both: the same destination, refused with the fix
+    assert "primary_subset" in capsys.readouterr().err
+    subsets = ["--primary-subset", "stable", "--canary-subset", "canary"]
+    assert main([*base, *subsets, "--set", "10"]) == 0
+    route = kube.object(VS, "test", name)["spec"]["http"][0]["route"]
+    assert [(r["destination"]["subset"], r["weight"]) for r in route] == [
+        ("stable", 90),
+        ("canary", 10),
+    ]

@@ -11,6 +11,7 @@ from rolloutlab.errors import SpecError
 from rolloutlab.sources.gauges import fetch_gauges, with_gauges
 from rolloutlab.sources.presets import PRESETS
 from rolloutlab.sources.prometheus import Prometheus, fetch, to_utc
+from rolloutlab.sources.promjson import Aggregate
 from rolloutlab.sources.recording import Recording
 from rolloutlab.specs.argo import fill_pod_template_hashes
 from rolloutlab.specs.model import BUILTIN_METRICS, Spec
@@ -34,6 +35,9 @@ def fetch_for_spec(
     timeout: float = 30.0,
     flagger: bool = False,
     pod_template_hashes: Mapping[str, str] | None = None,
+    names: Mapping[str, str] | None = None,
+    aggregate: Aggregate = None,
+    name: str | None = None,
 ) -> Recording:
     """A recording of every metric ``spec`` judges, both variants.
 
@@ -42,10 +46,12 @@ def fetch_for_spec(
     metrics (request-success-rate, request-duration) come from the preset; template
     metrics from their rendered queries, one gauge per variant and step.
     ``pod_template_hashes`` (``{"stable": ..., "canary": ...}``) fill the Argo arguments
-    taken from ``podTemplateHashValue``.
+    taken from ``podTemplateHashValue``. ``names`` (Flagger's service/ingress/route) go
+    over the spec's; ``aggregate`` goes to the preset's fetch; ``name`` picks one of
+    several Canaries or Rollouts in a folder.
     """
     source = str(spec) if isinstance(spec, str | Path) else "the spec"
-    spec = Spec.load(spec)
+    spec = Spec.load(spec, name=name)
     target = target or spec.target
     namespace = namespace or spec.namespace
     gauges = template_queries(spec, source, pod_template_hashes)
@@ -69,7 +75,8 @@ def fetch_for_spec(
             bearer=bearer,
             timeout=timeout,
             flagger=flagger,
-            names=dict(spec.names),
+            names={**dict(spec.names), **(names or {})},
+            aggregate=aggregate,
         )
         if not gauges:
             return recording

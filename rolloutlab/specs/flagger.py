@@ -64,6 +64,13 @@ _FLAGGER_IGNORED_ANALYSIS = (
 )
 
 
+def router_kind(provider: str | None) -> str | None:
+    """The router kind of a Flagger provider (``smi:v1alpha2:linkerd`` is
+    ``smi:v1alpha2``, the mesh is Flagger's), None when rolloutlab has no router for it."""
+    kind = ":".join(provider.split(":")[:2]) if provider else None
+    return kind if kind in ROUTER_KINDS else None
+
+
 def _flagger_interval(value: Any, path: str) -> float:
     """Flagger clamps the analysis interval to at least 10 s."""
     return max(FLAGGER_MIN_INTERVAL_S, parse_duration(value, path))
@@ -134,7 +141,8 @@ def canary_spec(data: Mapping[str, Any]) -> Spec:
     raw["step_weight_promotion"] = float(raw.get("step_weight_promotion", 0))
     raw["iterations"] = raw.get("iterations") or None
     raw["ab_testing"] = bool(spec_part[key].get("match")) and raw["iterations"] is not None
-    provider = str(spec_part.get("provider") or "").partition(":")[0] or None
+    given = str(spec_part.get("provider") or "")
+    provider = given.partition(":")[0] or None
     if provider == FLAGGER_KUBERNETES_PROVIDER:
         # Flagger's scheduler: no traffic shifting without a mesh, so blue/green with
         # iterations (10 when unset) and no A/B match (pkg/controller/scheduler.go)
@@ -144,7 +152,7 @@ def canary_spec(data: Mapping[str, Any]) -> Spec:
         # iterations make it blue/green or A/B, which never step the weight
         # (Canary.DeploymentStrategy in pkg/apis/flagger/v1beta1/canary.go)
         raw.update(step_weight=0.0, step_weights=())
-    raw.update(provider=provider, router=provider if provider in ROUTER_KINDS else None)
+    raw.update(provider=provider, router=router_kind(given))
     raw["names"] = tuple(flagger_names(data).items())
     _resolve_steps(raw, explicit_step=True)
     metrics_raw = raw.pop("metrics", None) or []

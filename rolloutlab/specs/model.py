@@ -80,7 +80,19 @@ EffectSizeMeasure = Literal["meanRatio", "cles"]
 #: The judges a spec may name (the registry in :mod:`rolloutlab.judges` holds them).
 JUDGE_NAMES = ("flagger", "kayenta", "rolloutlab")
 #: The kinds of route object that carry a traffic split (:mod:`rolloutlab.control.routers`).
-ROUTER_KINDS = ("istio", "gatewayapi", "smi", "linkerd", "osm", "nginx", "traefik", "contour")
+ROUTER_KINDS = (
+    "istio",
+    "gatewayapi",
+    "smi",
+    "smi:v1alpha1",
+    "smi:v1alpha2",
+    "smi:v1alpha3",
+    "linkerd",
+    "osm",
+    "nginx",
+    "traefik",
+    "contour",
+)
 
 #: Promotion margins by metric kind when a metric does not state one (the error rate at
 #: most 1.5x the primary's, latency at most 10% slower); chosen with the benchmark in
