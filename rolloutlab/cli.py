@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     p = command("show", _show, "Print a recording's summary.")
-    p.add_argument("recording", type=Path)
+    _recording_argument(p)
     p.add_argument("--ticks", action="store_true", help="also print every tick")
 
     p = command("simulate", _simulate, "Simulate a rollout or experiment with known truth.")
@@ -135,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
 
     p = command("judge", _judge, "Judge a recorded rollout: promote, continue or rollback.")
-    p.add_argument("recording", type=Path)
+    _recording_argument(p)
     p.add_argument("--spec", type=Path, help="Flagger Canary manifest or rolloutlab spec (YAML)")
     _spec_name_option(p)
     p.add_argument("--judge", choices=JUDGE_NAMES, help="default: the spec's, else rolloutlab")
@@ -143,13 +143,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print Verdict.to_dict() as JSON")
 
     p = command("experiment", _experiment, "Analyse an A/B/n experiment recording.")
-    p.add_argument("recording", type=Path)
+    _recording_argument(p)
     p.add_argument("--spec", type=Path)
     _spec_name_option(p)
     p.add_argument("--json", action="store_true", help="print ExperimentReport.to_dict() as JSON")
 
     p = command("replay", _replay, "Replay a recorded rollout under the judges, tick by tick.")
-    p.add_argument("recording", type=Path)
+    _recording_argument(p)
     p.add_argument(
         "--spec", type=Path, help="default: the recording's own weights, default metrics"
     )
@@ -160,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = command("report", _report, "Write a standalone HTML report of a recording.")
-    p.add_argument("recording", type=Path)
+    _recording_argument(p)
     p.add_argument("--spec", type=Path)
     _spec_name_option(p)
     p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
@@ -213,6 +213,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _recording_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recording", type=Path, help=".parquet, .csv or a query_range response (.json)")
+    p.add_argument(
+        "--select",
+        action="append",
+        default=[],
+        metavar="LABEL=VALUE",
+        help="a .json response: keep the series with this label value (repeatable), "
+        "e.g. reporter=destination",
+    )
+    p.add_argument(
+        "--aggregate",
+        choices=("sum",),
+        help="a .json response: sum series of one variant that differ in other labels",
+    )
+
+
 def _spec_name_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--spec-name",
@@ -239,9 +256,8 @@ def _kube_options(p: argparse.ArgumentParser) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from rolloutlab.sources.recording import load
 
-    rec = load(args.recording)
+    rec = _load(args)
     _print_recording(rec, ticks=args.ticks)
     return 0
 
@@ -330,9 +346,8 @@ def _fetch(args: argparse.Namespace) -> int:
 
 def _judge(args: argparse.Namespace) -> int:
     from rolloutlab.judges import judge
-    from rolloutlab.sources.recording import load
 
-    verdict = judge(load(args.recording), _spec(args), judge=args.judge, at=args.at)
+    verdict = judge(_load(args), _spec(args), judge=args.judge, at=args.at)
     if args.json:
         _print_json(verdict.to_dict())
     else:
@@ -342,9 +357,8 @@ def _judge(args: argparse.Namespace) -> int:
 
 def _experiment(args: argparse.Namespace) -> int:
     from rolloutlab.judges.experiment import experiment
-    from rolloutlab.sources.recording import load
 
-    result = experiment(load(args.recording), _spec(args))
+    result = experiment(_load(args), _spec(args))
     if args.json:
         _print_json(result.to_dict())
     else:
@@ -356,9 +370,8 @@ def _experiment(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     from rolloutlab.postmortem import DEFAULT_JUDGES, replay
-    from rolloutlab.sources.recording import load
 
-    result = replay(load(args.recording), _spec(args), judges=tuple(args.judge or DEFAULT_JUDGES))
+    result = replay(_load(args), _spec(args), judges=tuple(args.judge or DEFAULT_JUDGES))
     if args.json:
         _print_json(
             {
@@ -372,10 +385,9 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from rolloutlab.sources.recording import load
     from rolloutlab.views.report import report
 
-    print(f"wrote {report(load(args.recording), _spec(args), path=args.output)}")
+    print(f"wrote {report(_load(args), _spec(args), path=args.output)}")
     return 0
 
 
@@ -521,6 +533,22 @@ def _pairs(
 def _names(items: list[str]) -> dict[str, str]:
     """The repeated ``--name KEY=VALUE`` options as a dict."""
     return {k: v for item in items for k, v in _pairs(item, "--name", "service=podinfo").items()}
+
+
+def _load(args: argparse.Namespace) -> Any:
+    """The recording argument, with ``--select``/``--aggregate`` for a .json response."""
+    from rolloutlab.sources.recording import load
+
+    options: dict[str, Any] = {}
+    if args.select:
+        options["select"] = {
+            k: v
+            for item in args.select
+            for k, v in _pairs(item, "--select", "reporter=destination").items()
+        }
+    if args.aggregate:
+        options["aggregate"] = args.aggregate
+    return load(args.recording, **options)
 
 
 def _spec(args: argparse.Namespace) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rolloutlab.cli import main
@@ -88,3 +90,20 @@ def test_spec_name_picks_one_of_several_canaries_in_a_folder(tmp_path, capsys):
         assert main([command, str(rec), "--spec", str(folder), "--spec-name", "web"]) == 0
     assert main(["judge", str(rec), "--spec-name", "web"]) == 2
     assert "--spec-name picks a Canary or Rollout of a --spec" in capsys.readouterr().err
+
+
+RAW = Path(__file__).parent / "fixtures" / "upstream" / "prometheus" / "istio_reporters_raw.json"
+
+
+def test_a_raw_response_is_loaded_with_select_or_aggregate(tmp_path, capsys):
+    # both Istio reporters: refused as it is, then one reporter, or the sum made explicit
+    assert main(["show", str(RAW)]) == 2
+    assert "reporter" in capsys.readouterr().err
+    assert main(["show", str(RAW), "--select", "reporter=destination"]) == 0
+    assert main(["judge", str(RAW), "--aggregate", "sum", "--judge", "flagger"]) == 0
+    assert main(["show", str(RAW), "--select", "reporter"]) == 2
+    assert "--select 'reporter': expected KEY=VALUE" in capsys.readouterr().err
+    rec = tmp_path / "rec.parquet"
+    assert main(["simulate", "healthy", "-o", str(rec)]) == 0
+    assert main(["show", str(rec), "--aggregate", "sum"]) == 2
+    assert "apply only to JSON responses" in capsys.readouterr().err
