@@ -97,9 +97,15 @@ def test_at_before_the_first_tick(healthy):
 
 
 def test_kayenta_lifetime_is_the_whole_recording_even_with_at(healthy):
-    verdict = judge(healthy, judge="kayenta", at=START + timedelta(hours=1))
+    every = {"kayenta": {"judgmentInterval": "30m"}}
+    verdict = judge(healthy, every, judge="kayenta", at=START + timedelta(hours=1))
     assert verdict.decision == "continue"  # judged at 30 and 60 min, lifetime runs to 3 h
     assert [t.state["judged"] for t in verdict.ticks].count(True) == 2
+    # no analysis interval (NetflixACAJudge's default): one judgment, at the lifetime's end
+    verdict = judge(healthy, judge="kayenta", at=START + timedelta(hours=1))
+    assert [t.state["judged"] for t in verdict.ticks].count(True) == 0
+    verdict = judge(healthy, judge="kayenta")
+    assert [t.timestamp for t in verdict.ticks if t.state["judged"]] == [healthy.end]
 
 
 def test_roles_come_from_the_spec_or_the_recording(healthy):

@@ -573,6 +573,8 @@ def test_statistic_suite_effect_sizes():
 # -- the judge: Spinnaker's schedule on simulated rollouts ------------------------------------
 
 START = datetime(2026, 1, 12, 10, 0, tzinfo=UTC)
+#: Spinnaker's schedule with a 30-minute analysis interval (unset, the lifetime is judged once).
+EVERY_30M = Spec(kayenta=KayentaSettings(judgment_interval_s=1800))
 
 
 def minutes(m: int) -> datetime:
@@ -580,7 +582,7 @@ def minutes(m: int) -> datetime:
 
 
 def test_error_regression_rolls_back_at_the_first_judgment():
-    verdict = judge(simulate("error-regression", seed=1), judge="kayenta")
+    verdict = judge(simulate("error-regression", seed=1), EVERY_30M, judge="kayenta")
     assert (verdict.decision, verdict.decided_at) == ("rollback", minutes(30))
     rate = verdict.metric("request-success-rate")
     assert (rate.classification, rate.details["label"]) == ("fail", "High")
@@ -589,7 +591,7 @@ def test_error_regression_rolls_back_at_the_first_judgment():
 
 
 def test_healthy_rollout_promotes_at_the_end_of_the_lifetime():
-    verdict = judge(simulate("healthy", seed=1), judge="kayenta")
+    verdict = judge(simulate("healthy", seed=1), EVERY_30M, judge="kayenta")
     assert (verdict.decision, verdict.decided_at) == ("promote", minutes(180))
     judged = [t for t in verdict.ticks if t.state["judged"]]
     assert [t.timestamp for t in judged] == [minutes(m) for m in range(30, 181, 30)]
@@ -629,7 +631,7 @@ def test_an_error_is_inconclusive_and_left_out_of_the_score():
 
 
 def test_latency_series_is_the_per_step_quantile():
-    verdict = judge(simulate("latency-regression", seed=1), judge="kayenta")
+    verdict = judge(simulate("latency-regression", seed=1), EVERY_30M, judge="kayenta")
     duration = verdict.metric("request-duration")
     assert duration.details["label"] == "High"
     assert duration.unit == "ms" and duration.estimate > 0
@@ -770,3 +772,18 @@ def test_a_first_minute_judgment_does_not_roll_back_a_healthy_canary():
     assert first.state["score"] == 100.0
     assert verdict.ticks[1].metrics[0].details["n_control"] == 2
     assert verdict.decision == "promote"
+
+
+def test_a_spec_that_leaves_direction_criticality_and_interval_unset_reaches_each_judge():
+    # a rolloutlab YAML metric without direction/critical and no judgmentInterval: Kayenta
+    # applies NetflixACAJudge's defaults, the rolloutlab and Flagger judges increase/critical
+    spec = Spec.load(
+        "metrics:\n- {name: cpu, kind: gauge, metric: cpu, thresholdRange: {max: 1}}\n"
+    )
+    cpu = spec.metrics[0]
+    assert (cpu.direction, cpu.critical, spec.kayenta.judgment_interval_s) == (None, None, None)
+    assert metric_config(cpu) == ("either", False)
+    assert (cpu.direction_or("increase"), cpu.critical_or(True)) == ("increase", True)
+    assert Spec.load(spec.to_yaml()) == spec  # written out, still unset
+    assert [m.direction for m in Spec().metrics] == ["increase", "increase"]  # built-ins
+    assert all(m.critical for m in Spec().metrics)

@@ -234,7 +234,14 @@ def test_rolloutlab_yaml():
     assert dict(spec.kayenta.group_weights) == {"errors": 70, "latency": 30}
     rate, cpu = spec.metrics
     assert rate == MetricSpec(
-        "request-success-rate", "ratio", "errors", "requests", margin=0.0, threshold_min=98
+        "request-success-rate",
+        "ratio",
+        "errors",
+        "requests",
+        direction="increase",  # a built-in keeps its direction and criticality
+        critical=True,
+        margin=0.0,
+        threshold_min=98,
     )
     assert cpu == MetricSpec(
         "cpu", "gauge", "cpu", direction="either", critical=False, margin=0.2, groups=("system",)

@@ -94,7 +94,7 @@ class ExperimentSpec:
         if self.target_lift <= 0 or self.n_star <= 0:
             raise SpecError("target_lift and n_star must be positive, e.g. target_lift=0.05.")
         for m in self.goals or ():
-            if m.direction == "either":
+            if m.direction_or("increase") == "either":
                 raise SpecError(
                     f"goal {m.name!r} has direction 'either': a goal needs the harmful "
                     "direction, e.g. direction='decrease' for a conversion rate."
@@ -699,8 +699,8 @@ def _decide(report: ExperimentReport) -> tuple[Status, str | None, dict[str, tup
             if report.roles[i] != "guardrail" or not ok[i, j] or p_own[i, j] > spec.alpha:
                 continue
             low, high = interval[i, j]
-            up = m.direction in ("increase", "either") and low > m.margin
-            down = m.direction in ("decrease", "either") and high < -m.margin
+            up = m.direction_or("increase") in ("increase", "either") and low > m.margin
+            down = m.direction_or("increase") in ("decrease", "either") and high < -m.margin
             if up or down:
                 bad.append(m.name)
         if bad:
@@ -711,7 +711,7 @@ def _decide(report: ExperimentReport) -> tuple[Status, str | None, dict[str, tup
     if goal is None:
         return "no-winner-yet", None, worse
     sig = report._significant()[goal]
-    good_sign = -1.0 if report.metrics[goal].direction == "increase" else 1.0
+    good_sign = -1.0 if report.metrics[goal].direction_or("increase") == "increase" else 1.0
     lift = c.rel_lift[goal] * good_sign
     candidates = [
         j for j, arm in enumerate(report.arms) if sig[j] and lift[j] > 0 and arm not in worse

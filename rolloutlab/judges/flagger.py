@@ -263,7 +263,7 @@ class FlaggerJudge(Judge):
                         metric.name,
                         "inconclusive",
                         "not evaluated: Flagger stops at the first failing check",
-                        critical=metric.critical,
+                        critical=metric.critical_or(True),
                     )
                 )
                 continue
@@ -277,7 +277,7 @@ class FlaggerJudge(Judge):
                     reason,
                     estimate=None if math.isnan(value) else value,
                     unit=_LABELS.get(metric.kind, ("", ""))[1].strip(),
-                    critical=metric.critical,
+                    critical=metric.critical_or(True),
                     details={
                         "value": value,
                         "min": metric.threshold_min,

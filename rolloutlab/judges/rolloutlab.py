@@ -125,7 +125,7 @@ def error_budget(spec: Spec) -> dict[str, float]:
     ``spec.alpha`` equally. Non-critical metrics cannot trigger a rollback, so they are
     tested at their own ``alpha`` (or ``spec.alpha``) outside the budget.
     """
-    critical = [m for m in spec.metrics if m.critical]
+    critical = [m for m in spec.metrics if m.critical_or(True)]
     explicit = sum(m.alpha for m in critical if m.alpha is not None)
     shared = [m for m in critical if m.alpha is None]
     if explicit > spec.alpha + 1e-12 or (shared and explicit >= spec.alpha):
@@ -136,7 +136,7 @@ def error_budget(spec: Spec) -> dict[str, float]:
         )
     rest = (spec.alpha - explicit) / len(shared) if shared else 0.0
     return {
-        m.name: (m.alpha if m.alpha is not None else rest if m.critical else spec.alpha)
+        m.name: (m.alpha if m.alpha is not None else rest if m.critical_or(True) else spec.alpha)
         for m in spec.metrics
     }
 
@@ -149,7 +149,9 @@ def _inside_grid(ratio: float) -> float:
 def _sides(metric: MetricSpec, margin: float) -> tuple[tuple[str, float], ...]:
     """(harm alternative, relative boundary) per harmful direction, at ``margin``."""
     up, down = ("greater", _inside_grid(1.0 + margin)), ("less", _inside_grid(1.0 - margin))
-    return {"increase": (up,), "decrease": (down,), "either": (up, down)}[metric.direction]
+    return {"increase": (up,), "decrease": (down,), "either": (up, down)}[
+        metric.direction_or("increase")
+    ]
 
 
 def _problem(values: Sequence[float], present: Sequence[bool], what: Sequence[str]) -> str | None:
@@ -393,7 +395,7 @@ class _Monitor:
             classification,  # type: ignore[arg-type]
             reason,
             unit=self.unit,
-            critical=self.metric.critical,
+            critical=self.metric.critical_or(True),
             **fields,
         )
 
@@ -556,7 +558,7 @@ class _LatencyMonitor(_Monitor):
 
     def __init__(self, judge: RolloutlabJudge, metric: MetricSpec, alpha_harm: float) -> None:
         super().__init__(judge, metric, alpha_harm)
-        if metric.direction != "increase":
+        if metric.direction_or("increase") != "increase":
             raise SpecError(
                 f"metrics.{metric.name}: a latency metric's harm is a slower canary; "
                 f"direction {metric.direction!r} is not supported. Use direction: increase."
@@ -967,12 +969,14 @@ class RolloutlabJudge(Judge):
             f"no valid data for {name} since {since:%H:%M:%S} UTC ({ticks + 1} tick"
             f"{'s' if ticks else ''}: {problem})"
         )
-        if ticks + 1 >= limit and mon.metric.critical:
+        if ticks + 1 >= limit and mon.metric.critical_or(True):
             return replace(result, classification="fail", reason=status)
         return replace(
             result,
             classification="nodata",
-            reason=f"{status}; rollback at {limit} in a row" if mon.metric.critical else status,
+            reason=f"{status}; rollback at {limit} in a row"
+            if mon.metric.critical_or(True)
+            else status,
         )
 
     # -- the decision -----------------------------------------------------------------

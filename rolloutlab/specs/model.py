@@ -112,7 +112,10 @@ class MetricSpec:
       ``latency`` a bucket histogram (e.g. ``latency_ms``), compared per request;
       ``gauge``   a level such as CPU, compared on autocorrelation-sized block means;
       ``counter`` a count per tick compared as a rate per unit of ``denominator``.
-    direction: which change is harmful (``increase`` for errors and latency).
+    direction/critical: which change is harmful (``increase`` for errors and latency) and
+      whether a failure rolls back; None (unset) lets each judge apply its own default
+      (rolloutlab and Flagger: increase and critical; Kayenta: either, not critical, as
+      NetflixACAJudge), read with :meth:`direction_or` and :meth:`critical_or`.
     margin: tolerated relative harm; rollback needs evidence that the harm exceeds it
       (errors: the canary/primary rate ratio is above ``1 + margin``; latency: the
       canary's latency distribution is shifted by more than ``+margin``, e.g. 0.05 = 5%).
@@ -138,8 +141,8 @@ class MetricSpec:
     kind: MetricKind
     metric: str
     denominator: str | None = None
-    direction: Direction = "increase"
-    critical: bool = True
+    direction: Direction | None = None
+    critical: bool | None = None
     margin: float = 0.0
     alpha: float | None = None
     threshold_min: float | None = None
@@ -156,6 +159,14 @@ class MetricSpec:
     count: int | None = None
     failure_limit: int | None = None
     inconclusive_limit: int | None = None
+
+    def direction_or(self, default: Direction) -> Direction:
+        """The direction stated, else the judge's ``default``."""
+        return default if self.direction is None else self.direction
+
+    def critical_or(self, default: bool) -> bool:
+        """Whether the metric is critical as stated, else the judge's ``default``."""
+        return default if self.critical is None else self.critical
 
     def promotion_tolerance(self) -> float:
         """The promotion margin in force: stated, or the kind's default; never below margin."""
@@ -182,7 +193,7 @@ class KayentaSettings:
     critical_increase: float = 1.0
     critical_decrease: float = 1.0
     effect_size_rule: float = 0.25
-    judgment_interval_s: float = 1800.0
+    judgment_interval_s: float | None = None
     lifetime_s: float | None = None
     remove_outliers: bool = False
     outlier_factor: float = 3.0
@@ -200,9 +211,24 @@ def default_metrics() -> tuple[MetricSpec, ...]:
     """
     return (
         MetricSpec(
-            "request-success-rate", "ratio", "errors", "requests", margin=0.0, threshold_min=99.0
+            "request-success-rate",
+            "ratio",
+            "errors",
+            "requests",
+            direction="increase",
+            critical=True,
+            margin=0.0,
+            threshold_min=99.0,
         ),
-        MetricSpec("request-duration", "latency", "latency_ms", margin=0.05, threshold_max=500.0),
+        MetricSpec(
+            "request-duration",
+            "latency",
+            "latency_ms",
+            direction="increase",
+            critical=True,
+            margin=0.05,
+            threshold_max=500.0,
+        ),
     )
 
 
