@@ -346,6 +346,11 @@ class PoissonRatioBatch:
         self.sums = np.zeros((4, *batch_shape))  # robust only: c, x, k, y so far
         self.recent = np.zeros((4, *batch_shape)) if recent and robust else None
         self.log_e_recent = np.zeros(batch_shape)  # the plug-in e-process (recent only)
+        self.null_ratio = null_ratio
+        self._plug_in_range = (
+            null_ratio if alternative == "greater" else grid[0],
+            null_ratio if alternative == "less" else grid[-1],
+        )
         self.log_e_mixture = np.zeros(batch_shape)
 
     def step(self, c: np.ndarray, x: np.ndarray, k: np.ndarray, y: np.ndarray) -> None:
@@ -359,14 +364,15 @@ class PoissonRatioBatch:
         np.log(work, out=work)
         work *= -e[..., None]
         work += np.multiply.outer(c, self.log_grid)
-        null = c * self.log_null - e * np.log(np.exp(self.log_null) * x + y)
+        null = c * self.log_null - e * np.log(self.null_ratio * x + y)
         if self.dispersion is None:
             self.loglik += work
             self.loglik_null += null
             np.add(self.loglik, self.log_w_test, out=work)
             log_e = _logsumexp(work) - self.loglik_null
         else:
-            weight = self._weight(c, x, e, y, idle)
+            score = self._score(c, x, e, y)
+            weight = self._weight(c, x, e, y, idle, score)
             self.sums += np.where(idle, 0.0, np.stack(np.broadcast_arrays(c, x, k, y)))
             self.loglik += work * weight[..., None]
             self.loglik_null += null * weight
@@ -376,32 +382,23 @@ class PoissonRatioBatch:
             log_e = _logsumexp(work) - self.loglik_null / phi
             if self.recent is not None:
                 self.log_e_mixture = log_e
-                log_e = self._plug_in(c, x, k, y, null, idle) - math.log(2)
+                log_e = self._plug_in(c, x, e, y, null, idle, score) - math.log(2)
         self.log_e = log_e
         np.maximum(self.max_log_e, log_e, out=self.max_log_e)
         if self.track_cs:
             np.maximum(self.cs_log_e, self._grid_log_e(), out=self.cs_log_e)
 
-    def _plug_in(self, c, x, k, y, null, idle) -> np.ndarray:
+    def _plug_in(self, c, x, e, y, null, idle, score) -> np.ndarray:
         """Add the tick to the plug-in e-process; returns log(e_mixture + e_plug-in)."""
         rc, rx, rk, ry = self.recent
         with np.errstate(divide="ignore", invalid="ignore"):
             theta = (rc + 0.5) * ry / ((rk + 0.5) * rx)
-        theta = np.where((rx > 0) & (ry > 0), theta, np.exp(self.log_null))
-        low, high = self.grid[0], self.grid[-1]
-        if self.alternative == "greater":
-            low = np.exp(self.log_null)
-        elif self.alternative == "less":
-            high = np.exp(self.log_null)
-        theta = np.clip(theta, low, high)
-        e = c + k
+        theta = np.clip(np.where(rx > 0, theta, self.null_ratio), *self._plug_in_range)
         gain = c * np.log(theta) - e * np.log(theta * x + y) - null
-        share = np.exp(self.log_null) * x / (np.exp(self.log_null) * x + y)
-        score = (c - e * share) / np.maximum(np.sqrt(e * share * (1 - share)), 1e-12)
         weight = np.minimum(1.0, RECENT_HUBER**2 / np.maximum(np.square(score), 1e-300))
         self.log_e_recent += np.where(idle, 0.0, weight * gain / self.dispersion.phi)
         self.recent *= np.where(idle, 1.0, RECENT_DECAY)
-        self.recent += np.where(idle, 0.0, np.stack(np.broadcast_arrays(c, x, k, y)))
+        self.recent += np.where(idle, 0.0, np.stack(np.broadcast_arrays(c, x, e - c, y)))
         return np.logaddexp(self.log_e_mixture, self.log_e_recent)
 
     @property
@@ -411,7 +408,12 @@ class PoissonRatioBatch:
             return np.ones(self.max_log_e.shape)
         return self.dispersion.phi
 
-    def _weight(self, c, x, e, y, idle) -> np.ndarray:
+    def _score(self, c, x, e, y) -> np.ndarray:
+        """The tick's treatment count against the null, in binomial standard deviations."""
+        share = self.null_ratio * x / (self.null_ratio * x + y)
+        return (c - e * share) / np.maximum(np.sqrt(e * share * (1 - share)), 1e-12)
+
+    def _weight(self, c, x, e, y, idle, score) -> np.ndarray:
         """Update the dispersion with the tick's predictive residual around the ratio so
         far, and weigh the tick by its Huber weight at the null (1 until both variants
         have had events).
@@ -427,8 +429,6 @@ class PoissonRatioBatch:
             binomial = e * share * (1 - share)
             spread = np.sqrt(binomial * (1 + binomial * (1 / sc + 1 / sk)))
             r = np.where(known, (c - e * share) / np.maximum(spread, 1e-12), 0.0)
-            null = np.exp(self.log_null) * x / (np.exp(self.log_null) * x + y)
-            score = (c - e * null) / np.maximum(np.sqrt(e * null * (1 - null)), 1e-12)
         self.dispersion.update(r, known)
         return np.where(idle, 0.0, self.dispersion.weight(score))
 
