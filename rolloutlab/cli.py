@@ -94,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         "preset and the template metrics come from it",
     )
     _spec_name_option(p)
+    _kube_spec_options(p, namespace=False)
     p.add_argument(
         "--pod-template-hash",
         metavar="stable=HASH,canary=HASH",
@@ -138,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     _recording_argument(p)
     p.add_argument("--spec", type=Path, help="Flagger Canary manifest or rolloutlab spec (YAML)")
     _spec_name_option(p)
+    _kube_spec_options(p)
     p.add_argument("--judge", choices=JUDGE_NAMES, help="default: the spec's, else rolloutlab")
     p.add_argument("--at", help="judge as of this UTC time (ISO 8601)")
     p.add_argument("--json", action="store_true", help="print Verdict.to_dict() as JSON")
@@ -146,6 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     _recording_argument(p)
     p.add_argument("--spec", type=Path)
     _spec_name_option(p)
+    _kube_spec_options(p)
     p.add_argument("--json", action="store_true", help="print ExperimentReport.to_dict() as JSON")
 
     p = command("replay", _replay, "Replay a recorded rollout under the judges, tick by tick.")
@@ -154,6 +157,7 @@ def _parser() -> argparse.ArgumentParser:
         "--spec", type=Path, help="default: the recording's own weights, default metrics"
     )
     _spec_name_option(p)
+    _kube_spec_options(p)
     p.add_argument(
         "--judge", action="append", choices=JUDGE_NAMES, help="repeatable; default: all three"
     )
@@ -163,6 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     _recording_argument(p)
     p.add_argument("--spec", type=Path)
     _spec_name_option(p)
+    _kube_spec_options(p)
     p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
 
     p = command("run", _run, "Drive a live rollout: fetch, judge and step the weights.")
@@ -175,10 +180,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--spec",
         type=Path,
-        required=True,
-        help="Canary or Rollout with its templates (file or folder), or a rolloutlab spec",
+        help="Canary or Rollout with its templates (file or folder), or a rolloutlab spec; "
+        "or give --kube",
     )
     _spec_name_option(p)
+    _kube_spec_options(p, namespace=False, kube=False)
     p.add_argument("--judge", choices=JUDGE_NAMES, help="default: the spec's, else rolloutlab")
     p.add_argument(
         "--auto",
@@ -236,6 +242,22 @@ def _spec_name_option(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="the Canary or Rollout to use when the --spec folder or file holds several",
     )
+
+
+def _kube_spec_options(
+    p: argparse.ArgumentParser, *, namespace: bool = True, kube: bool = True
+) -> None:
+    """``--kube NAME`` (and what it needs that ``p`` lacks): the spec from the cluster."""
+    p.add_argument(
+        "--kube",
+        metavar="NAME",
+        help="read the Canary or Rollout NAME (or canary/NAME, rollout/NAME) and its "
+        "templates from the cluster instead of --spec",
+    )
+    if namespace:
+        p.add_argument("--namespace", help="with --kube: its namespace (default: default)")
+    if kube:
+        _kube_options(p)
 
 
 def _subset_options(p: argparse.ArgumentParser) -> None:
@@ -300,7 +322,7 @@ def _fetch(args: argparse.Namespace) -> int:
         aggregate=args.aggregate,
     )
     names = _names(args.name)
-    if args.spec is not None:
+    if args.spec is not None or args.kube is not None:
         from rolloutlab.specs.fetch import fetch_for_spec
 
         clashing = [f"--{k.replace('_', '-')}" for k in SPEC_DEFINES if getattr(args, k)]
@@ -312,7 +334,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
         rec = fetch_for_spec(
             args.url,
-            args.spec,
+            _cluster_spec(args) if args.kube else args.spec,
             preset=args.preset,
             target=args.target,
             namespace=args.namespace,
@@ -398,7 +420,12 @@ def _run(args: argparse.Namespace) -> int:
     from rolloutlab.control.routers import router
     from rolloutlab.sources.prometheus import Prometheus
 
-    spec = Spec.load(args.spec, name=args.spec_name)
+    if args.kube:
+        spec = _cluster_spec(args)
+    elif args.spec is None:
+        raise SpecError("run needs a spec: give --spec FILE_OR_FOLDER or --kube NAME.")
+    else:
+        spec = Spec.load(args.spec, name=args.spec_name)
     target, namespace, kind = _from_spec(args, spec)
     client = load_client(context=args.context, kubeconfig=args.kubeconfig)
     route = router(kind, args.route or target, namespace, client=client, **_subsets(args))
@@ -427,7 +454,9 @@ def _from_spec(args: argparse.Namespace, spec) -> tuple[str, str, str]:
     missing = [name for name, value in chosen.items() if not value]
     if missing:
         flags = " ".join(f"--{name} ..." for name in missing)
-        raise SpecError(f"{args.spec} does not say the {', '.join(missing)}: pass {flags}")
+        raise SpecError(
+            f"{args.spec or args.kube} does not say the {', '.join(missing)}: pass {flags}"
+        )
     return chosen["target"], chosen["namespace"], chosen["router"]
 
 
@@ -552,12 +581,30 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _spec(args: argparse.Namespace) -> Any:
-    """``--spec``, loaded when ``--spec-name`` picks one of the Canaries or Rollouts in it."""
+    """``--spec``, loaded when ``--spec-name`` picks one of the Canaries or Rollouts in it;
+    or the ``--kube`` one."""
+    if args.kube:
+        return _cluster_spec(args)
     if args.spec_name is None:
         return args.spec
     if args.spec is None:
         raise SpecError("--spec-name picks a Canary or Rollout of a --spec: give --spec.")
     return Spec.load(args.spec, name=args.spec_name)
+
+
+def _cluster_spec(args: argparse.Namespace) -> Spec:
+    """The ``--kube`` Canary or Rollout and its templates, read from the cluster."""
+    from rolloutlab.specs.kube import load_from_cluster
+
+    if args.spec is not None or args.spec_name is not None:
+        given = "--spec" if args.spec is not None else "--spec-name"
+        raise SpecError(f"{given} and --kube both say where the spec is: give one of them.")
+    return load_from_cluster(
+        args.kube,
+        args.namespace or "default",
+        context=args.context,
+        kubeconfig=args.kubeconfig,
+    )
 
 
 def _subsets(args: argparse.Namespace) -> dict[str, str | None]:

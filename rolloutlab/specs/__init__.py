@@ -6,7 +6,8 @@ Modules: :mod:`~rolloutlab.specs.model` (the dataclasses), :mod:`~rolloutlab.spe
 (fields and value parsers, the one validation path), :mod:`~rolloutlab.specs.native`
 (rolloutlab's YAML, reading and writing), :mod:`~rolloutlab.specs.flagger`,
 :mod:`~rolloutlab.specs.argo`, :mod:`~rolloutlab.specs.documents` (files and folders),
-:mod:`~rolloutlab.specs.loading` (which format a document is) and
+:mod:`~rolloutlab.specs.loading` (which format a document is),
+:mod:`~rolloutlab.specs.kube` (the same manifests read from a cluster) and
 :mod:`~rolloutlab.specs.fetch` (fetching what a spec judges).
 """
 
