@@ -4,6 +4,7 @@ read from the same manifests as files."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +199,20 @@ def test_cli_refuses_spec_and_kube_together(command, tmp_path, capsys) -> None:
     command = [str(recording) if arg == "rec.parquet" else arg for arg in command]
     assert main([*command, "--spec", "x.yaml", "--kube", "podinfo"]) == 2
     assert "--spec and --kube both say where the spec is" in capsys.readouterr().err
+
+
+def test_a_cluster_analysis_template_is_read_cluster_wide(kube, tmp_path) -> None:
+    from kubernetes import client
+
+    template = {**ANALYSIS_TEMPLATE, "kind": "ClusterAnalysisTemplate"}
+    template["metadata"] = {"name": "success-rate"}
+    analysis = {"templates": [{"templateName": "success-rate", "clusterScope": True}]}
+    rollout = copy.deepcopy(ROLLOUT)
+    rollout["spec"]["strategy"]["canary"]["steps"][2]["analysis"].update(analysis)
+    create(kube, rollout)
+    api = client.CustomObjectsApi(kube.client())
+    api.create_cluster_custom_object(
+        "argoproj.io", "v1alpha1", "clusteranalysistemplates", template
+    )
+    spec = load_from_cluster("guestbook", NS, client=kube.client())
+    assert spec == from_files(tmp_path, rollout, template)
