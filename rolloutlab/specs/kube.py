@@ -5,10 +5,9 @@ built into a :class:`Spec` by the same code that reads them from files."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rolloutlab.control.kube import kubernetes, load_client
+from rolloutlab.control.kube import Resource, kubernetes, load_client
 from rolloutlab.errors import ActuationError, SpecError
 from rolloutlab.specs.documents import Document
 from rolloutlab.specs.loading import spec_from_documents
@@ -16,20 +15,6 @@ from rolloutlab.specs.model import Spec
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
-
-
-@dataclass(frozen=True)
-class Resource:
-    """A custom resource type: where the API serves it and the kind it holds."""
-
-    group: str
-    version: str
-    plural: str
-    kind: str
-
-    @property
-    def api(self) -> str:
-        return f"{self.group}/{self.version}"
 
 
 CANARY = Resource("flagger.app", "v1beta1", "canaries", "Canary")
@@ -87,7 +72,10 @@ class _Api:
                 return None
             raise self._error(exc, "get", resource, namespace) from None
         where = f"{resource.kind} {namespace + '/' if namespace else ''}{name} (cluster)"
-        return Document({**data, "apiVersion": resource.api, "kind": resource.kind}, where)
+        return Document(
+            {**data, "apiVersion": f"{resource.group}/{resource.version}", "kind": resource.kind},
+            where,
+        )
 
     def names(self, resource: Resource, namespace: str) -> list[str]:
         """Names of ``resource`` objects in ``namespace`` (none if the type is not served)."""
