@@ -192,6 +192,12 @@ def _log_cumsum_exp(a: np.ndarray, reverse: bool = False) -> np.ndarray:
         return np.log(sums) + top
 
 
+def bounded_weight(score: Numeric, huber: Numeric) -> np.ndarray:
+    """``min(1, (huber / score)^2)``: the weight that lets a tick whose score against the
+    null is ``score`` standard deviations add at most about ``huber^2 / 2`` nats."""
+    return np.minimum(1.0, np.square(huber) / np.maximum(np.square(score), 1e-300))
+
+
 class TickDispersion:
     """Overdispersion of per-tick residuals, and Huber weights for outlying ticks.
 
@@ -272,7 +278,7 @@ class TickDispersion:
 
     def weight(self, score: np.ndarray) -> np.ndarray:
         """Weights for ticks whose standardised score against the null is ``score``."""
-        return np.minimum(1.0, self.huber**2 / np.maximum(np.square(score), 1e-300))
+        return bounded_weight(score, self.huber)
 
 
 class PoissonRatioBatch:
@@ -395,7 +401,7 @@ class PoissonRatioBatch:
             theta = (rc + 0.5) * ry / ((rk + 0.5) * rx)
         theta = np.clip(np.where(rx > 0, theta, self.null_ratio), *self._plug_in_range)
         gain = c * np.log(theta) - e * np.log(theta * x + y) - null
-        weight = np.minimum(1.0, RECENT_HUBER**2 / np.maximum(np.square(score), 1e-300))
+        weight = bounded_weight(score, RECENT_HUBER)
         self.log_e_recent += np.where(idle, 0.0, weight * gain / self.dispersion.phi)
         self.recent *= np.where(idle, 1.0, RECENT_DECAY)
         self.recent += np.where(idle, 0.0, np.stack(np.broadcast_arrays(c, x, e - c, y)))
@@ -664,7 +670,7 @@ class TickContrast:
         self.nulls = np.asarray([np.broadcast_to(n, d.shape) for n in nulls], dtype=float)
         score = np.abs(d - self.nulls) / np.sqrt(v)
         take = np.asarray(take, dtype=bool).reshape(-1, *(1,) * d.ndim)
-        bounded = np.minimum(1.0, self.huber**2 / np.maximum(np.square(score), 1e-300))
+        bounded = bounded_weight(score, self.huber)
         w = np.where(ok & take, bounded, 0.0)
         self.weighted += np.stack([w / v, w * d / v])
         self.sums += np.stack([ok / v, ok * d / v])
