@@ -25,7 +25,11 @@ def _crossing_probability(bounds, fractions, sides=2):
 
 
 def _mvn_continue(bounds, fractions):
-    """P(|Z_k| < b_k for all k) from scipy's multivariate normal (Genz), corr sqrt(t_i/t_j)."""
+    """P(|Z_k| < b_k for all k) from scipy's multivariate normal (Genz), corr sqrt(t_i/t_j).
+
+    Genz's method is randomised quasi-Monte Carlo: seeded here so the check is repeatable;
+    its error reached 3.3e-6 over 30 seeds (despite abseps=1e-7), hence the 1e-5 tolerance.
+    """
     t = np.asarray(fractions)
     cov = np.sqrt(np.minimum.outer(t, t) / np.maximum.outer(t, t))
     b = np.asarray(bounds)
@@ -37,6 +41,7 @@ def _mvn_continue(bounds, fractions):
         maxpts=200_000 * t.size,
         abseps=1e-7,
         releps=1e-7,
+        rng=np.random.default_rng(0),
     )
 
 
@@ -56,7 +61,7 @@ def test_spending_boundaries_spend_exactly_per_scipy_mvn(spending):
     result = spending_boundaries(LOOKS, alpha=0.05, spending=spending)
     for k in range(1, 6):
         crossed = 1 - _mvn_continue(result.z[:k], LOOKS[:k])
-        assert crossed == pytest.approx(result.cumulative_alpha[k - 1], abs=2e-6)
+        assert crossed == pytest.approx(result.cumulative_alpha[k - 1], abs=1e-5)
     assert result.cumulative_alpha[-1] == pytest.approx(0.05)
 
 
