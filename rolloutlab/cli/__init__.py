@@ -7,6 +7,7 @@ decision (even a rollback) is not an error: judging exits 0.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,10 +18,14 @@ import polars as pl
 from rolloutlab.errors import RolloutlabError, SpecError
 from rolloutlab.specs.model import JUDGE_NAMES, ROUTER_KINDS, Spec
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 DEMO_RECORDINGS = ("healthy", "error-regression", "latency-regression", "ab")
 DEMO_REPORT = "error-regression"
 BUNDLED_SEED = 7
+
+# Commands that live in their own module of this package: each defines
+# ``register(command)``, called with the same ``command(name, run, help)`` factory as below.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -216,6 +221,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--canary-errors", default="5x", help="canary error rate vs primary, e.g. 2x")
     p.add_argument("--canary-latency", default="+0%", help="canary latency vs primary, e.g. +30%%")
     p.add_argument("--interval", type=int, default=5, help="seconds per tick (live)")
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"rolloutlab.cli.{module}").register(command)
     return parser
 
 
