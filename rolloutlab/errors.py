@@ -17,6 +17,11 @@ what was wrong, where, and how to fix it.
 
 Data problems inside statistics never raise: they give a neutral result with a
 reason. Misuse (wrong types, bad spec, bad files) raises one of these.
+
+Besides its message, an error carries its context as attributes (None when unknown),
+so code can act on it without parsing text: :class:`DataError` has ``source`` (the file)
+and ``row`` (1-based); :class:`SourceError` has ``url`` (credentials redacted),
+``query`` and ``status`` (the HTTP status, when the server answered).
 """
 
 from __future__ import annotations
@@ -27,7 +32,13 @@ class RolloutlabError(Exception):
 
 
 class DataError(RolloutlabError, ValueError):
-    """A recording or input file is malformed."""
+    """A recording or input file is malformed: ``source`` names the file, ``row`` the
+    first offending row (1-based) when one is to blame."""
+
+    def __init__(self, message: str, *, source: str | None = None, row: int | None = None):
+        super().__init__(message)
+        self.source = source
+        self.row = row
 
 
 class SpecError(RolloutlabError, ValueError):
@@ -35,7 +46,21 @@ class SpecError(RolloutlabError, ValueError):
 
 
 class SourceError(RolloutlabError):
-    """Fetching data from a source failed."""
+    """Fetching data from a source failed: ``url`` (credentials redacted), the PromQL
+    ``query`` and the HTTP ``status`` say where, when known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        query: str | None = None,
+        status: int | None = None,
+    ):
+        super().__init__(message)
+        self.url = url
+        self.query = query
+        self.status = status
 
 
 class ConnectionFailed(SourceError):
