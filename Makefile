@@ -4,11 +4,16 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 BASE   := $(VENV)/.installed-base
 TEST   := $(VENV)/.installed-test
+LAB    := $(VENV)/.installed-notebook
 
-.PHONY: demo test lint data bench system-deps clean
+.PHONY: demo lab test lint data bench system-deps clean
 
 demo: $(BASE)
 	$(VENV)/bin/rolloutlab demo
+
+# JupyterLab on 127.0.0.1 in notebooks/ (it prints the URL with its token).
+lab: $(LAB)
+	cd notebooks && ../$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser
 
 test: $(TEST) system-deps
 	$(PY) -m pytest
@@ -39,6 +44,10 @@ $(BASE): pyproject.toml | $(PY)
 
 $(TEST): pyproject.toml $(BASE)
 	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+$(LAB): pyproject.toml $(BASE)
+	$(PY) -m pip install --quiet -e ".[notebook]"
 	touch $@
 
 # Prometheus (with promtool) for the integration tests, Chromium for the report test.
