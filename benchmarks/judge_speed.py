@@ -24,7 +24,7 @@ from statsmodels.stats.multitest import multipletests
 
 from rolloutlab.frames import tick_table
 from rolloutlab.judges import judge
-from rolloutlab.judges.experiment import ExperimentSpec, experiment
+from rolloutlab.experiments import ExperimentSpec, experiment
 from rolloutlab.judges.rolloutlab import RolloutlabJudge
 from rolloutlab.judges.spec import MetricSpec, Spec, default_metrics
 from rolloutlab.sources.recording import Recording

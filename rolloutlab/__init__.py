@@ -34,9 +34,9 @@ _LAZY = {
     "Spec": "rolloutlab.judges",
     "Verdict": "rolloutlab.judges",
     "judge": "rolloutlab.judges",
-    "experiment": "rolloutlab.judges.experiment",
-    "ExperimentReport": "rolloutlab.judges.experiment",
-    "ExperimentSpec": "rolloutlab.judges.experiment",
+    "experiment": "rolloutlab.experiments",
+    "ExperimentReport": "rolloutlab.experiments",
+    "ExperimentSpec": "rolloutlab.experiments",
     "replay": "rolloutlab.postmortem",
     "Replay": "rolloutlab.postmortem",
     # looking

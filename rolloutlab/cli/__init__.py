@@ -386,15 +386,23 @@ def _judge(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from rolloutlab.judges.experiment import experiment
+    from rolloutlab.experiments import experiment
 
     result = experiment(_load(args), _spec(args))
     if args.json:
         _print_json(result.to_dict())
     else:
         print(result.summary())
-        with pl.Config(tbl_rows=100, tbl_cols=20, tbl_hide_dataframe_shape=True):
-            print(result.table())
+        with pl.Config(
+            tbl_rows=-1,
+            tbl_cols=-1,
+            tbl_hide_dataframe_shape=True,
+            tbl_hide_column_data_types=True,
+            tbl_formatting="ASCII_MARKDOWN",
+            tbl_width_chars=200,
+            fmt_str_lengths=60,
+        ):
+            print(result.summary_frame())
     return 0
 
 
@@ -499,7 +507,7 @@ def _demo(args: argparse.Namespace) -> int:
     """Judge each bundled rollout with every judge, analyse the experiment, write reports."""
     if args.live:
         return _demo_live(args)
-    from rolloutlab.judges.experiment import experiment
+    from rolloutlab.experiments import experiment
     from rolloutlab.postmortem import replay
     from rolloutlab.views.report import report
 

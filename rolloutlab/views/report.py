@@ -20,7 +20,7 @@ import altair as alt
 import vl_convert as vlc
 
 from rolloutlab import _html
-from rolloutlab.judges.experiment import experiment
+from rolloutlab.experiments import experiment
 from rolloutlab.postmortem import DEFAULT_JUDGES, replay
 from rolloutlab.sources.recording import Recording, load
 from rolloutlab.views import charts

@@ -12,7 +12,7 @@ import pytest
 from statsmodels.stats.multitest import multipletests
 
 from rolloutlab.errors import SpecError
-from rolloutlab.judges.experiment import ExperimentSpec, compare, experiment
+from rolloutlab.experiments.analysis import ExperimentSpec, compare, experiment
 from rolloutlab.judges.spec import MetricSpec
 from rolloutlab.sources.recording import Recording
 from rolloutlab.sources.simulate import simulate
@@ -228,3 +228,12 @@ def test_a_rolloutlab_spec_gives_the_guardrails_and_alpha():
     assert report.spec.alpha == 0.01
     assert [m.name for m in report.metrics] == ["conversion", "errs"]
     assert report.roles == ("goal", "guardrail")
+
+
+def test_summary_frame_reads_in_words_with_units():
+    frame = experiment(simulate("ab", seed=11)).summary_frame()
+    assert frame.columns[:3] == ["metric", "role", "arm"]
+    row = frame.filter(pl.col("metric") == "conversion").row(0, named=True)
+    assert row["control"].endswith("%") and row["lift"].startswith("+")
+    assert row["status"] == "beats control"
+    assert set(frame["role"]) == {"goal", "guardrail"}

@@ -446,6 +446,47 @@ class ExperimentReport:
             strict=False,
         )
 
+    def summary_frame(self) -> pl.DataFrame:
+        """One row per metric and arm in words and units, for people and terminals."""
+        c = self.comparisons
+        sequential = self.spec.sequential
+        interval = c.rel_cs if sequential else c.rel_ci
+        p = self.p_always_valid_adjusted if sequential else self.p_adjusted
+        sig = self._significant()
+        rows = []
+        for i, m in enumerate(self.metrics):
+            share = m.kind in ("ratio", "latency")
+            for j, arm in enumerate(self.arms):
+                low, high = interval[i, j]
+                rows.append(
+                    {
+                        "metric": self.labels[i] if m.kind == "latency" else m.name,
+                        "role": self.roles[i],
+                        "arm": arm,
+                        "control": _value(c.mean[i, 0], share),
+                        "arm value": _value(c.mean[i, j + 1], share),
+                        "lift": _html.percent(c.rel_lift[i, j], signed=True),
+                        "interval": f"{_html.percent(low, signed=True)} to "
+                        f"{_html.percent(high, signed=True)}",
+                        "p": _html.pvalue(p[i, j]),
+                        "status": self._words(i, j, bool(sig[i, j])),
+                    }
+                )
+        return pl.DataFrame(rows, schema=list(_SUMMARY_COLUMNS))
+
+    def _words(self, i: int, j: int, significant: bool) -> str:
+        """What one comparison means, in words."""
+        reason = self.comparisons.reason[i, j]
+        if reason is not None:
+            return f"no result: {reason}"
+        if self.roles[i] == "guardrail":
+            return "worse" if self.metrics[i].name in self.worse.get(self.arms[j], ()) else "ok"
+        if not significant:
+            return "no clear difference yet"
+        harmful = self.metrics[i].direction_or("increase")
+        up = self.comparisons.rel_lift[i, j] > 0
+        return "worse than control" if up == (harmful == "increase") else "beats control"
+
     def _significant(self) -> np.ndarray:
         p = self.p_always_valid_adjusted if self.spec.sequential else self.p_adjusted
         return (p <= self.spec.alpha) & np.equal(self.comparisons.reason, None)
@@ -597,6 +638,24 @@ class ExperimentReport:
             "note",
         )
         return _html.table(columns, rows, numeric=columns[3:8] + columns[9:11])
+
+
+_SUMMARY_COLUMNS = (
+    "metric",
+    "role",
+    "arm",
+    "control",
+    "arm value",
+    "lift",
+    "interval",
+    "p",
+    "status",
+)
+
+
+def _value(x: float, share: bool) -> str:
+    """A rate as a percent when it is a share of units, else as a number per unit."""
+    return _html.percent(x, 2) if share else _html.num(x, 4)
 
 
 def experiment(
