@@ -12,6 +12,12 @@ Rules that keep it safe and alive: every write goes through a confirmation and r
 with all buttons disabled until it returns; an error shows in the status line instead
 of escaping; while *Auto* runs, only *Rollback* stays enabled (it always works).
 
+The panel's own state is three traitlets, as an anywidget model keeps its state:
+``busy`` (a router call is in flight), ``error`` (the last action's error, or None) and
+``pending`` (the Python call that *Confirm* would run, or None). Observe them like any
+widget trait (``panel.observe(print, names="error")``); the buttons, the confirmation
+box and the status line follow them through observers, from whichever thread set them.
+
 Refreshing without flicker: the background thread never writes to an ``Output``
 (never ``with out:`` from a thread); it only sets widget values. The evidence chart is
 rendered to SVG (altair's ``save(format="svg")``, vl-convert, offline) and put in an
@@ -29,6 +35,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rolloutlab import _html
+
+try:
+    import traitlets
+except ImportError as exc:  # traitlets comes with ipywidgets
+    raise ImportError(
+        "rolloutlab.Panel needs ipywidgets (and a Jupyter front end): pip install ipywidgets"
+    ) from exc
 
 if TYPE_CHECKING:
     from rolloutlab.control.loop import Rollout
@@ -51,23 +64,27 @@ def _code(text: str) -> str:
     return f"<code>{html.escape(text)}</code>"
 
 
-class Panel:
+class Panel(traitlets.HasTraits):
     """A control panel for ``rollout``; display it in a notebook (or ``panel.widget``).
 
     ``loop`` starts the background loop at once (``"watch"`` or ``"auto"``); call
     :meth:`close` (or set ``panel.loop.value = "off"``) to stop it.
     """
 
+    busy = traitlets.Bool(False, help="a router call is in flight: every button is disabled")
+    error = traitlets.Unicode(None, allow_none=True, help="the last action's error, if any")
+    pending = traitlets.Unicode(None, allow_none=True, help="the call Confirm would run")
+
     def __init__(self, rollout: Rollout, *, loop: str = "off") -> None:
         w = _ipywidgets()
+        super().__init__()
         self.rollout = rollout
         self.calls: list[str] = []
-        self.pending: tuple[str, Callable[[], object]] | None = None
+        self._action: Callable[[], object] | None = None  # what Confirm runs
         self._thread: threading.Thread | None = None
-        self._error: str | None = None
-        self._busy = False
         self._chart_ticks = -1
-        self._refreshing = threading.Lock()
+        # one lock for every widget update: the loop's thread and the kernel's both refresh
+        self._refreshing = threading.RLock()
 
         self.weights = w.HTML()
         self.badge = w.HTML()
@@ -113,8 +130,11 @@ class Panel:
         self.confirm_button.on_click(lambda _: self._confirm())
         self.cancel_button.on_click(lambda _: self._clear_pending())
         self.loop.observe(self._loop_changed, names="value")
+        self.observe(lambda _: self._update_buttons(), names="busy")
+        self.observe(lambda _: self._show_status(), names="error")
+        self.observe(self._show_pending, names="pending")
 
-        self._clear_pending()
+        self.confirm_box.layout.display = "none"
         self.refresh()
         self.slider.value = self._canary() or 0
         self.loop.value = loop
@@ -153,15 +173,19 @@ class Panel:
             )
             if len(verdict.ticks) != self._chart_ticks:
                 self._render_chart(verdict)
-            error = f" · <b>error:</b> {html.escape(self._error)}" if self._error else ""
-            self.status.value = html.escape(rollout.status) + error
+            self._show_status()
             self._update_buttons()
+
+    def _show_status(self) -> None:
+        with self._refreshing:
+            error = f" · <b>error:</b> {html.escape(self.error)}" if self.error else ""
+            self.status.value = html.escape(self.rollout.status) + error
 
     def _canary(self) -> int | None:
         try:
             return self.rollout.router.weights().canary
         except Exception as exc:
-            self._error = f"cannot read the weights: {exc}"
+            self.error = f"cannot read the weights: {exc}"
             return None
 
     def _render_chart(self, verdict: Any) -> None:
@@ -175,30 +199,30 @@ class Panel:
             svg = io.StringIO()
             charts.evidence(verdict).save(svg, format="svg")
         except Exception as exc:  # keep the last chart; say why it did not update
-            self._error = f"chart: {exc}"
+            self.error = f"chart: {exc}"
             return
         self.chart.value = svg.getvalue()
         self._chart_ticks = len(verdict.ticks)
 
     def _update_buttons(self) -> None:
-        done = self.rollout.done
-        auto = self.loop.value == "auto"
-        for button in (self.next_button, self.apply_button, self.promote_button):
-            button.disabled = self._busy or done or auto
-        self.rollback_button.disabled = self._busy or done
-        self.check_button.disabled = self._busy or done or self.loop.value != "off"
-        self.confirm_button.disabled = self._busy or self.pending is None
-        self.cancel_button.disabled = self._busy or self.pending is None
+        with self._refreshing:
+            busy, done, auto = self.busy, self.rollout.done, self.loop.value == "auto"
+            for button in (self.next_button, self.apply_button, self.promote_button):
+                button.disabled = busy or done or auto
+            self.rollback_button.disabled = busy or done
+            self.check_button.disabled = busy or done or self.loop.value != "off"
+            self.confirm_button.disabled = busy or self.pending is None
+            self.cancel_button.disabled = busy or self.pending is None
 
     # -- acting --------------------------------------------------------------------
 
     def _safely(self, action: Callable[[], object]) -> None:
         """Run a button's action; an error goes to the status line."""
         try:
-            self._error = None
+            self.error = None
             action()
         except Exception as exc:
-            self._error = str(exc)
+            self.error = str(exc)
         self.refresh()
 
     def _echo(self, call: str) -> None:
@@ -207,13 +231,12 @@ class Panel:
 
     def _run(self, call: str, action: Callable[[], object]) -> None:
         """Echo ``call`` and run it with every button disabled until it returns."""
-        self._busy = True
-        self._update_buttons()
+        self.busy = True
         try:
             self._echo(call)
             self._safely(action)
         finally:
-            self._busy = False
+            self.busy = False
             self.refresh()
 
     def _next_step(self) -> None:
@@ -248,20 +271,24 @@ class Panel:
         )
 
     def _set_pending(self, question: str, call: str, action: Callable[[], object]) -> None:
-        self.pending = (call, action)
+        self._action = action
         self.preview.value = f"{question}<br>{_code(call)}"
-        self.confirm_box.layout.display = "flex"
+        self.pending = call
 
     def _clear_pending(self) -> None:
-        self.pending = None
+        self._action = None
         self.preview.value = ""
-        self.confirm_box.layout.display = "none"
-        self._update_buttons()
+        self.pending = None
+
+    def _show_pending(self, change: dict[str, Any]) -> None:
+        with self._refreshing:
+            self.confirm_box.layout.display = "none" if change["new"] is None else "flex"
+            self._update_buttons()
 
     def _confirm(self) -> None:
-        if self.pending is None:
+        call, action = self.pending, self._action
+        if call is None or action is None:
             return
-        call, action = self.pending
         self._clear_pending()
         self._run(call, action)
         if self.loop.value != "auto":
@@ -294,7 +321,7 @@ class Panel:
         try:
             self.rollout.run(on_tick=lambda _: self.refresh())
         except Exception as exc:
-            self._error = f"the loop stopped: {exc}"
+            self.error = f"the loop stopped: {exc}"
         finally:
             self._thread = None
             self.loop.value = "off"

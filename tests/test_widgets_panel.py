@@ -236,3 +236,46 @@ def test_missing_ipywidgets_says_how_to_install(monkeypatch, router):
     rollout, _ = make(router)
     with pytest.raises(ImportError, match="pip install ipywidgets"):
         Panel(rollout)
+
+
+def test_state_is_observable_traitlets(panel, router):
+    seen = []
+    panel.observe(lambda change: seen.append((change["name"], change["new"])), names=None)
+    panel.slider.value = 25
+    panel.apply_button.click()
+    call = 'rollout.set_weight(25, reason="manual: panel")'
+    assert panel.pending == call and panel.confirm_box.layout.display == "flex"
+    panel.confirm_button.click()
+    assert seen == [
+        ("busy", True),  # the preview's dry run asks to confirm
+        ("pending", call),
+        ("busy", False),
+        ("pending", None),  # confirmed: cleared before the write runs
+        ("busy", True),
+        ("busy", False),
+    ]
+    assert panel.error is None and router.weights().canary == 25
+
+
+def test_an_error_is_a_trait_and_clears_on_the_next_action(panel, router, monkeypatch):
+    errors = []
+    panel.observe(lambda change: errors.append(change["new"]), names="error")
+    monkeypatch.setattr(router, "weights", lambda: (_ for _ in ()).throw(OSError("gone")))
+    panel.refresh()
+    assert panel.error == "cannot read the weights: gone"
+    assert "error:</b> cannot read the weights: gone" in panel.status.value
+    monkeypatch.undo()
+    panel.check_button.click()
+    assert errors[0] == "cannot read the weights: gone" and panel.error is None
+    assert "error" not in panel.status.value
+
+
+def test_a_trait_set_from_another_thread_updates_the_widgets(panel):
+    import threading
+
+    thread = threading.Thread(target=lambda: setattr(panel, "busy", True))
+    thread.start()
+    thread.join()
+    assert all(b.disabled for b in (panel.apply_button, panel.rollback_button))
+    panel.busy = False
+    assert not panel.apply_button.disabled
