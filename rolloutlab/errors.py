@@ -7,6 +7,7 @@ what was wrong, where, and how to fix it.
     RolloutlabError
     ├── DataError          a recording or data file is malformed (names file, row/column)
     ├── SpecError          a spec / manifest is invalid (names the field and the fix)
+    ├── StorageError       a file could not be written (disk full, permissions)
     ├── SourceError        getting data failed
     │   ├── ConnectionFailed   server unreachable or timed out
     │   ├── QueryError         the server rejected a query (bad PromQL, 4xx/5xx)
@@ -43,6 +44,10 @@ class DataError(RolloutlabError, ValueError):
 
 class SpecError(RolloutlabError, ValueError):
     """A spec (Flagger Canary manifest or rolloutlab YAML) is invalid."""
+
+
+class StorageError(RolloutlabError, OSError):
+    """Writing a file failed (disk full, no permission); what was there before is intact."""
 
 
 class SourceError(RolloutlabError):
@@ -91,6 +96,7 @@ __all__ = [
     "RolloutlabError",
     "DataError",
     "SpecError",
+    "StorageError",
     "SourceError",
     "ConnectionFailed",
     "QueryError",

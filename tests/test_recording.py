@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -11,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rolloutlab
-from rolloutlab.errors import DataError
+from rolloutlab.errors import DataError, StorageError
 from rolloutlab.frames import SCHEMA, increments
 from rolloutlab.sources.recording import Recording, load
 
@@ -150,3 +154,106 @@ def test_save_load_is_lossless(tmp_path, frame, suffix):
     back = load(rec.save(tmp_path / f"rec{suffix}"))
     assert back.meta == rec.meta
     assert back.frame.equals(rec.frame)  # NaN == NaN and inf == inf under equals()
+
+
+# -- atomic saves ------------------------------------------------------------------------
+
+
+def _pair(tmp_path, name):
+    """A saved recording and a different one to save over it."""
+    path = rolloutlab.simulate("aa", seed=1, duration_min=5).save(tmp_path / name)
+    return load(path), rolloutlab.simulate("aa", seed=2, duration_min=60), path
+
+
+def _assert_intact(path, old):
+    back = load(path)
+    assert back.frame.equals(old.frame)
+    assert back.meta == old.meta
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted(
+        [path.name] + ([path.name + ".meta.json"] if path.suffix == ".csv" else [])
+    ), "temporary files left behind"
+
+
+@pytest.mark.parametrize("name", ["r.parquet", "r.csv"])
+def test_a_save_failing_mid_write_keeps_the_old_file(tmp_path, monkeypatch, name):
+    # Injected fault (a full disk cannot be made here without root): the writer puts half
+    # of its bytes down, then fails with ENOSPC as write(2) would.
+    import errno
+
+    import pyarrow.parquet as pq
+
+    old, new, path = _pair(tmp_path, name)
+
+    def half_then_full(self_or_table, target, *args, **kwargs):
+        Path(target).write_bytes(b"PAR1 half a file")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if name.endswith(".csv"):
+        monkeypatch.setattr(pl.DataFrame, "write_csv", half_then_full)
+    else:
+        monkeypatch.setattr(pq, "write_table", half_then_full)
+    with pytest.raises(StorageError, match="No space left on device.*unchanged") as info:
+        new.save(path)
+    assert isinstance(info.value, OSError)
+    monkeypatch.undo()
+    _assert_intact(path, old)
+
+
+def test_a_failed_second_rename_puts_the_old_sidecar_back(tmp_path, monkeypatch):
+    # Injected fault: the CSV's rename (the second one, after the sidecar's) fails.
+    old, new, path = _pair(tmp_path, "r.csv")
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(dst) == path:
+            raise OSError(5, "Input/output error")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(StorageError, match="Input/output error"):
+        new.save(path)
+    monkeypatch.undo()
+    _assert_intact(path, old)
+
+
+def test_a_csv_pair_cut_between_its_renames_is_refused_on_load(tmp_path):
+    # A crash between the two renames leaves the new sidecar beside the old data.
+    old, new, path = _pair(tmp_path, "r.csv")
+    old_data = path.read_bytes()
+    new.save(path)
+    path.write_bytes(old_data)
+    with pytest.raises(DataError, match="sidecar r.csv.meta.json describes other data"):
+        load(path)
+
+
+FULL_DISK = """
+import resource, signal, sys
+from rolloutlab.sources.recording import load
+from rolloutlab.errors import StorageError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG from write(2) instead of a kill
+new = load(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), int(sys.argv[3])))
+try:
+    new.save(sys.argv[1])
+except StorageError as exc:
+    print("StorageError:", exc)
+"""
+
+
+@pytest.mark.parametrize("name", ["r.parquet", "r.csv"])
+def test_a_real_write_past_the_file_size_limit_keeps_the_old_file(tmp_path, name):
+    # A real failing write: RLIMIT_FSIZE makes the kernel refuse to grow any file past the
+    # limit (EFBIG), in a child process, the way a full disk refuses (ENOSPC).
+    old, new, path = _pair(tmp_path / "out", name)
+    source = new.save(tmp_path / f"new{Path(name).suffix}")
+    limit = path.stat().st_size + 64  # room for the old size, not for the new one
+    assert source.stat().st_size > limit
+    run = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(path), str(source), str(limit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "StorageError:" in run.stdout and "unchanged" in run.stdout
+    _assert_intact(path, old)

@@ -8,8 +8,11 @@ Prometheus ``query_range`` JSON response saved to disk loads too.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
+import os
+import secrets
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,9 +20,11 @@ from typing import Any
 import polars as pl
 
 from rolloutlab import _html, frames
-from rolloutlab.errors import DataError
+from rolloutlab.errors import DataError, StorageError
 
 META_KEY = b"rolloutlab"
+#: The sidecar key holding the SHA-256 of the CSV it describes (see :meth:`Recording.save`).
+DIGEST_KEY = "data_sha256"
 
 
 class Recording:
@@ -135,26 +140,27 @@ class Recording:
     # -- saving --------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
-        """Write to ``.parquet`` (metadata inside) or ``.csv`` (metadata in a sidecar)."""
-        path = Path(path)
-        meta_json = json.dumps(self.meta, default=str, sort_keys=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix == ".csv":
-            self.frame.write_csv(path)
-            _sidecar(path).write_text(meta_json + "\n")
-        elif path.suffix == ".parquet":
-            import pyarrow.parquet as pq
+        """Write to ``.parquet`` (metadata inside) or ``.csv`` (metadata in a sidecar).
 
-            table = self.frame.to_arrow()
-            table = table.replace_schema_metadata(
-                {**(table.schema.metadata or {}), META_KEY: meta_json}
-            )
-            pq.write_table(table, path, compression="zstd")
-        else:
+        The save is atomic: see :func:`_replace_atomically`. A failure raises
+        :class:`StorageError` and leaves what was at ``path`` as it was.
+        """
+        path = Path(path)
+        if path.suffix not in (".csv", ".parquet"):
             raise DataError(
                 f"{path}: cannot save a recording as '{path.suffix or 'no suffix'}'. "
                 "Use a .parquet (recommended) or .csv file name."
             )
+        if path.suffix == ".csv":
+            _replace_atomically(path, self.frame.write_csv, sidecar_meta=self.meta)
+            return path
+        import pyarrow.parquet as pq
+
+        table = self.frame.to_arrow()
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), META_KEY: _meta_json(self.meta)}
+        )
+        _replace_atomically(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
         return path
 
     def __len__(self) -> int:
@@ -212,6 +218,82 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".meta.json")
 
 
+def _meta_json(meta: Mapping[str, Any]) -> str:
+    return json.dumps(meta, default=str, sort_keys=True)
+
+
+def _replace_atomically(
+    path: Path, write: Callable[[Path], Any], *, sidecar_meta: Mapping[str, Any] | None = None
+) -> None:
+    """Write ``path`` (and, for CSV, its metadata sidecar) all or nothing.
+
+    Each file is written to a temporary file in the same folder, flushed to disk (fsync)
+    and renamed over the old one, which POSIX makes atomic. The CSV and its sidecar are
+    two renames: the sidecar goes first and records the SHA-256 of the data it describes,
+    so a reader tells a pair cut between the renames (a crash) from a good one
+    (:func:`_load_csv` refuses it); when the second rename fails, the old sidecar is put
+    back. Any failure removes the temporary files and raises :class:`StorageError`.
+    """
+    temps: list[Path] = []
+    sidecar, backup = _sidecar(path), None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = _temp_beside(path, temps)
+        write(data)
+        _fsync(data)
+        if sidecar_meta is not None:
+            meta = {**sidecar_meta, DIGEST_KEY: _digest(data)}
+            side = _temp_beside(sidecar, temps)
+            side.write_text(_meta_json(meta) + "\n")
+            _fsync(side)
+            if sidecar.exists():
+                backup = _temp_beside(sidecar, temps, create=False)
+                os.link(sidecar, backup)
+            os.replace(side, sidecar)
+        try:
+            os.replace(data, path)
+        except OSError:
+            if backup is not None:
+                os.replace(backup, sidecar)
+            raise
+        _fsync(path.parent)
+    except Exception as exc:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+        raise StorageError(
+            f"{path}: could not save the recording ({_os_reason(exc)}); the file that was "
+            "there is unchanged. Free some disk space or save somewhere else."
+        ) from exc
+    for temp in temps:
+        temp.unlink(missing_ok=True)
+
+
+def _temp_beside(path: Path, temps: list[Path], *, create: bool = True) -> Path:
+    """A new, empty file beside ``path`` (made with the usual permissions, umask applied)."""
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    if create:
+        os.close(os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    temps.append(temp)
+    return temp
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _digest(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _os_reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
 def load(path: str | Path, **json_options: Any) -> Recording:
     """Load a recording from Parquet, CSV, or a saved Prometheus ``query_range`` response.
 
@@ -221,8 +303,11 @@ def load(path: str | Path, **json_options: Any) -> Recording:
     path = Path(path)
     if not path.exists():
         raise DataError(
-            f"{path}: no such file. Check the path, or record one with 'rolloutlab fetch'."
+            f"{path}: no such file. Check the path, or record one with 'rolloutlab fetch'.",
+            source=str(path),
         )
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; give a recording file.", source=str(path))
     suffix = path.suffix.lower()
     if suffix == ".json":
         from rolloutlab.sources.promjson import load_query_range_json
@@ -246,32 +331,55 @@ def _load_parquet(path: Path) -> Recording:
 
     try:
         table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{path}: not a readable Parquet file ({exc}).") from None
+        frame = pl.from_arrow(table)
+    except (pa.ArrowException, OSError, pl.exceptions.PolarsError) as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({exc}).", source=str(path)) from None
     raw = (table.schema.metadata or {}).get(META_KEY)
     meta = _parse_meta(raw, path) if raw else {}
     _check_version(meta, path)
-    return Recording(pl.from_arrow(table), meta, source=str(path))
+    return Recording(frame, meta, source=str(path))
 
 
 def _load_csv(path: Path) -> Recording:
     try:
-        frame = pl.read_csv(path, infer_schema=False)
-    except pl.exceptions.PolarsError as exc:
-        raise DataError(f"{path}: not a readable CSV file ({exc}).") from None
+        data = path.read_bytes()
+        frame = pl.read_csv(data, infer_schema=False)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc}).", source=str(path)) from None
     sidecar = _sidecar(path)
-    meta = _parse_meta(sidecar.read_bytes(), sidecar) if sidecar.exists() else {}
+    meta = _parse_meta(sidecar.read_bytes(), sidecar) if sidecar.is_file() else {}
+    expected = meta.pop(DIGEST_KEY, None)
+    if expected is not None and expected != hashlib.sha256(data).hexdigest():
+        raise DataError(
+            f"{path}: its metadata sidecar {sidecar.name} describes other data (a save cut "
+            "short, or the CSV was edited). Save the recording again; if you edited the CSV "
+            f"on purpose, delete '{DIGEST_KEY}' from the sidecar.",
+            source=str(path),
+        )
     _check_version(meta, path)
     return Recording(frame, meta, source=str(path))
 
 
 def _parse_meta(raw: bytes, where: Path) -> dict[str, Any]:
+    """The metadata object, with the keys the Recording reads checked for their type."""
     try:
         meta = json.loads(raw)
-    except ValueError as exc:
-        raise DataError(f"{where}: recording metadata is not valid JSON ({exc}).") from None
+    except (ValueError, RecursionError) as exc:
+        raise DataError(
+            f"{where}: recording metadata is not valid JSON ({exc}).", source=str(where)
+        ) from None
     if not isinstance(meta, dict):
-        raise DataError(f"{where}: recording metadata must be a JSON object.")
+        raise DataError(f"{where}: recording metadata must be a JSON object.", source=str(where))
+    step = meta.get("step_s")
+    if step is not None and (
+        isinstance(step, bool) or not isinstance(step, int | float) or not 0 < step < 1e9
+    ):
+        raise DataError(f"{where}: 'step_s' must be a positive number of seconds, got {step!r}.")
+    roles = meta.get("roles")
+    if roles is not None and not (
+        isinstance(roles, dict) and isinstance(roles.get("control") or "", str)
+    ):
+        raise DataError(f'{where}: \'roles\' must be an object like {{"control": "primary"}}.')
     return meta
 
 
