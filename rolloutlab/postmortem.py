@@ -172,20 +172,18 @@ class Replay:
         """
         if not grid:
             raise SpecError("what_if needs at least one spec field, e.g. what_if(threshold=[2, 5])")
-        axes = {k: list(v) if _is_list(v) else [v] for k, v in grid.items()}
         rows = []
-        for values in itertools.product(*axes.values()):
-            changes = dict(zip(axes, values, strict=True))
+        for changes in grid_points(grid):
             other = replay(
                 self.recording,
-                _changed(self.spec, changes),
+                changed_spec(self.spec, changes),
                 judges=tuple(self.verdicts),
                 weights=self.weights,
             )
             for d in other.decisions.values():
                 rows.append(
                     {
-                        **{k: _cell(v) for k, v in changes.items()},
+                        **{k: grid_cell(v) for k, v in changes.items()},
                         "judge": d.judge,
                         "decision": d.decision,
                         "decided_at": d.at,
@@ -262,7 +260,15 @@ def replay(
     return Replay(recording, spec, verdicts, weights, origin)
 
 
-def _changed(spec: Spec, changes: Mapping[str, Any]) -> Spec:
+def grid_points(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of ``grid``'s values, in order (a value that is not a list is
+    one value): ``{"threshold": [2, 5], "margin": 0.1}`` gives two points."""
+    axes = {k: list(v) if _is_list(v) else [v] for k, v in grid.items()}
+    return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
+
+
+def changed_spec(spec: Spec, changes: Mapping[str, Any]) -> Spec:
+    """``spec`` with ``changes`` (spec fields, or ``margin`` for every metric's margin)."""
     changes = dict(changes)
     margin = changes.pop("margin", None)
     if margin is not None:
@@ -274,7 +280,8 @@ def _is_list(value: Any) -> bool:
     return isinstance(value, Iterable) and not isinstance(value, str | bytes | Mapping)
 
 
-def _cell(value: Any) -> Any:
+def grid_cell(value: Any) -> Any:
+    """A grid value as a table cell: lists and mappings as text."""
     return str(value) if isinstance(value, list | tuple | dict) else value
 
 
