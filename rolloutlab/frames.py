@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -45,9 +45,16 @@ def empty() -> pl.DataFrame:
     return pl.DataFrame(schema=SCHEMA)
 
 
+#: Timestamps a recording may hold: from the Unix epoch to the year 2200 (a NaN, a
+#: 1e300 or a year -292277 is a broken export, not a time).
+TIMESTAMP_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+#: The columns that identify an observation: no two rows may share them.
+KEY = ("timestamp", "variant", "metric", "le")
+
+
 def _fail(source: str, what: str, fix: str, row: int | None = None) -> DataError:
     where = f"{source}" + (f", row {row + 1}" if row is not None else "")
-    return DataError(f"{where}: {what}. {fix}")
+    return DataError(f"{where}: {what}. {fix}", source=source, row=None if row is None else row + 1)
 
 
 def validate(frame: pl.DataFrame, *, source: str = "<frame>") -> pl.DataFrame:
@@ -66,6 +73,9 @@ def validate(frame: pl.DataFrame, *, source: str = "<frame>") -> pl.DataFrame:
     frame = frame.select(COLUMNS)
     frame = _cast_timestamp(frame, source)
     for name in ("variant", "metric", "kind"):
+        dtype = frame[name].dtype
+        if not (dtype in (pl.String, pl.Categorical, pl.Enum, pl.Null) or dtype.is_integer()):
+            raise _fail(source, f"column '{name}' has type {dtype}", f"Write {name}s as text.")
         frame = frame.with_columns(pl.col(name).cast(pl.String))
         nulls = frame[name].is_null()
         if nulls.any():
@@ -91,6 +101,15 @@ def validate(frame: pl.DataFrame, *, source: str = "<frame>") -> pl.DataFrame:
             "Histogram bucket rows need their upper bound in 'le' (use inf for +Inf).",
             _first(no_le),
         )
+    bad_le = is_bucket & (frame["le"].is_nan() | (frame["le"] < 0))
+    if bad_le.any():
+        row = _first(bad_le)
+        raise _fail(
+            source,
+            f"bucket bound le={frame['le'][row]}",
+            "A bucket's 'le' is its upper bound: a number >= 0, or inf for +Inf.",
+            row,
+        )
     stray_le = ~is_bucket & frame["le"].is_not_null()
     if stray_le.any():
         raise _fail(
@@ -112,6 +131,23 @@ def validate(frame: pl.DataFrame, *, source: str = "<frame>") -> pl.DataFrame:
             "Counter and bucket values are increases over the step and cannot be negative; "
             "if these are raw counter readings, convert them with rolloutlab.frames.increments().",
             row,
+        )
+    if frame.select(KEY).is_duplicated().any():
+        rows = (
+            frame.with_row_index("row")
+            .filter(pl.struct(KEY).is_duplicated())
+            .group_by(KEY, maintain_order=True)
+            .agg(pl.col("row"))
+            .row(0, named=True)
+        )
+        first, second = rows["row"][:2]
+        raise _fail(
+            source,
+            f"{rows['variant']} {rows['metric']!r} at {rows['timestamp']:%Y-%m-%dT%H:%M:%SZ}"
+            + (f" le={rows['le']:g}" if rows["le"] is not None else "")
+            + f" is given twice (rows {first + 1} and {second + 1})",
+            "Give each (timestamp, variant, metric, le) once: duplicates are not added up.",
+            first,
         )
     return frame.sort("timestamp", "variant", "metric", "le", maintain_order=True)
 
@@ -157,6 +193,16 @@ def _cast_timestamp(frame: pl.DataFrame, source: str) -> pl.DataFrame:
         )
     if ts.is_null().any():
         raise _fail(source, "empty timestamp", "Every row needs a timestamp.", _first(ts.is_null()))
+    low, high = (pl.lit(t).cast(ts.dtype) for t in TIMESTAMP_RANGE)
+    outside = pl.select((ts < low) | (ts >= high)).to_series()
+    if outside.any():
+        row = _first(outside)
+        raise _fail(
+            source,
+            f"timestamp {ts[row]} is outside {TIMESTAMP_RANGE[0]:%Y} to {TIMESTAMP_RANGE[1]:%Y}",
+            "Check the export: Unix seconds read as milliseconds, or a NaN time?",
+            row,
+        )
     ts = ts.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
     return frame.with_columns(ts.alias("timestamp"))
 
@@ -176,6 +222,12 @@ def _cast_float(frame: pl.DataFrame, name: str, source: str) -> pl.DataFrame:
                 row,
             )
         return frame.with_columns(cast.alias(name))
+    if not (col.dtype.is_numeric() or col.dtype == pl.Null):
+        raise _fail(
+            source,
+            f"column '{name}' holds {col.dtype} values, not numbers",
+            f"Write numbers in '{name}' (true/false and dates are not counted as numbers).",
+        )
     try:
         return frame.with_columns(pl.col(name).cast(pl.Float64))
     except pl.exceptions.PolarsError as exc:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import rolloutlab
 from rolloutlab.errors import DataError, StorageError
-from rolloutlab.frames import SCHEMA, increments
+from rolloutlab.frames import KEY, SCHEMA, increments
 from rolloutlab.sources.recording import Recording, load
 
 GOOD_CSV = """timestamp,variant,metric,kind,le,value
@@ -142,7 +142,7 @@ def frames_(draw):
                 "value": value,
             }
         )
-    return pl.DataFrame(rows, schema=SCHEMA)
+    return pl.DataFrame(rows, schema=SCHEMA).unique(KEY, keep="first", maintain_order=True)
 
 
 @settings(
