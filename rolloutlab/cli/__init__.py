@@ -7,8 +7,13 @@ decision (even a rollback) is not an error: judging exits 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import re
 import sys
+import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,13 @@ BUNDLED_SEED = 7
 
 # Commands that live in their own module of this package: each defines
 # ``register(command)``, called with the same ``command(name, run, help)`` factory as below.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("serve", "fleet")
+
+
+#: exit status of a bug in rolloutlab (BSD's EX_SOFTWARE), and of output cut short by a
+#: closed pipe (128 + SIGPIPE, as a shell reports a command killed by it)
+EXIT_BUG = 70
+EXIT_BROKEN_PIPE = 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,19 +45,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    name = f"rolloutlab {args.command}"
+    debug = args.debug or os.environ.get("ROLLOUTLAB_DEBUG", "") not in ("", "0")
     try:
-        return args.run(args) or 0
+        with _one_line_warnings(name):
+            status = args.run(args) or 0
+            sys.stdout.flush()
+            return status
+    except BrokenPipeError:
+        return _broken_pipe()
     except RolloutlabError as exc:
-        print(f"rolloutlab {args.command}: error: {exc}", file=sys.stderr)
+        _fail(name, f"error: {_for_cli(str(exc))}", debug)
         return 2
     except KeyboardInterrupt:
-        print(f"rolloutlab {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        what = " ".join(str(exc).split())[:200]
+        _fail(
+            name,
+            f"bug: {type(exc).__name__}{': ' + what if what else ''}. This is a bug in "
+            "rolloutlab, not in your input: please report it with the output of the same "
+            "command run as 'rolloutlab --debug ...' (or with ROLLOUTLAB_DEBUG=1).",
+            debug,
+        )
+        return EXIT_BUG
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rolloutlab", description="Judge and steer canary rollouts and A/B experiments."
+    )
+    parser.add_argument("--version", action="version", version=f"rolloutlab {_version()}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the full traceback of an error (as does ROLLOUTLAB_DEBUG=1)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -57,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("show", _show, "Print a recording's summary.")
     _recording_argument(p)
-    p.add_argument("--ticks", action="store_true", help="also print every tick")
+    p.add_argument("--ticks", action="store_true", help="also print every step")
+    _format_option(p)
 
     p = command("simulate", _simulate, "Simulate a rollout or experiment with known truth.")
     p.add_argument("scenario", nargs="?", default="healthy")
@@ -118,8 +153,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=("sum",),
         help="sum series of one variant that differ in other labels (e.g. both Istio reporters)",
     )
-    p.add_argument("--start", required=True, help="UTC time, e.g. 2026-01-12T10:00Z")
-    p.add_argument("--end", required=True)
+    p.add_argument("--start", required=True, help=f"first step: {TIME_HELP}")
+    p.add_argument("--end", required=True, help="last step, a time as for --start")
     p.add_argument("--step", default="1m", help="step and increase() window, e.g. 1m")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument(
@@ -146,8 +181,14 @@ def _parser() -> argparse.ArgumentParser:
     _spec_name_option(p)
     _kube_spec_options(p)
     p.add_argument("--judge", choices=JUDGE_NAMES, help="default: the spec's, else rolloutlab")
-    p.add_argument("--at", help="judge as of this UTC time (ISO 8601)")
-    p.add_argument("--json", action="store_true", help="print Verdict.to_dict() as JSON")
+    p.add_argument("--at", help=f"judge as of this time: {TIME_HELP}")
+    _format_option(p, "Verdict.to_dict()")
+    p.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="exit with the decision, for a CI gate: 0 promote, 1 rollback, 3 continue "
+        "(errors stay 2)",
+    )
 
     p = command("experiment", _experiment, "Analyse an A/B/n experiment recording.")
     _recording_argument(p)
@@ -166,10 +207,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--judge", action="append", choices=JUDGE_NAMES, help="repeatable; default: all three"
     )
-    p.add_argument("--json", action="store_true")
+    _format_option(p, "the weights and every judge's Verdict.to_dict()")
 
     p = command("report", _report, "Write a standalone HTML report of a recording.")
-    _recording_argument(p)
+    _recording_argument(p, optional=True)
+    p.add_argument(
+        "--fleet",
+        type=Path,
+        metavar="RESULTS",
+        help="instead of a recording: the calibration report of a 'fleet replay' results folder",
+    )
     p.add_argument("--spec", type=Path)
     _spec_name_option(p)
     _kube_spec_options(p)
@@ -222,13 +269,48 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--canary-latency", default="+0%", help="canary latency vs primary, e.g. +30%%")
     p.add_argument("--interval", type=int, default=5, help="seconds per tick (live)")
 
+    p = command("completion", _completion, "Print a shell completion script.")
+    p.add_argument("shell", choices=COMPLETION_SHELLS)
+
     for module in COMMAND_MODULES:
         importlib.import_module(f"rolloutlab.cli.{module}").register(command)
     return parser
 
 
-def _recording_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recording", type=Path, help=".parquet, .csv or a query_range response (.json)")
+#: what --start, --end and --at accept (parsed by _time)
+TIME_HELP = (
+    "ISO 8601 (2026-01-12T10:00Z; UTC unless an offset is given), Unix seconds "
+    "(1768212000), 'now', or relative to now: 'now-2h', '-2h', 'now+30m'"
+)
+#: --format values, as rolloutlab.views.terminal.FORMATS (not imported: it loads altair)
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+def _format_option(p: argparse.ArgumentParser, json_is: str | None = None) -> None:
+    """``--format table|json|csv|markdown``, and ``--json`` for ``--format json``."""
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="table (for people; plain text when piped), json, csv or markdown",
+    )
+    if json_is:
+        p.add_argument(
+            "--json",
+            dest="format",
+            action="store_const",
+            const="json",
+            help=f"same as --format json: {json_is}",
+        )
+
+
+def _recording_argument(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    p.add_argument(
+        "recording",
+        type=Path,
+        nargs="?" if optional else None,
+        help=".parquet, .csv or a query_range response (.json)",
+    )
     p.add_argument(
         "--select",
         action="append",
@@ -425,6 +507,15 @@ def _replay(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from rolloutlab.views.report import report
 
+    if (args.fleet is None) == (args.recording is None):
+        raise SpecError("report needs a recording or --fleet RESULTS (one of them).")
+    if args.fleet is not None:
+        from rolloutlab.fleet import open_results
+        from rolloutlab.views.fleet import fleet_report
+
+        path = args.output if args.output != Path("report.html") else Path("fleet-report.html")
+        print(f"wrote {fleet_report(open_results(args.fleet), path)}")
+        return 0
     print(f"wrote {report(_load(args), _spec(args), path=args.output)}")
     return 0
 
@@ -686,6 +777,72 @@ def _tick_table(rec) -> pl.DataFrame:
         if "errors" in wide.columns:
             cols.append((100 * pl.col("errors") / pl.col("requests")).alias("error %"))
     return wide.select(cols).sort("timestamp", "variant")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rolloutlab")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+COMPLETION_SHELLS = ("bash", "zsh", "tcsh")
+
+
+def _completion(args: argparse.Namespace) -> int:
+    """The script that completes commands and options (written by shtab from the parser)."""
+    import shtab
+
+    print(shtab.complete(_parser(), shell=args.shell), end="")
+    return 0
+
+
+@contextlib.contextmanager
+def _one_line_warnings(name: str):
+    """Library warnings as ``rolloutlab CMD: warning: ...``, one line, no source path."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"{name}: warning: {_for_cli(' '.join(str(message).split()))}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        yield
+
+
+def _fail(name: str, message: str, debug: bool) -> None:
+    """One line on stderr; the traceback before it with ``--debug``."""
+    if debug:
+        traceback.print_exc()
+    print(f"{name}: {message}", file=sys.stderr)
+
+
+def _broken_pipe() -> int:
+    """The reader went away (``| head``): stop quietly, as ``cat`` does."""
+    with contextlib.suppress(OSError, ValueError):
+        # whatever is still buffered would fail again when Python flushes at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
+
+
+#: the library's advice in Python terms, and the same advice in this command's options
+CLI_WORDS = (
+    (
+        re.compile(r"pass context=\.\.\., or pass client=kubernetes\.client\.ApiClient\(\.\.\.\)"),
+        "or pass --kubeconfig FILE and --context NAME",
+    ),
+    (re.compile(r"\(context=None\)"), ""),
+    (re.compile(r"\(context='([^']*)'\)"), r"(--context \1)"),
+)
+
+
+def _for_cli(message: str) -> str:
+    """``message`` with advice about Python arguments said in command-line options."""
+    for pattern, replacement in CLI_WORDS:
+        message = pattern.sub(replacement, message)
+    return message
 
 
 if __name__ == "__main__":
