@@ -415,3 +415,51 @@ def test_fetch_refuses_series_that_differ_in_other_labels(backfilled: Backfilled
     want = rec.frame.filter(pl.col("metric") == "requests")["value"].sum()
     assert summed.frame["value"].sum() == want
     assert summed.meta["aggregate"] == "sum"
+
+
+SERIES = {"metric": {"variant": "canary"}, "values": [[1768212060, "1"]]}
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        # a NaN or 1e300 time used to load as year -292277 and then panic in polars
+        (response([{**SERIES, "values": [[math.nan, "1"]]}]), r"point 0: timestamp nan"),
+        (response([{**SERIES, "values": [[1e300, "1"]]}]), r"timestamp 1e\+300 is not a time"),
+        (response([{**SERIES, "values": [[-5, "1"]]}]), r"not a time between 1970 and 2200"),
+        (
+            response([{**SERIES, "values": [[10**400, "1"]]}]),
+            r"point 0: timestamp 1000.* is not a number of seconds",
+        ),
+        ("[" * 100_000 + "]" * 100_000, "not valid JSON"),  # RecursionError in json
+        (response([{"metric": {"variant": 5}, "values": []}]), "labels as text"),
+        (response([{"metric": "canary", "values": []}]), "labels as text"),
+        (response(["canary"]), "labels as text"),
+        (
+            response(
+                [{"metric": {"__name__": "x_bucket", "le": "NaN"}, "values": [[1, "1"], [2, "2"]]}]
+            ),
+            "",
+        ),
+        (response([{**SERIES, "values": [[1768212060, "1"], [1768212060, "2"]]}]), "given twice"),
+        (
+            response([{"metric": {"variant": "a", "le": "-5"}, "values": [[1768212060, "1"]]}]),
+            "le=-5",
+        ),
+        (
+            response([{"metric": {"variant": "a", "le": "nan"}, "values": [[1768212060, "1"]]}]),
+            "le=nan",
+        ),
+    ],
+)
+def test_broken_responses_raise_data_error_never_a_raw_exception(tmp_path, doc, expected) -> None:
+    path = save(tmp_path / "r.json", doc)
+    with pytest.raises(DataError, match=expected) as info:
+        load_query_range_json(path)
+    assert info.value.source == str(path)
+
+
+def test_a_nan_time_from_a_server_is_a_data_error_on_the_fetch_path() -> None:
+    body = json.dumps(response([{**SERIES, "values": [[math.nan, "1"]]}])).encode()
+    with pytest.raises(DataError, match="timestamp nan"):
+        response_to_frame(body, label="variant", variant_of=str, metric="requests", kind="counter")

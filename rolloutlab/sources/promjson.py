@@ -85,7 +85,9 @@ def check_unmerged(
     otherwise.
     """
     if aggregate not in (None, "sum"):
-        raise DataError(f"{source}: aggregate must be None or 'sum', got {aggregate!r}")
+        raise DataError(
+            f"{source}: aggregate must be None or 'sum', got {aggregate!r}", source=source
+        )
     groups: dict[Any, list[int]] = {}
     for i, key in enumerate(keys):
         groups.setdefault(key, []).append(i)
@@ -115,7 +117,8 @@ def check_unmerged(
         f"{source}: {count} series give the same {_key_text(key)} but differ in other "
         f"labels ({shown}); adding them up could count the same requests twice. "
         f"{fix.format(select=f'{{{name!r}: {keep!r}}}', label=name, value=keep)}, or add "
-        "them up on purpose with aggregate='sum'."
+        "them up on purpose with aggregate='sum'.",
+        source=source,
     )
 
 
@@ -242,8 +245,8 @@ def _slow_response_to_frame(
     """The Python path for what the fast reader refused: decode, check, say what is wrong."""
     try:
         doc = json.loads(body)
-    except ValueError as exc:
-        raise DataError(f"{source}: the response is not JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise DataError(f"{source}: the response is not JSON ({exc})", source=source) from None
     result = _result_list(doc, source)
     keep, names, unmatched = [], [], set()
     for series in result:
@@ -341,8 +344,20 @@ def _points(
         value_list = [x for v in series_values for _, x in v]
         ts = pl.Series(ts_list, dtype=pl.Float64).to_numpy()
         values = pl.Series("value", value_list, dtype=pl.String).cast(pl.Float64)
-    except (TypeError, KeyError, IndexError, ValueError, pl.exceptions.PolarsError):
+    except (TypeError, KeyError, IndexError, ValueError, OverflowError, pl.exceptions.PolarsError):
         raise _locate_bad_point(result, source) from None
+    low, high = (t.timestamp() for t in frames.TIMESTAMP_RANGE)
+    outside = ~((ts >= low) & (ts < high))  # NaN too
+    if outside.any():
+        flat = int(np.flatnonzero(outside)[0])
+        i = int(np.searchsorted(np.cumsum(lengths), flat, side="right"))
+        j = flat - int(np.sum(lengths[:i]))
+        raise DataError(
+            f"{source}: series {i} ({_labels(result[i])}), point {j}: timestamp {float(ts[flat])!r} "
+            f"is not a time between {frames.TIMESTAMP_RANGE[0]:%Y} and "
+            f"{frames.TIMESTAMP_RANGE[1]:%Y} (Unix seconds expected)",
+            source=source,
+        )
     return ts, values, lengths
 
 
@@ -350,30 +365,37 @@ def _locate_bad_point(result: Sequence[Any], source: str) -> DataError:
     """Find the first malformed series or point and describe it (slow path, errors only)."""
     for i, s in enumerate(result):
         if not isinstance(s, Mapping) or not isinstance(s.get("metric", {}), Mapping):
-            return DataError(f"{source}: series {i} is not an object with 'metric' and 'values'")
+            return DataError(
+                f"{source}: series {i} is not an object with 'metric' and 'values'", source=source
+            )
         if "values" not in s and "value" not in s:
-            return DataError(f"{source}: series {i} ({_labels(s)}) has no 'values'")
+            return DataError(f"{source}: series {i} ({_labels(s)}) has no 'values'", source=source)
         points = s["values"] if "values" in s else [s["value"]]
         if not isinstance(points, list):
-            return DataError(f"{source}: series {i} ({_labels(s)}): 'values' is not a list")
+            return DataError(
+                f"{source}: series {i} ({_labels(s)}): 'values' is not a list", source=source
+            )
         for j, p in enumerate(points):
             if not (isinstance(p, list | tuple) and len(p) == 2):
                 return DataError(
                     f"{source}: series {i} ({_labels(s)}), point {j}: expected "
-                    f'[unix_seconds, "value"], got {p!r}'
+                    f'[unix_seconds, "value"], got {p!r}',
+                    source=source,
                 )
             t, v = p
-            if isinstance(t, bool) or not isinstance(t, int | float):
+            if isinstance(t, bool) or not isinstance(t, int | float) or abs(t) > 1e300:
                 return DataError(
-                    f"{source}: series {i} ({_labels(s)}), point {j}: timestamp {t!r} is not "
-                    "a number of seconds"
+                    f"{source}: series {i} ({_labels(s)}), point {j}: timestamp {t!r:.30} is not "
+                    "a number of seconds",
+                    source=source,
                 )
             if not isinstance(v, str) or pl.Series([v]).cast(pl.Float64, strict=False)[0] is None:
                 return DataError(
                     f"{source}: series {i} ({_labels(s)}), point {j}: value {v!r} is not a "
-                    'number string (Prometheus writes values like "1.5", "NaN", "+Inf")'
+                    'number string (Prometheus writes values like "1.5", "NaN", "+Inf")',
+                    source=source,
                 )
-    return DataError(f"{source}: malformed query_range result")
+    return DataError(f"{source}: malformed query_range result", source=source)
 
 
 def _labels(series: Mapping[str, Any]) -> str:
@@ -386,12 +408,15 @@ def _labels(series: Mapping[str, Any]) -> str:
 def _le(series: Mapping[str, Any], source: str, i: int, scale: float) -> float:
     raw = (series.get("metric") or {}).get("le")
     if raw is None:
-        raise DataError(f"{source}: bucket series {i} ({_labels(series)}) has no 'le' label")
+        raise DataError(
+            f"{source}: bucket series {i} ({_labels(series)}) has no 'le' label", source=source
+        )
     try:
         le = float(raw)
     except ValueError:
         raise DataError(
-            f"{source}: series {i} ({_labels(series)}): 'le' value {raw!r} is not a number"
+            f"{source}: series {i} ({_labels(series)}): 'le' value {raw!r} is not a number",
+            source=source,
         ) from None
     # Round so that e.g. 0.005 s * 1000 is exactly 5 ms again.
     return float(f"{le * scale:.12g}") if scale != 1.0 else le
@@ -418,7 +443,8 @@ def _increase(
                 j = int(np.flatnonzero(bad)[0])
                 raise DataError(
                     f"{source}: series {i} ({_labels(result[i])}) is a raw counter but holds "
-                    f"{v[j]} at t={t[j]:g}; counter readings must be finite numbers"
+                    f"{v[j]} at t={t[j]:g}; counter readings must be finite numbers",
+                    source=source,
                 )
             order = np.argsort(t, kind="stable")
             t, v = t[order][1:], frames.increments(v[order])
@@ -468,18 +494,22 @@ def load_query_range_json(
     try:
         doc = json.loads(path.read_bytes())
     except OSError as exc:
-        raise DataError(f"{source}: cannot read file ({exc.strerror or exc})") from None
-    except ValueError as exc:
-        raise DataError(f"{source}: not valid JSON ({exc})") from None
+        raise DataError(
+            f"{source}: cannot read file ({exc.strerror or exc})", source=source
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise DataError(f"{source}: not valid JSON ({exc})", source=source) from None
     result = _selected(_result_list(doc, source), select, source)
     if kind is not None and kind not in frames.KINDS:
-        raise DataError(f"{source}: kind must be one of {list(frames.KINDS)}, got {kind!r}")
+        raise DataError(
+            f"{source}: kind must be one of {list(frames.KINDS)}, got {kind!r}", source=source
+        )
 
     variants, metrics, kinds, raw, keys, ignore = [], [], [], [], [], []
     for i, s in enumerate(result):
         labels = s.get("metric") if isinstance(s, Mapping) else None
         if not isinstance(labels, Mapping):
-            raise DataError(f"{source}: series {i} has no 'metric' label object")
+            raise DataError(f"{source}: series {i} has no 'metric' label object", source=source)
         name = labels.get("__name__")
         by, variant = _variant(labels, variant_label)
         variants.append(variant)
@@ -504,7 +534,7 @@ def load_query_range_json(
         result, variants=variants, metric=metrics, kind=kinds, cumulative=raw, source=source
     )
     if frame.is_empty():
-        raise DataError(f"{source}: the response holds no samples")
+        raise DataError(f"{source}: the response holds no samples", source=source)
     names = sorted(set(variants))
     control = "primary" if "primary" in names else names[0]
     meta: dict[str, Any] = {
@@ -546,7 +576,8 @@ def _selected(result: list[Any], select: Mapping[str, str] | None, source: str) 
         present = {k: sorted({value(s, k) for s in result}) for k in select}
         raise DataError(
             f"{source}: no series has the labels select={dict(select)}; the values present "
-            f"are {present}"
+            f"are {present}",
+            source=source,
         )
     return kept
 
@@ -561,7 +592,7 @@ def _series_steps(result: Sequence[Any]) -> list[float]:
             continue
         try:
             times = sorted(float(p[0]) for p in points)
-        except (TypeError, ValueError, IndexError, KeyError):
+        except (TypeError, ValueError, OverflowError, IndexError, KeyError):
             continue  # matrix_to_frame names the malformed point
         gaps = [round(b - a, 3) for a, b in zip(times, times[1:], strict=False) if b > a]
         if gaps:
@@ -581,7 +612,8 @@ def _result_list(doc: Any, source: str) -> list[Any]:
     if isinstance(doc, Mapping) and doc.get("status") == "error":
         raise DataError(
             f"{source}: the saved response is a Prometheus error: "
-            f"{doc.get('errorType', '')}: {doc.get('error', '')}"
+            f"{doc.get('errorType', '')}: {doc.get('error', '')}",
+            source=source,
         )
     data = doc.get("data", doc) if isinstance(doc, Mapping) else doc
     if isinstance(data, Mapping):
@@ -589,16 +621,30 @@ def _result_list(doc: Any, source: str) -> list[Any]:
         if result_type not in (None, "matrix", "vector"):
             raise DataError(
                 f"{source}: resultType {result_type!r} is not a time series "
-                "(expected 'matrix' from query_range or 'vector')"
+                "(expected 'matrix' from query_range or 'vector')",
+                source=source,
             )
         if "result" not in data:
             raise DataError(
                 f"{source}: no 'data.result' list; expected a Prometheus query_range response "
-                '({"status": "success", "data": {"resultType": "matrix", "result": [...]}})'
+                '({"status": "success", "data": {"resultType": "matrix", "result": [...]}})',
+                source=source,
             )
         data = data["result"]
     if not isinstance(data, list):
-        raise DataError(f"{source}: 'result' is {type(data).__name__}, expected a list of series")
+        raise DataError(
+            f"{source}: 'result' is {type(data).__name__}, expected a list of series", source=source
+        )
+    for i, series in enumerate(data):
+        labels = series.get("metric", {}) if isinstance(series, Mapping) else None
+        if not isinstance(labels, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise DataError(
+                f"{source}: series {i} is not an object with 'metric' (labels as text) and "
+                f"'values': {str(series)[:200]}",
+                source=source,
+            )
     return data
 
 
