@@ -1,0 +1,109 @@
+"""Shared by the serve tests and the load benchmark: Flagger Canary manifests, the
+simulated canaries backfilled into a real Prometheus, a fake clock and uvicorn on a free
+port in a thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import uvicorn
+
+from rolloutlab.sources.openmetrics import to_openmetrics
+from rolloutlab.sources.simulate import simulate
+
+#: The simulated rollouts start here (rolloutlab.sources.simulate.Scenario.start) and step
+#: their weight 10, 20, ... 50 every 5 minutes (Scenario.interval_s, step_weight, max_weight).
+T0 = datetime(2026, 1, 12, 10, 0, tzinfo=UTC)
+NAMESPACE = "shop"
+
+CANARY = """apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: {name}
+  namespace: {namespace}
+spec:
+  provider: istio
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {name}
+  service:
+    port: 9898
+  analysis:
+    interval: 5m
+    threshold: 5
+    maxWeight: 50
+    stepWeight: 10
+    metrics:
+      - name: request-success-rate
+        thresholdRange:
+          min: 99
+        interval: 1m
+      - name: request-duration
+        thresholdRange:
+          max: 500
+        interval: 1m
+"""
+
+
+def write_canaries(folder: Path, names: list[str], namespace: str = NAMESPACE) -> Path:
+    """One Canary manifest per name (same plan as the simulation), in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / f"{name}.yaml").write_text(CANARY.format(name=name, namespace=namespace))
+    return folder
+
+
+def openmetrics(name: str, *, errors_x: float = 1.0, seed: int = 0, minutes: int = 90) -> str:
+    """A simulated canary ``name`` in namespace shop: healthy, or ``errors_x`` times the
+    primary's error rate."""
+    recording = simulate(
+        "healthy", seed=seed, duration_min=minutes, error_ratio=(1.0, float(errors_x))
+    )
+    return to_openmetrics(recording, preset="istio", target=name, namespace=NAMESPACE)
+
+
+class Clock:
+    """A settable UTC clock for the engine."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def at(self, minutes: float) -> Clock:
+        self.now = T0 + timedelta(minutes=minutes)
+        return self
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running(app, *, workers_log: str = "warning") -> Iterator[str]:
+    """``app`` served by uvicorn on 127.0.0.1 (a free port) in a thread; yields its URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level=workers_log)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
