@@ -368,9 +368,7 @@ def _kube_options(p: argparse.ArgumentParser) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-
-    rec = _load(args)
-    _print_recording(rec, ticks=args.ticks)
+    _print_recording(_load(args), args.format, ticks=args.ticks)
     return 0
 
 
@@ -456,15 +454,18 @@ def _fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``judge --exit-code``: the status per decision, for a CI gate (errors stay 2)
+EXIT_DECISION = {"promote": 0, "rollback": 1, "continue": 3}
+
+
 def _judge(args: argparse.Namespace) -> int:
     from rolloutlab.judges import judge
 
-    verdict = judge(_load(args), _spec(args), judge=args.judge, at=args.at)
-    if args.json:
-        _print_json(verdict.to_dict())
-    else:
-        _print_verdict(verdict)
-    return 0
+    rec = _load(args)
+    at = _at(args.at, rec) if args.at else None
+    verdict = judge(rec, _spec(args), judge=args.judge, at=at)
+    _print_verdict(verdict, args.format)
+    return EXIT_DECISION[verdict.decision] if args.exit_code else 0
 
 
 def _experiment(args: argparse.Namespace) -> int:
@@ -491,16 +492,24 @@ def _experiment(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from rolloutlab.postmortem import DEFAULT_JUDGES, replay
 
+    from rolloutlab.views import terminal
+
     result = replay(_load(args), _spec(args), judges=tuple(args.judge or DEFAULT_JUDGES))
-    if args.json:
+    ticks = terminal.replay_frame(result.timeline)
+    if args.format == "json":
         _print_json(
             {
                 "weights": result.weights,
                 "decisions": {n: v.to_dict() for n, v in result.verdicts.items()},
+                "ticks": terminal.records(ticks),
             }
         )
+    elif args.format == "csv":
+        terminal.print_table(ticks, "csv")
     else:
-        print(result.summary())
+        terminal.print_table(ticks, args.format, title=f"replay: {result.weights} weights")
+        terminal.echo()
+        terminal.echo(result.summary())
     return 0
 
 
@@ -743,40 +752,56 @@ def _print_json(data: object) -> None:
     print(json.dumps(data, indent=2))
 
 
-def _print_verdict(verdict) -> None:
+def _print_verdict(verdict, fmt: str = "table") -> None:
+    """The decision, why, and the per-metric evidence (``fmt``: see FORMATS)."""
+    from rolloutlab.views import terminal
+
+    if fmt == "json":
+        _print_json(verdict.to_dict())
+        return
+    if fmt == "csv":
+        terminal.print_table(terminal.evidence_frame(verdict.metrics), "csv")
+        return
     when = f" at {verdict.decided_at:%Y-%m-%d %H:%M} UTC" if verdict.decided_at else ""
-    print(f"{verdict.judge}: {verdict.decision.upper()}{when}")
-    print(f"  {verdict.reason}")
-    for m in verdict.metrics:
-        print(f"  - {m.name}: {m.classification}: {m.reason}")
+    seen = (
+        f", {len(verdict.ticks)} ticks judged up to {verdict.ticks[-1].timestamp:%Y-%m-%d %H:%M} UTC"
+        if verdict.ticks
+        else ", no complete tick yet"
+    )
+    if fmt == "markdown":
+        terminal.echo(f"**{verdict.decision.upper()}** ({verdict.judge} judge{when}{seen})\n")
+        terminal.echo(f"{verdict.reason}\n")
+        terminal.print_table(terminal.evidence_table(verdict.metrics), "markdown")
+        return
+    terminal.decision_line(verdict.decision, suffix=f"  {verdict.judge} judge{when}{seen}")
+    terminal.echo(f"why: {verdict.reason}")
+    if verdict.metrics:
+        terminal.echo()
+        terminal.print_table(terminal.evidence_table(verdict.metrics), wrap=["why"])
 
 
-def _print_recording(rec, *, ticks: bool = False) -> None:
-    print(repr(rec))
-    meta = rec.meta
-    for key in ("source", "preset", "target", "namespace", "created_at"):
-        if meta.get(key):
-            print(f"  {key}: {meta[key]}")
-    if meta.get("scenario"):
-        print(f"  scenario: {meta['scenario'].get('name')} (seed {meta['scenario'].get('seed')})")
-    with pl.Config(tbl_rows=50, tbl_hide_dataframe_shape=True, float_precision=3):
-        print(rec.summary())
-        if ticks:
-            print(_tick_table(rec))
+def _print_recording(rec, fmt: str = "table", *, ticks: bool = False) -> None:
+    """What a recording holds: span, step, source, and per variant its traffic, errors and
+    latency; with ``ticks`` every step too."""
+    from rolloutlab.views import terminal
 
-
-def _tick_table(rec) -> pl.DataFrame:
-    """Requests, error % and weight per variant and tick, for the terminal."""
-    rows = rec.frame.filter(pl.col("metric").is_in(["requests", "errors", "weight"]))
-    wide = rows.pivot(on="metric", index=["timestamp", "variant"], values="value")
-    cols = [pl.col("timestamp"), pl.col("variant")]
-    if "weight" in wide.columns:
-        cols.append(pl.col("weight").alias("weight %"))
-    if "requests" in wide.columns:
-        cols.append(pl.col("requests"))
-        if "errors" in wide.columns:
-            cols.append((100 * pl.col("errors") / pl.col("requests")).alias("error %"))
-    return wide.select(cols).sort("timestamp", "variant")
+    facts = terminal.recording_facts(rec)
+    variants = terminal.recording_frame(rec)
+    steps = terminal.ticks_frame(rec) if ticks else None
+    if fmt == "json":
+        extra = {"steps": terminal.records(steps)} if steps is not None else {}
+        _print_json({**facts, "variants": terminal.records(variants), **extra})
+    elif fmt == "csv":
+        terminal.print_table(steps if steps is not None else variants, "csv")
+    else:
+        for key, value in facts.items():
+            if key in terminal.FACT_LINES:
+                terminal.echo(f"{key + ':':11}{value}")
+        terminal.echo()
+        terminal.print_table(variants, fmt)
+        if steps is not None:
+            terminal.echo()
+            terminal.print_table(steps, fmt)
 
 
 def _version() -> str:
