@@ -12,7 +12,14 @@ come with the ``serve`` extra.
 from __future__ import annotations
 
 from rolloutlab.serve.auth import Auth
-from rolloutlab.serve.catalog import Canary, ClusterCatalog, FolderCatalog, UnknownCanary
+from rolloutlab.serve.catalog import (
+    Canary,
+    Catalog,
+    ClusterCatalog,
+    FolderCatalog,
+    UnknownCanary,
+    canary_of,
+)
 from rolloutlab.serve.engine import Engine, Evaluation
 from rolloutlab.serve.store import RevisionStore
 
@@ -27,11 +34,13 @@ def create_app(engine: Engine, auth: Auth):
 __all__ = [
     "Auth",
     "Canary",
+    "Catalog",
     "ClusterCatalog",
     "Engine",
     "Evaluation",
     "FolderCatalog",
     "RevisionStore",
     "UnknownCanary",
+    "canary_of",
     "create_app",
 ]

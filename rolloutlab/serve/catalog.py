@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,30 +47,15 @@ def canary_of(spec: Spec, *, namespace: str | None = None, where: str = "the spe
     return Canary(namespace, name, spec, spec.target or name, preset_for(spec))
 
 
-class FolderCatalog:
-    """Every Canary and Rollout in a file or folder of manifests, each with its templates.
+class Catalog:
+    """Canaries known up front, by namespace and name (``source`` says where from)."""
 
-    ``namespace`` is the namespace of manifests that name none (as ``kubectl apply -n``).
-    """
-
-    def __init__(self, path: str | Path, *, namespace: str | None = None) -> None:
-        self.source = str(path)
-        docs = read_documents(Path(path))
-        mains = [d for d in docs if d.kind in ("Canary", "Rollout")]
-        others = [d for d in docs if d.kind not in ("Canary", "Rollout")]
-        if not mains:
-            raise SpecError(
-                f"{path}: no Flagger Canary or Argo Rollout among {len(docs)} documents. "
-                "Give the GitOps folder that holds them with their templates."
-            )
-        self.canaries: dict[tuple[str, str], Canary] = {}
-        for main in mains:
-            spec = spec_from_documents([main, *others], source=main.where, name=main.name)
-            canary = canary_of(spec, namespace=namespace, where=main.where)
-            self.canaries[(canary.namespace, canary.name)] = canary
+    def __init__(self, canaries: Iterable[Canary], *, source: str = "the command line") -> None:
+        self.source = source
+        self.canaries = {(c.namespace, c.name): c for c in canaries}
 
     def __repr__(self) -> str:
-        return f"<FolderCatalog {self.source}: {len(self.canaries)} canaries>"
+        return f"<{type(self).__name__} {self.source}: {len(self.canaries)} canaries>"
 
     def __iter__(self) -> Iterator[Canary]:
         return iter(self.canaries.values())
@@ -85,6 +70,32 @@ class FolderCatalog:
                 "webhook's name and namespace."
             )
         return found
+
+
+class FolderCatalog(Catalog):
+    """Every Canary and Rollout in a file or folder of manifests, each with its templates.
+
+    ``namespace`` is the namespace of manifests that name none (as ``kubectl apply -n``).
+    """
+
+    def __init__(self, path: str | Path, *, namespace: str | None = None) -> None:
+        docs = read_documents(Path(path))
+        mains = [d for d in docs if d.kind in ("Canary", "Rollout")]
+        others = [d for d in docs if d.kind not in ("Canary", "Rollout")]
+        if not mains:
+            raise SpecError(
+                f"{path}: no Flagger Canary or Argo Rollout among {len(docs)} documents. "
+                "Give the GitOps folder that holds them with their templates."
+            )
+        canaries = [
+            canary_of(
+                spec_from_documents([main, *others], source=main.where, name=main.name),
+                namespace=namespace,
+                where=main.where,
+            )
+            for main in mains
+        ]
+        super().__init__(canaries, source=str(path))
 
 
 class ClusterCatalog:

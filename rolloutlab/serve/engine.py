@@ -86,11 +86,15 @@ class Evaluation:
 
     @property
     def weight(self) -> float | None:
-        """The canary weight of the last tick judged (recorded, else the plan's)."""
-        last = self.verdict.ticks[-1] if self.verdict and self.verdict.ticks else None
-        if last is None or last.weight is None or not math.isfinite(last.weight):
+        """The canary weight of the last tick judged: recorded, else the plan's at that
+        tick (as the judges read it), None before any tick."""
+        ticks = self.verdict.ticks if self.verdict else ()
+        if not ticks:
             return None
-        return float(last.weight)
+        recorded = ticks[-1].weight
+        if recorded is not None and math.isfinite(recorded):
+            return float(recorded)
+        return float(self.plan[min(len(ticks), len(self.plan)) - 1]) if self.plan else None
 
     @property
     def step(self) -> int:
