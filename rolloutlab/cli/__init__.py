@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from rolloutlab.errors import RolloutlabError, SpecError
+from rolloutlab.errors import EmptyResult, RolloutlabError, SpecError
 from rolloutlab.specs.model import JUDGE_NAMES, ROUTER_KINDS, Spec
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
@@ -30,7 +30,7 @@ BUNDLED_SEED = 7
 
 # Commands that live in their own module of this package: each defines
 # ``register(command)``, called with the same ``command(name, run, help)`` factory as below.
-COMMAND_MODULES: tuple[str, ...] = ("serve", "fleet")
+COMMAND_MODULES: tuple[str, ...] = ("serve", "fleet", "watch")
 
 
 #: exit status of a bug in rolloutlab (BSD's EX_SOFTWARE), and of output cut short by a
@@ -41,7 +41,7 @@ EXIT_BROKEN_PIPE = 141
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_relative_times(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -400,9 +400,15 @@ SPEC_DEFINES = ("queries", "variants", "variant_label")
 def _fetch(args: argparse.Namespace) -> int:
     from rolloutlab.sources.prometheus import fetch
 
+    start, end = _time(args.start, "--start"), _time(args.end, "--end")
+    if end < start:
+        raise SpecError(
+            f"--end {args.end} ({end:%Y-%m-%d %H:%M:%S} UTC) is before --start {args.start} "
+            f"({start:%Y-%m-%d %H:%M:%S} UTC): give the earlier time as --start."
+        )
     options = dict(
-        start=args.start,
-        end=args.end,
+        start=start,
+        end=end,
         step=args.step,
         headers=args.header,
         bearer=args.bearer,
@@ -437,21 +443,137 @@ def _fetch(args: argparse.Namespace) -> int:
             raise SpecError("--pod-template-hash fills the templates of a --spec: give --spec.")
         if args.spec_name:
             raise SpecError("--spec-name picks a Canary or Rollout of a --spec: give --spec.")
-        rec = fetch(
-            args.url,
-            preset=args.preset or "istio",
-            target=args.target,
-            namespace=args.namespace,
-            variant_label=args.variant_label,
-            variants=args.variants,
-            queries=args.queries,
-            flagger=args.flagger,
-            names=names,
-            **options,
-        )
-    print(f"wrote {rec.save(args.output)}")
-    print(repr(rec))
+        try:
+            rec = fetch(
+                args.url,
+                preset=args.preset or "istio",
+                target=args.target,
+                namespace=args.namespace,
+                variant_label=args.variant_label,
+                variants=args.variants,
+                queries=args.queries,
+                flagger=args.flagger,
+                names=names,
+                **options,
+            )
+        except EmptyResult as exc:
+            if args.queries or args.variant_label or args.variants:
+                raise
+            raise EmptyResult(_no_data(exc, args, start, end)) from exc
+    from rolloutlab.views import terminal
+
+    facts = terminal.recording_facts(rec)
+    print(f"wrote {rec.save(args.output)}: {facts['recording']}, {facts['span']}, {facts['step']}")
     return 0
+
+
+#: how far before --end ``fetch`` looks for data when the range holds none
+LOOK_BACK = "30d"
+
+
+def _no_data(exc: EmptyResult, args: argparse.Namespace, start, end) -> str:
+    """Why a preset fetch found nothing, and what the server does hold: the workloads in
+    the range, else when its data are (within LOOK_BACK before --end)."""
+    from rolloutlab.sources.presets import PRESETS
+    from rolloutlab.sources.prometheus import Prometheus
+
+    preset = PRESETS[args.preset or "istio"]
+    fixed = {k: v for k, v in preset.labels.items() if "{" not in v}
+    keys = [k for k, v in preset.labels.items() if "{" in v] + [preset.variant_label]
+    selector = preset.requests + "{" + ",".join(f'{k}="{v}"' for k, v in fixed.items()) + "}"
+    asked = f"{args.target or '(no --target)'} in namespace {args.namespace or '(no --namespace)'}"
+    span = f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
+    headline = f"no {preset.name} data for {asked} between {span} on {args.url}."
+    at = end.replace(microsecond=0)
+    range_s = max(int((end - start).total_seconds()), 1)
+    try:
+        headers = {k.strip(): v.strip() for k, _, v in (h.partition("=") for h in args.header)}
+        with Prometheus(args.url, headers=headers, auth=args.bearer, timeout=args.timeout) as prom:
+            found = prom.query_range(
+                f"count by ({', '.join(keys)}) (last_over_time({selector}[{range_s}s]))", at, at, 1
+            )
+            if found:
+                series = sorted(
+                    " ".join(f"{k}={s['metric'].get(k, '')}" for k in keys) for s in found
+                )
+                listed = "; ".join(series[:10]) + (" …" if len(series) > 10 else "")
+                return (
+                    f"{headline} In that range {preset.requests} has: {listed}. "
+                    "Check --target and --namespace."
+                )
+            when = [
+                prom.query_range(f"{agg}({agg}_over_time(timestamp({selector})[{LOOK_BACK}:10m]))", at, at, 1)
+                for agg in ("min", "max")
+            ]
+    except RolloutlabError:
+        return f"{headline} {_for_cli(str(exc))}"
+    return headline + " " + _found_when(when[0] + when[1], preset.requests)
+
+
+def _found_when(result: list[dict[str, Any]], metric: str) -> str:
+    """Where the data are, from the oldest/newest sample times of ``metric`` (or none)."""
+    from datetime import UTC, datetime
+
+    times = sorted(float(v) for s in result for _, v in s["values"])
+    if not times:
+        return (
+            f"The server has no {metric} series in the {LOOK_BACK} before --end: check "
+            "--url and --preset."
+        )
+    first, last = (datetime.fromtimestamp(t, UTC) for t in (times[0], times[-1]))
+    return (
+        f"Its {metric} data (within {LOOK_BACK} before --end) run from about "
+        f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC: check --start and --end."
+    )
+
+
+#: options that take a time; '--start -2h' is read as '--start=-2h'
+TIME_OPTIONS = ("--start", "--end", "--at", "--since")
+
+
+def _relative_times(argv: list[str]) -> list[str]:
+    """``--start -2h`` joined as ``--start=-2h``, which argparse would read as an option."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in TIME_OPTIONS and re.match(r"-\d", arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+def _time(text: str, option: str):
+    """A UTC datetime from what TIME_HELP documents; a one-line error otherwise."""
+    from datetime import UTC, datetime
+
+    from rolloutlab.sources.prometheus import to_utc
+
+    value = text.strip()
+    if re.fullmatch(r"\d+(\.\d*)?", value):
+        return to_utc(float(value), option)
+    if value[:1] in "+-":
+        value = "now" + value
+    with contextlib.suppress(ValueError):
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return to_utc(value, option)
+    except SpecError:
+        raise SpecError(f"{option} {text!r} is not a time: use {TIME_HELP}.") from None
+
+
+def _at(text: str, rec: Any):
+    """``--at`` as a time within the recording: before its data is an error saying its span."""
+    from rolloutlab.views import terminal
+
+    at = _time(text, "--at")
+    if rec.start is not None and at < rec.start:
+        facts = terminal.recording_facts(rec)
+        raise SpecError(
+            f"--at {text} ({at:%Y-%m-%d %H:%M:%S} UTC) is before the recording's first step "
+            f"(ending {rec.start:%Y-%m-%d %H:%M:%S} UTC); its data span {facts['span']}."
+        )
+    return at
 
 
 #: ``judge --exit-code``: the status per decision, for a CI gate (errors stay 2)
@@ -829,12 +951,38 @@ def _one_line_warnings(name: str):
     """Library warnings as ``rolloutlab CMD: warning: ...``, one line, no source path."""
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"{name}: warning: {_for_cli(' '.join(str(message).split()))}", file=sys.stderr)
+        text = _compact_missing(" ".join(str(message).split()))
+        print(f"{name}: warning: {_for_cli(text)}", file=sys.stderr)
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = show
         yield
+
+
+_MISSING = re.compile(r"variant '([^']*)' metric '([^']*)': steps missing at ([^;]*)")
+
+
+def _compact_missing(text: str) -> str:
+    """The fetch's partial-data warning with the series that miss the same steps grouped,
+    and the common case said plainly: no data at the first step, where the data start."""
+    head = re.match(r"partial data from \S+ between (\S+) and \S+ \(step \S+\): ", text)
+    items = _MISSING.findall(text)
+    if not head or not items:
+        return text
+    groups: dict[str, list[str]] = {}
+    for variant, metric, spans in items:
+        groups.setdefault(spans.strip(), []).append(f"{variant} {metric}")
+    if len(groups) == 1:
+        spans = next(iter(groups))
+        if spans == head.group(1):
+            return (
+                f"no data at the first step, {spans}, for any series (the data start after "
+                "it): that step is left out; a later --start avoids this warning."
+            )
+        return f"partial data: no data at {spans} for all {len(items)} series; left out."
+    parts = [f"{', '.join(who)} at {spans}" for spans, who in groups.items()]
+    return "partial data, these steps are left out: " + "; ".join(parts)
 
 
 def _fail(name: str, message: str, debug: bool) -> None:
