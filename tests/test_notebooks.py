@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,20 @@ SHOWN = {
     "02-post-mortem.ipynb": ["rolloutlab rolls back at", "flagger rolls back at"],
     "03-ab-report.ipynb": ["B raises conversion by"],
 }
+#: Notebooks whose charts render with no network (SVG from vl-convert, no CDN script).
+OFFLINE = {"01-live-canary.ipynb", "02-post-mortem.ipynb"}
+#: An address in HTML or SVG output other than an XML namespace: JavaScript (altair's
+#: default renderer loads vega from a CDN) or anything else a browser would fetch.
+REMOTE = re.compile(r"(?:https?:)?//(?!www\.w3\.org/)[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}\b")
+RICH = ("text/html", "image/svg+xml")
+
+
+def _text(output, kinds=("text/plain", *RICH)) -> str:
+    """What an output shows as ``kinds`` (streams count as text/plain), joined."""
+    if output.output_type == "stream":
+        return output.text if "text/plain" in kinds else ""
+    data = output.get("data", {})
+    return "\n".join(str(data[k]) for k in kinds if k in data)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -50,3 +65,14 @@ def test_runs_top_to_bottom(path, tmp_path):
     assert not errors
     displayed = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
     assert displayed, "the notebook showed nothing"
+    text = "\n".join(_text(out) for out in displayed)
+    for shown in SHOWN.get(path.name, ()):
+        assert shown in text, f"{path.name} did not show {shown!r}"
+    if path.name in OFFLINE:
+        rich = "\n".join(_text(out, RICH) for out in displayed)
+        remote = REMOTE.search(rich)
+        assert not remote, f"the output loads {remote[0]!r} from the network"
+        assert "<svg" in rich, "no chart was drawn"
+    if path.name == "01-live-canary.ipynb":  # a live story: evidence accumulates, then a decision
+        ticks = re.search(r"decided rollback after (\d+) ticks of evidence", text)
+        assert ticks and int(ticks[1]) >= 3, "the decision came before the evidence accumulated"

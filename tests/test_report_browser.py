@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -48,6 +49,16 @@ def chromium_binary() -> str:
     if os.environ.get("ROLLOUTLAB_REQUIRE_CHROMIUM") == "1":
         pytest.fail(f"ROLLOUTLAB_REQUIRE_CHROMIUM=1 but {reason}")
     pytest.skip(reason)
+
+
+def artifact(name: str) -> Path:
+    """Where a test keeps a file for people to look at: ``$ROLLOUTLAB_ARTIFACTS`` (CI can
+    collect it), else ``rolloutlab-artifacts`` in the temporary folder. The path is printed with ``-s``."""
+    default = Path(tempfile.gettempdir()) / "rolloutlab-artifacts"
+    folder = Path(os.environ.get("ROLLOUTLAB_ARTIFACTS") or default)
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"artifact: {folder / name}")
+    return folder / name
 
 
 def run_chromium(page: Path, profile: Path, *extra: str) -> str:
