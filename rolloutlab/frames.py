@@ -437,3 +437,87 @@ def _carry_forward(values: np.ndarray) -> np.ndarray:
         if first.size:
             out[: first[0]] = np.nan
     return out
+
+
+# -- experiment aggregation: counts per metric, variant and time bucket ----------------
+
+
+def time_buckets(frame: pl.DataFrame, bucket_s: float | None = None) -> pl.Series:
+    """The sorted distinct time buckets of ``frame``: its timestamps, or their starts on
+    a ``bucket_s`` grid (e.g. 3600 for hourly buckets)."""
+    return _bucketed(frame, bucket_s)["bucket"].unique().sort()
+
+
+def _bucketed(frame: pl.DataFrame, bucket_s: float | None) -> pl.DataFrame:
+    stamp = pl.col("timestamp")
+    bucket = stamp.dt.truncate(f"{int(bucket_s * 1e6)}us") if bucket_s else stamp
+    return frame.with_columns(bucket.alias("bucket"))
+
+
+def _index(values: pl.Series, names: Sequence[object]) -> np.ndarray:
+    """Position of each value in ``names`` (-1 for a value not among them)."""
+    where = {name: i for i, name in enumerate(names)}
+    return np.array([where.get(v, -1) for v in values.to_list()], dtype=np.int64)
+
+
+def counter_buckets(
+    frame: pl.DataFrame,
+    metrics: Sequence[str],
+    variants: Sequence[str],
+    times: pl.Series,
+    *,
+    bucket_s: float | None = None,
+) -> np.ndarray:
+    """Counter totals as an array (metrics, variants, buckets) over the buckets ``times``
+    (from :func:`time_buckets`); zero where nothing was recorded."""
+    rows = (
+        _bucketed(
+            frame.filter(
+                (pl.col("kind") == "counter")
+                & pl.col("metric").is_in(list(metrics))
+                & pl.col("variant").is_in(list(variants))
+            ),
+            bucket_s,
+        )
+        .group_by("metric", "variant", "bucket")
+        .agg(pl.col("value").sum())
+    )
+    out = np.zeros((len(metrics), len(variants), len(times)))
+    for i, name in enumerate(metrics):  # a metric may be asked for twice (as two roles)
+        part = rows.filter(pl.col("metric") == name)
+        where = (_index(part["variant"], variants), _index(part["bucket"], times.to_list()))
+        np.add.at(out[i], where, part["value"].fill_null(0.0).to_numpy())
+    return out
+
+
+def histogram_buckets(
+    frame: pl.DataFrame,
+    metric: str,
+    variants: Sequence[str],
+    times: pl.Series,
+    *,
+    bucket_s: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A bucket histogram per variant and time bucket: (sorted edges, non-cumulative
+    counts of shape (variants, buckets, bins)); negative differences clip to zero."""
+    rows = (
+        _bucketed(
+            frame.filter(
+                (pl.col("kind") == "bucket")
+                & (pl.col("metric") == metric)
+                & pl.col("variant").is_in(list(variants))
+            ),
+            bucket_s,
+        )
+        .group_by("variant", "bucket", "le")
+        .agg(pl.col("value").sum())
+    )
+    edges = np.sort(rows["le"].unique().to_numpy())
+    cumulative = np.zeros((len(variants), len(times), len(edges)))
+    where = (
+        _index(rows["variant"], variants),
+        _index(rows["bucket"], times.to_list()),
+        np.searchsorted(edges, rows["le"].to_numpy()),
+    )
+    np.add.at(cumulative, where, rows["value"].to_numpy())
+    return edges, np.diff(cumulative, axis=-1, prepend=0.0).clip(min=0.0)

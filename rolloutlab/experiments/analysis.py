@@ -1,33 +1,43 @@
-"""A/B/n experiment report: lifts, fixed-horizon and always-valid p-values, SRM, power.
+"""A/B/n experiment analysis: the rules a product team can defend.
 
-Every metric is reduced to per-arm sufficient statistics ``(n, mean, variance)``:
+Every metric is counted per arm and time bucket (``frames.counter_buckets``) and read
+as a rate: conversions per visitor and errors per request as shares of units
+(binomial), other counters per unit of their denominator (Poisson), a latency
+histogram as the share of requests slower than the control's p90 edge. Then:
 
-* ``ratio`` counters (conversions/visitors, errors/requests): a proportion, the mean of
-  0/1 outcomes with variance ``p (1 - p)`` (a rate above 1 falls back to Poisson);
-* ``counter`` with a denominator (events per visitor): a Poisson rate, variance = mean;
-* ``latency`` histograms: the share of requests slower than the bucket edge at or above
-  the control's p90 (requests as the unit).
+* **Variance from the data.** Real per-interval counts vary more than Poisson (bursts,
+  bots): ``variance="quasi-poisson"`` (default) scales the binomial/Poisson variance by
+  the overdispersion over the time buckets, with a rate per bucket shared by the arms
+  so diurnal swings are not mistaken for noise (never below 1);
+  ``"batch-means"`` is the delta method for the ratio with the bucket as the unit;
+  ``"poisson"`` is the textbook form. Fewer than ``MIN_DISPERSION_DOF`` degrees of
+  freedom fall back to the textbook form, and the table says so.
+* **Corrections over goals only.** Holm (or BH) runs over goals × arms; the intervals
+  of goals are shown at the level consistent with that adjusted p-value
+  (``alpha * p / p_adjusted``), so "significant" and "interval excludes zero" agree.
+* **Guardrails are non-inferiority tests** with their own budget ``guardrail_alpha``:
+  an arm is *not worse* when the one-sided bound of its harm is below the metric's
+  margin (``MetricSpec.margin``, else ``guardrail_margin``), *worse* when the harm is
+  above zero. Requiring every guardrail to be not worse is an intersection-union
+  test: no multiplicity adjustment is needed for it.
+* **Monotone sequential results** (``sequential=True``): the always-valid p-value is
+  the running minimum over the looks (one per time bucket) and the confidence
+  sequence the running intersection: neither ever goes back.
+* **The winner rule.** An arm wins when it beats the control on the primary goal,
+  no guardrail is worse or unproven, and it is shown better than every other arm
+  that also qualifies; otherwise the status names the arms that beat the control.
+  "No detectable difference" is an equivalence statement: every arm's goal interval
+  lies inside ``± equivalence_margin``. A sample-ratio mismatch makes the report
+  ``invalid`` whatever the lifts say.
+* **A Bayesian view** (:func:`rolloutlab.stats.bayes.gaussian_posterior`): chance to
+  beat the control, expected loss and a credible interval of the relative lift.
 
-The comparisons are then computed for all metrics × arms at once on numpy arrays,
-which is what keeps a report over thousands of metrics fast: Welch's test on the
-difference, the relative lift with the delta-method interval that includes the
-control mean's uncertainty (the GrowthBook/Eppo definition, not spotify-confidence's
-division of the absolute interval by the control mean), the always-valid p-value and
-confidence sequence of the asymptotic confidence sequence (Waudby-Smith et al.,
-GrowthBook's tuning ``N*``), Holm or Benjamini-Hochberg across metrics and arms, and
-the minimum detectable effect and remaining sample at the current size.
-
-Decisions (``status``/``winner``) use the always-valid numbers by default
-(``ExperimentSpec.sequential``), so a report may be read every day without inflating
-the false-winner rate. A winner needs the primary goal significant after correction in
-its good direction and no guardrail significantly worse (guardrails are judged without
-correction, which errs on the side of safety). A sample-ratio mismatch makes the
-report ``invalid`` whatever the lifts say.
+All comparisons run on numpy arrays (``rolloutlab.stats.arrays``) for every metric ×
+arm × look at once, which keeps a report over thousands of metrics fast.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,17 +45,30 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from scipy.special import stdtr, stdtrit
+from scipy.special import stdtr
 from scipy.stats import norm
 
-from rolloutlab import _html
+from rolloutlab import _html, frames
 from rolloutlab.errors import SpecError
 from rolloutlab.judges.spec import MetricSpec, Spec
 from rolloutlab.judges.verdict import _jsonable
 from rolloutlab.sources.recording import Recording
 from rolloutlab.stats import adjust, srm
+from rolloutlab.stats.arrays import (
+    always_valid_p,
+    batch_means_variance,
+    cs_half_width,
+    interval,
+    quasi_poisson_dispersion,
+    running_intersection,
+    running_min,
+    welch_arrays,
+)
+from rolloutlab.stats.bayes import gaussian_posterior
+from rolloutlab.stats.sequential import asymptotic_rho2
 
 Status = Literal["winner", "no-winner-yet", "no-detectable-difference", "invalid"]
+Variance = Literal["quasi-poisson", "batch-means", "poisson"]
 #: The decision colour each status is shown in (a winner is good news, SRM is bad news).
 STATUS_TONE: dict[str, str] = {
     "winner": "promote",
@@ -53,9 +76,18 @@ STATUS_TONE: dict[str, str] = {
     "no-detectable-difference": "continue",
     "invalid": "rollback",
 }
+#: What each status says on a badge.
+STATUS_BADGE: dict[str, str] = {
+    "winner": "WINNER",
+    "no-winner-yet": "NO WINNER YET",
+    "no-detectable-difference": "NO WINNER",
+    "invalid": "INVALID",
+}
 
 #: The slow-request share of a latency guardrail: requests above the control's p90 edge.
 LATENCY_QUANTILE = 0.9
+#: Degrees of freedom the overdispersion needs before it is used (else Poisson/binomial).
+MIN_DISPERSION_DOF = 10
 
 
 @dataclass(frozen=True)
@@ -65,10 +97,16 @@ class ExperimentSpec:
     ``goals``: metrics the experiment wants to move; the first is the primary one,
     and its ``direction`` is the *harmful* change (``decrease`` for a conversion rate).
     ``guardrails``: metrics that must not get worse (defaults: errors/requests and
-    latency when recorded). ``planned_shares``: arm → share of traffic (default: the
-    recorded ``weight`` gauges, else equal). ``target_lift``: the relative effect the
-    power and remaining-sample columns are computed for. ``n_star``: the asymptotic
-    confidence sequence's tuning (the sample size where it is tightest).
+    latency when recorded), each tested for non-inferiority at ``guardrail_alpha``
+    (one-sided) against its ``margin`` (relative; ``guardrail_margin`` when the metric
+    states none). ``planned_shares``: arm → share of traffic (default: the recorded
+    ``weight`` gauges, else equal). ``target_lift``: the relative effect the power and
+    remaining-sample columns are computed for; ``equivalence_margin`` (default
+    ``target_lift``): the band inside which "no detectable difference" is declared.
+    ``variance``: see the module. ``bucket_s``: the time bucket (default: the
+    recording's own steps). ``n_star``: the confidence sequence's tuning (the sample
+    size where it is tightest). ``prior_mean``/``prior_var``: a Gaussian prior on the
+    relative lift for the Bayesian view (default: flat, as GrowthBook's default).
     """
 
     goals: tuple[MetricSpec, ...] | None = None
@@ -81,6 +119,13 @@ class ExperimentSpec:
     power: float = 0.8
     target_lift: float = 0.05
     n_star: float = 5000.0
+    guardrail_alpha: float = 0.05
+    guardrail_margin: float = 0.10
+    equivalence_margin: float | None = None
+    variance: Variance = "quasi-poisson"
+    bucket_s: float | None = None
+    prior_mean: float = 0.0
+    prior_var: float | None = None
 
     def __post_init__(self) -> None:
         if self.correction not in ("holm", "bh"):
@@ -88,11 +133,23 @@ class ExperimentSpec:
                 f"correction={self.correction!r} is not supported; use 'holm' (family-wise) "
                 "or 'bh' (false discovery rate)."
             )
-        for name in ("alpha", "srm_alpha", "power"):
+        if self.variance not in ("quasi-poisson", "batch-means", "poisson"):
+            raise SpecError(
+                f"variance={self.variance!r} is not supported; use 'quasi-poisson' "
+                "(default), 'batch-means' or 'poisson'."
+            )
+        for name in ("alpha", "srm_alpha", "power", "guardrail_alpha"):
             if not 0 < getattr(self, name) < 1:
                 raise SpecError(f"{name}={getattr(self, name)!r} must be in (0, 1).")
-        if self.target_lift <= 0 or self.n_star <= 0:
-            raise SpecError("target_lift and n_star must be positive, e.g. target_lift=0.05.")
+        positive = ("target_lift", "n_star", "guardrail_margin", "equivalence_margin")
+        for name in positive:
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise SpecError(f"{name}={value!r} must be positive, e.g. {name}=0.05.")
+        if self.bucket_s is not None and not self.bucket_s > 0:
+            raise SpecError(f"bucket_s={self.bucket_s!r} must be positive, e.g. 3600.")
+        if self.prior_var is not None and not self.prior_var > 0:
+            raise SpecError(f"prior_var={self.prior_var!r} must be positive, e.g. 0.09.")
         for m in self.goals or ():
             if m.direction_or("increase") == "either":
                 raise SpecError(
@@ -104,6 +161,15 @@ class ExperimentSpec:
         for m in self.guardrails or ():
             if m.kind == "gauge":
                 raise SpecError(_GAUGE_FIX.format(m.name))
+
+    def margin(self, metric: MetricSpec) -> float:
+        """A guardrail's tolerated relative harm: its own margin, else ``guardrail_margin``."""
+        return metric.margin if metric.margin > 0 else self.guardrail_margin
+
+    @property
+    def equivalence(self) -> float:
+        """The equivalence margin in force (relative)."""
+        return self.equivalence_margin or self.target_lift
 
 
 _GAUGE_FIX = (
@@ -143,218 +209,6 @@ def _default_spec(recording: Recording, spec: Spec | ExperimentSpec | None) -> E
     )
 
 
-@dataclass(frozen=True)
-class Comparisons:
-    """All metrics × treatment arms against the control, as arrays of shape (M, A).
-
-    ``n``/``mean``/``var`` hold the per-arm statistics with the control in column 0
-    (shape (M, A + 1)); everything else compares arm ``j + 1`` with the control.
-    """
-
-    n: np.ndarray
-    mean: np.ndarray
-    var: np.ndarray
-    abs_lift: np.ndarray
-    abs_ci: np.ndarray  # (..., 2)
-    rel_lift: np.ndarray
-    rel_ci: np.ndarray
-    p_value: np.ndarray
-    abs_cs: np.ndarray
-    rel_cs: np.ndarray
-    p_always_valid: np.ndarray
-    mde_rel: np.ndarray
-    power: np.ndarray
-    n_remaining: np.ndarray
-    reason: np.ndarray  # object array of str | None
-
-
-def compare(
-    n: np.ndarray,
-    mean: np.ndarray,
-    var: np.ndarray,
-    *,
-    alpha: float = 0.05,
-    power: float = 0.8,
-    target_lift: float = 0.05,
-    n_star: float = 5000.0,
-    sequential: bool = True,
-) -> Comparisons:
-    """Compare every arm (columns 1..) with the control (column 0), row by row.
-
-    Fixed horizon: Welch's t with Welch-Satterthwaite df, as :func:`rolloutlab.stats.welch_t`.
-    Always valid: the asymptotic confidence sequence with ``t = n_c + n_t`` and
-    ``sigma = SE * sqrt(t)``, whose p-value has the closed form
-    ``min(1, sqrt(t rho^2 + 1) exp(-z^2 t rho^2 / (2 (t rho^2 + 1))))``.
-    Power, MDE and remaining sample are for ``target_lift`` and the interval decisions
-    use: the confidence sequence when ``sequential`` (its half-width at the needed size
-    comes from a fixed-point iteration), Welch's normal approximation otherwise.
-    Degenerate cells (no data, zero variance, zero control mean) are neutral
-    (p-value 1, NaN lifts) with a reason.
-
-    TODO(stats): ``welch_t``/``two_proportions`` and ``AsymptoticCS`` are scalar; this
-    is their vectorised form, kept here for the 1,000-metric speed target until
-    ``rolloutlab.stats`` grows array versions (tests pin it to the scalar functions).
-    """
-    n, mean, var = (np.asarray(a, dtype=float) for a in (n, mean, var))
-    n_c, mu_c, s2_c = n[:, :1], mean[:, :1], var[:, :1]
-    n_t, mu_t, s2_t = n[:, 1:], mean[:, 1:], var[:, 1:]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        v_c, v_t = s2_c / n_c, s2_t / n_t
-        abs_lift = mu_t - mu_c
-        se = np.sqrt(v_c + v_t)
-        df = (v_c + v_t) ** 2 / (v_c**2 / (n_c - 1) + v_t**2 / (n_t - 1))
-        rel_lift = mu_t / mu_c - 1
-        se_rel = np.sqrt(v_t / mu_c**2 + mu_t**2 * v_c / mu_c**4)
-        reason = np.full(abs_lift.shape, None, dtype=object)
-        reason[(se == 0) & (n_c >= 2) & (n_t >= 2)] = "zero variance in both arms"
-        reason[mu_c[:, 0] == 0, :] = "control mean is zero: relative lift undefined"
-        reason[(n_t < 2) | np.broadcast_to(n_c < 2, n_t.shape)] = "fewer than 2 units in an arm"
-        reason[(n_t == 0) | np.broadcast_to(n_c == 0, n_t.shape)] = "no data in an arm"
-        ok = np.equal(reason, None)
-
-        t_crit = stdtrit(df, 1 - alpha / 2)
-        z = abs_lift / se
-        p_value = np.where(ok, np.minimum(1.0, 2 * stdtr(df, -np.abs(z))), 1.0)
-        abs_ci = _interval(abs_lift, t_crit * se)
-        rel_ci = _interval(rel_lift, t_crit * se_rel)
-
-        t = n_c + n_t
-        rho2 = (-2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)) / n_star
-        p_av = np.minimum(
-            1.0, np.sqrt(t * rho2 + 1) * np.exp(-(z**2) * t * rho2 / (2 * (t * rho2 + 1)))
-        )
-        p_av = np.where(ok, p_av, 1.0)
-        abs_cs = _interval(abs_lift, _cs_factor(t, rho2, alpha) * se)
-        rel_cs = _interval(rel_lift, _cs_factor(t, rho2, alpha) * se_rel)
-
-        # power for target_lift: the lift must clear the interval's half-width (in SEs)
-        z_power = norm.ppf(power)
-        target = target_lift * np.abs(mu_c)
-        if sequential:
-            crit = _cs_factor(t, rho2, alpha)
-            n_needed = t
-            for _ in range(30):  # the half-width grows like sqrt(log t): a fixed point
-                n_needed = t * ((_cs_factor(n_needed, rho2, alpha) + z_power) * se / target) ** 2
-        else:
-            crit = norm.isf(alpha / 2)
-            n_needed = t * ((crit + z_power) * se / target) ** 2
-        mde_rel = (crit + z_power) * se / np.abs(mu_c)
-        achieved = norm.cdf(target / se - crit)
-        n_remaining = np.maximum(0.0, np.ceil(n_needed - t))
-    nan_where_bad = {
-        "abs_lift": abs_lift,
-        "rel_lift": rel_lift,
-        "mde_rel": mde_rel,
-        "power": achieved,
-        "n_remaining": n_remaining,
-    }
-    cleaned = {k: np.where(ok, v, np.nan) for k, v in nan_where_bad.items()}
-    cleaned["abs_lift"] = np.where(np.isfinite(abs_lift), abs_lift, np.nan)
-    intervals = {
-        k: np.where(ok[..., None], v, np.nan)
-        for k, v in {"abs_ci": abs_ci, "rel_ci": rel_ci, "abs_cs": abs_cs, "rel_cs": rel_cs}.items()
-    }
-    return Comparisons(
-        n=n,
-        mean=mean,
-        var=var,
-        p_value=p_value,
-        p_always_valid=p_av,
-        reason=reason,
-        **cleaned,
-        **intervals,
-    )
-
-
-def _cs_factor(t: np.ndarray, rho2: float, alpha: float) -> np.ndarray:
-    """Half-width of the asymptotic confidence sequence in standard errors at size ``t``."""
-    tr = t * rho2
-    return np.sqrt(2 * (tr + 1) / tr * np.log(np.sqrt(tr + 1) / alpha))
-
-
-def _interval(center: np.ndarray, half: np.ndarray) -> np.ndarray:
-    return np.stack([center - half, center + half], axis=-1)
-
-
-# -- reading a recording ------------------------------------------------------------
-
-
-def _statistics(
-    recording: Recording, metrics: tuple[MetricSpec, ...], arms: list[str]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Per metric and arm: (n, mean, variance) arrays and each metric's label."""
-    missing = [m.name for m in metrics if m.kind != "latency" and m.denominator is None]
-    if missing:
-        raise SpecError(
-            f"metric(s) {missing} need a denominator in an experiment, e.g. "
-            "denominator='visitors', so arms of different sizes compare as rates."
-        )
-    frame = recording.frame
-    totals = (
-        frame.filter((pl.col("kind") == "counter") & pl.col("variant").is_in(arms))
-        .group_by("metric", "variant")
-        .agg(pl.col("value").sum())
-        .pivot(on="variant", index="metric", values="value")
-    )
-    names = {name: i for i, name in enumerate(totals["metric"].to_list())}
-    absent = len(names)  # the matrix's last row: zeros for names never recorded
-    matrix = np.zeros((absent + 1, len(arms)))
-    for j, arm in enumerate(arms):
-        if arm in totals.columns:
-            matrix[:absent, j] = totals[arm].fill_null(0.0).to_numpy()
-    events = matrix[[names.get(m.metric, absent) for m in metrics]]
-    exposure = matrix[[names.get(m.denominator or "", absent) for m in metrics]]
-    labels = [f"{m.metric}/{m.denominator}" for m in metrics]
-    latency = [i for i, m in enumerate(metrics) if m.kind == "latency"]
-    hist = _histograms(frame, {metrics[i].metric for i in latency}, arms) if latency else {}
-    for i in latency:
-        name = metrics[i].metric
-        edges, counts = hist.get(name, (np.zeros(0), np.zeros((len(arms), 0))))
-        events[i], exposure[i], edge = _slow_share(edges, counts)
-        labels[i] = f"{name} > {edge:g}" if edge is not None else name
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(exposure > 0, events / exposure, 0.0)
-    kinds = np.array([m.kind for m in metrics])
-    bernoulli = np.isin(kinds, ("ratio", "latency")) & np.all(rate <= 1, axis=1)
-    var = np.where(bernoulli[:, None], rate * (1 - rate), rate)
-    return exposure, rate, var, labels
-
-
-def _histograms(
-    frame: pl.DataFrame, names: set[str], arms: list[str]
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """metric → (sorted edges, arms × bins non-cumulative counts over the whole run)."""
-    rows = (
-        frame.filter((pl.col("kind") == "bucket") & pl.col("metric").is_in(list(names)))
-        .group_by("metric", "variant", "le")
-        .agg(pl.col("value").sum())
-    )
-    out = {}
-    for (metric,), part in rows.partition_by("metric", as_dict=True).items():
-        edges = np.sort(part["le"].unique().to_numpy())
-        cumulative = np.zeros((len(arms), len(edges)))
-        for variant, le, value in part.select("variant", "le", "value").iter_rows():
-            if variant in arms:
-                cumulative[arms.index(variant), np.searchsorted(edges, le)] = value
-        out[metric] = (edges, np.diff(cumulative, axis=1, prepend=0.0).clip(min=0.0))
-    return out
-
-
-def _slow_share(
-    edges: np.ndarray, counts: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """Requests above the edge at or above the control's p90, and all requests, per arm."""
-    exposure = counts.sum(axis=1)
-    if counts.size == 0 or exposure[0] == 0:
-        return np.zeros(len(counts)), exposure, None
-    share = np.cumsum(counts[0]) / exposure[0]
-    candidates = np.flatnonzero((share >= LATENCY_QUANTILE - 1e-12) & np.isfinite(edges))
-    if candidates.size == 0:
-        return np.zeros(len(counts)), exposure, None
-    j = int(candidates[0])
-    return counts[:, j + 1 :].sum(axis=1), exposure, float(edges[j])
-
-
 def _planned_shares(recording: Recording, arms: list[str], spec: ExperimentSpec) -> np.ndarray:
     """Planned traffic share per arm: the spec's, else the recorded weights, else equal."""
     if spec.planned_shares is not None:
@@ -378,355 +232,6 @@ def _planned_shares(recording: Recording, arms: list[str], spec: ExperimentSpec)
     return shares / shares.sum()
 
 
-# -- the report -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ExperimentReport:
-    """The comparisons of one experiment, the SRM check and the decision.
-
-    ``status`` is ``winner``, ``no-winner-yet``, ``no-detectable-difference`` (the
-    primary goal is powered for ``target_lift`` and shows nothing) or ``invalid``
-    (sample-ratio mismatch: the split differs from the plan, so no lift can be trusted).
-    """
-
-    control: str
-    arms: tuple[str, ...]
-    metrics: tuple[MetricSpec, ...]
-    roles: tuple[str, ...]
-    labels: tuple[str, ...]
-    comparisons: Comparisons
-    p_adjusted: np.ndarray
-    p_always_valid_adjusted: np.ndarray
-    srm_p_value: float
-    observed_split: tuple[float, ...]
-    planned_split: tuple[float, ...]
-    spec: ExperimentSpec
-    status: Status
-    winner: str | None
-    worse: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-    # -- views --------------------------------------------------------------------
-
-    def table(self) -> pl.DataFrame:
-        """One row per metric and treatment arm."""
-        c = self.comparisons
-        m_count, a_count = c.abs_lift.shape
-        rows = np.arange(m_count).repeat(a_count)
-        cols = np.tile(np.arange(a_count), m_count)
-        sig = self._significant()
-        return pl.DataFrame(
-            {
-                "metric": [self.metrics[i].name for i in rows],
-                "measure": [self.labels[i] for i in rows],
-                "role": [self.roles[i] for i in rows],
-                "arm": [self.arms[j] for j in cols],
-                "n_control": c.n[rows, 0],
-                "n_arm": c.n[rows, cols + 1],
-                "control_mean": c.mean[rows, 0],
-                "arm_mean": c.mean[rows, cols + 1],
-                "abs_lift": c.abs_lift.ravel(),
-                "abs_ci_low": c.abs_ci[..., 0].ravel(),
-                "abs_ci_high": c.abs_ci[..., 1].ravel(),
-                "rel_lift": c.rel_lift.ravel(),
-                "rel_ci_low": c.rel_ci[..., 0].ravel(),
-                "rel_ci_high": c.rel_ci[..., 1].ravel(),
-                "rel_cs_low": c.rel_cs[..., 0].ravel(),
-                "rel_cs_high": c.rel_cs[..., 1].ravel(),
-                "p_value": c.p_value.ravel(),
-                "p_adjusted": self.p_adjusted.ravel(),
-                "p_always_valid": c.p_always_valid.ravel(),
-                "p_always_valid_adjusted": self.p_always_valid_adjusted.ravel(),
-                "significant": sig.ravel(),
-                "mde_rel": c.mde_rel.ravel(),
-                "power": c.power.ravel(),
-                "n_remaining": c.n_remaining.ravel(),
-                "reason": [r for r in c.reason.ravel()],
-            },
-            strict=False,
-        )
-
-    def summary_frame(self) -> pl.DataFrame:
-        """One row per metric and arm in words and units, for people and terminals."""
-        c = self.comparisons
-        sequential = self.spec.sequential
-        interval = c.rel_cs if sequential else c.rel_ci
-        p = self.p_always_valid_adjusted if sequential else self.p_adjusted
-        sig = self._significant()
-        rows = []
-        for i, m in enumerate(self.metrics):
-            share = m.kind in ("ratio", "latency")
-            for j, arm in enumerate(self.arms):
-                low, high = interval[i, j]
-                rows.append(
-                    {
-                        "metric": self.labels[i] if m.kind == "latency" else m.name,
-                        "role": self.roles[i],
-                        "arm": arm,
-                        "control": _value(c.mean[i, 0], share),
-                        "arm value": _value(c.mean[i, j + 1], share),
-                        "lift": _html.percent(c.rel_lift[i, j], signed=True),
-                        "interval": f"{_html.percent(low, signed=True)} to "
-                        f"{_html.percent(high, signed=True)}",
-                        "p": _html.pvalue(p[i, j]),
-                        "status": self._words(i, j, bool(sig[i, j])),
-                    }
-                )
-        return pl.DataFrame(rows, schema=list(_SUMMARY_COLUMNS))
-
-    def _words(self, i: int, j: int, significant: bool) -> str:
-        """What one comparison means, in words."""
-        reason = self.comparisons.reason[i, j]
-        if reason is not None:
-            return f"no result: {reason}"
-        if self.roles[i] == "guardrail":
-            return "worse" if self.metrics[i].name in self.worse.get(self.arms[j], ()) else "ok"
-        if not significant:
-            return "no clear difference yet"
-        harmful = self.metrics[i].direction_or("increase")
-        up = self.comparisons.rel_lift[i, j] > 0
-        return "worse than control" if up == (harmful == "increase") else "beats control"
-
-    def _significant(self) -> np.ndarray:
-        p = self.p_always_valid_adjusted if self.spec.sequential else self.p_adjusted
-        return (p <= self.spec.alpha) & np.equal(self.comparisons.reason, None)
-
-    def summary(self) -> str:
-        """One plain sentence for a product team."""
-        split = (
-            "the traffic split is as planned"
-            if self.status != "invalid"
-            else (
-                "the traffic split is not as planned (observed "
-                + "/".join(f"{s:.1%}" for s in self.observed_split)
-                + " vs planned "
-                + "/".join(f"{s:.1%}" for s in self.planned_split)
-                + f", SRM p={self.srm_p_value:.2g}), so no result can be trusted yet"
-            )
-        )
-        goal = self._goal_index()
-        if goal is None:
-            return f"No goal metric to decide on; {split}."
-        name = self.metrics[goal].name
-        c = self.comparisons
-        kind = "always-valid" if self.spec.sequential else ""
-        level = f"{1 - self.spec.alpha:.0%} {kind} interval".replace("  ", " ")
-        if self.status == "winner":
-            j = self.arms.index(self.winner)
-            low, high = (c.rel_cs if self.spec.sequential else c.rel_ci)[goal, j]
-            verb = "raises" if c.rel_lift[goal, j] > 0 else "lowers"
-            head = (
-                f"{self.winner} {verb} {name} by {abs(c.rel_lift[goal, j]):.1%} "
-                f"({level} {low:+.1%} to {high:+.1%})"
-            )
-        elif self.status == "no-detectable-difference":
-            head = (
-                f"no arm changes {name} detectably (enough data to see a "
-                f"{self.spec.target_lift:.0%} change)"
-            )
-        else:
-            best = int(np.nanargmax(np.abs(np.nan_to_num(c.rel_lift[goal]))))
-            head = (
-                f"no winner yet on {name}: best so far {self.arms[best]} at "
-                f"{c.rel_lift[goal, best]:+.1%}"
-                + (
-                    f", about {c.n_remaining[goal, best]:,.0f} more units to see a "
-                    f"{self.spec.target_lift:.0%} change"
-                    if np.isfinite(c.n_remaining[goal, best])
-                    else ""
-                )
-            )
-        worse = sorted({m for arms in self.worse.values() for m in arms})
-        guard = (
-            "no guardrail metric got worse"
-            if not worse
-            else f"guardrail{'s' if len(worse) > 1 else ''} worse: {', '.join(worse)}"
-        )
-        text = f"{head}; {guard}; {split}."
-        return text[0].upper() + text[1:]
-
-    def _goal_index(self) -> int | None:
-        return self.roles.index("goal") if "goal" in self.roles else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: status, winner, SRM, summary and the per-metric table."""
-        return _jsonable(
-            {
-                "status": self.status,
-                "winner": self.winner,
-                "summary": self.summary(),
-                "control": self.control,
-                "arms": list(self.arms),
-                "srm": {
-                    "p_value": self.srm_p_value,
-                    "observed_split": list(self.observed_split),
-                    "planned_split": list(self.planned_split),
-                },
-                "alpha": self.spec.alpha,
-                "correction": self.spec.correction,
-                "sequential": self.spec.sequential,
-                "results": self.table().to_dicts(),
-            }
-        )
-
-    def __repr__(self) -> str:
-        try:
-            who = f" {self.winner}" if self.winner else ""
-            return (
-                f"<ExperimentReport {self.status}{who} · {len(self.metrics)} metrics × "
-                f"{len(self.arms)} arms vs {self.control} · SRM p={self.srm_p_value:.3g}>"
-            )
-        except Exception:  # a repr never raises
-            return "<ExperimentReport>"
-
-    @_html.never_raises
-    def _repr_html_(self) -> str:
-        """A card: status badge, the product-team sentence, the split, and the table."""
-        color = _html.DECISION_COLORS[STATUS_TONE[self.status]]
-        arms = ", ".join(self.arms)
-        title = _html.Html(
-            f"{_html.badge(self.status, color)} experiment: {_html.esc(arms)} vs "
-            f"{_html.esc(self.control)}"
-        )
-        split = " / ".join(
-            f"{_html.percent(o)} ({_html.percent(p)} planned)"
-            for o, p in zip(self.observed_split, self.planned_split, strict=False)
-        )
-        facts = _html.kv_table(
-            {
-                "result": self.summary(),
-                "traffic split": f"{split}, SRM p={_html.pvalue(self.srm_p_value)}",
-            }
-        )
-        return _html.card(title, facts, self.details_html())
-
-    def details_html(self) -> _html.Html:
-        """Every metric and arm in one compact table, with the interval and p-value the
-        decision used (always-valid when the experiment is sequential)."""
-        sequential = self.spec.sequential
-        low, high = ("rel_cs_low", "rel_cs_high") if sequential else ("rel_ci_low", "rel_ci_high")
-        p = "p_always_valid_adjusted" if sequential else "p_adjusted"
-        rows = (
-            (
-                r["metric"],
-                r["role"],
-                r["arm"],
-                _html.num(r["control_mean"], 4),
-                _html.num(r["arm_mean"], 4),
-                _html.percent(r["rel_lift"], signed=True),
-                f"{_html.percent(r[low], signed=True)} to {_html.percent(r[high], signed=True)}",
-                _html.pvalue(r[p]),
-                "yes" if r["significant"] else "no",
-                _html.percent(r["power"], 0),
-                _html.num(r["n_remaining"]),
-                r["reason"] or "",
-            )
-            for r in self.table().iter_rows(named=True)
-        )
-        columns = (
-            "metric",
-            "role",
-            "arm",
-            "control mean",
-            "arm mean",
-            "lift",
-            "always-valid interval" if sequential else "interval",
-            "p (adjusted)",
-            "significant",
-            "power",
-            "more units needed",
-            "note",
-        )
-        return _html.table(columns, rows, numeric=columns[3:8] + columns[9:11])
-
-
-_SUMMARY_COLUMNS = (
-    "metric",
-    "role",
-    "arm",
-    "control",
-    "arm value",
-    "lift",
-    "interval",
-    "p",
-    "status",
-)
-
-
-def _value(x: float, share: bool) -> str:
-    """A rate as a percent when it is a share of units, else as a number per unit."""
-    return _html.percent(x, 2) if share else _html.num(x, 4)
-
-
-def experiment(
-    recording: Recording, spec: ExperimentSpec | Spec | Mapping[str, Any] | str | Path | None = None
-) -> ExperimentReport:
-    """Compare every arm of ``recording`` with its control on goals and guardrails.
-
-    ``spec`` is an :class:`ExperimentSpec`, or anything :meth:`Spec.load` reads (a
-    ``Spec``, dict, YAML text or file), whose metrics become the guardrails (gauges are
-    skipped: experiments compare counts) and whose ``alpha`` is used; the goal is then
-    ``conversions``/``visitors`` when recorded.
-    """
-    if spec is not None and not isinstance(spec, ExperimentSpec):
-        spec = Spec.load(spec)
-    espec = _default_spec(recording, spec)
-    control = recording.control
-    arms = [a for a in recording.treatments]
-    if not arms:
-        raise SpecError(
-            f"the recording has only the control {control!r}; an experiment needs at least "
-            "two arms (set meta['roles'] = {'control': ..., 'treatment': [...]})."
-        )
-    metrics = tuple(espec.goals or ()) + tuple(espec.guardrails or ())
-    roles = ("goal",) * len(espec.goals or ()) + ("guardrail",) * len(espec.guardrails or ())
-    everyone = [control, *arms]
-    n, mean, var, labels = _statistics(recording, metrics, everyone)
-    comparisons = compare(
-        n,
-        mean,
-        var,
-        alpha=espec.alpha,
-        power=espec.power,
-        target_lift=espec.target_lift,
-        n_star=espec.n_star,
-        sequential=espec.sequential,
-    )
-    p_adj = _adjust(comparisons.p_value, espec.correction)
-    p_av_adj = _adjust(comparisons.p_always_valid, espec.correction)
-
-    exposure_metric = _exposure_counter(metrics)
-    units = _unit_counts(recording, exposure_metric, everyone)
-    planned = _planned_shares(recording, everyone, espec)
-    srm_p = float(srm(units, planned).p_value) if units.sum() > 0 else 1.0
-    observed = units / units.sum() if units.sum() > 0 else np.full(len(everyone), np.nan)
-
-    report = ExperimentReport(
-        control=control,
-        arms=tuple(arms),
-        metrics=metrics,
-        roles=roles,
-        labels=tuple(labels),
-        comparisons=comparisons,
-        p_adjusted=p_adj,
-        p_always_valid_adjusted=p_av_adj,
-        srm_p_value=srm_p,
-        observed_split=tuple(observed.tolist()),
-        planned_split=tuple(planned.tolist()),
-        spec=espec,
-        status="no-winner-yet",
-        winner=None,
-    )
-    status, winner, worse = _decide(report)
-    return replace(report, status=status, winner=winner, worse=worse)
-
-
-def _adjust(p: np.ndarray, method: str) -> np.ndarray:
-    if p.size == 0:
-        return p.copy()
-    return np.asarray(adjust(p.ravel(), method)).reshape(p.shape)
-
-
 def _exposure_counter(metrics: tuple[MetricSpec, ...]) -> str:
     """The counter whose totals are the experiment's units (the goal's denominator)."""
     for m in metrics:
@@ -745,40 +250,811 @@ def _unit_counts(recording: Recording, metric: str, arms: list[str]) -> np.ndarr
     return np.array([found.get(a, 0.0) for a in arms], dtype=float)
 
 
-def _decide(report: ExperimentReport) -> tuple[Status, str | None, dict[str, tuple[str, ...]]]:
-    """Status, winner and, per arm, the guardrails that got significantly worse."""
-    spec, c = report.spec, report.comparisons
-    ok = np.equal(c.reason, None)
-    p_own = c.p_always_valid if spec.sequential else c.p_value
-    interval = c.rel_cs if spec.sequential else c.rel_ci
-    worse: dict[str, tuple[str, ...]] = {}
+# -- counts per time bucket ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Events and exposure per metric, arm (control first) and time bucket."""
+
+    times: pl.Series
+    events: np.ndarray  # (M, V, T)
+    exposure: np.ndarray  # (M, V, T)
+    labels: tuple[str, ...]
+    binomial: np.ndarray  # (M,) rates are shares of units
+
+
+def _counts(
+    recording: Recording, metrics: tuple[MetricSpec, ...], arms: list[str], bucket_s: float | None
+) -> Counts:
+    """Count every metric per arm and time bucket; latency as the slow share."""
+    missing = [m.name for m in metrics if m.kind != "latency" and m.denominator is None]
+    if missing:
+        raise SpecError(
+            f"metric(s) {missing} need a denominator in an experiment, e.g. "
+            "denominator='visitors', so arms of different sizes compare as rates."
+        )
+    frame = recording.frame
+    times = frames.time_buckets(frame, bucket_s)
+    names = [m.metric for m in metrics] + [m.denominator or "" for m in metrics]
+    both = frames.counter_buckets(frame, names, arms, times, bucket_s=bucket_s)
+    events, exposure = both[: len(metrics)], both[len(metrics) :]
+    labels = [f"{m.metric}/{m.denominator}" for m in metrics]
+    for i, m in enumerate(metrics):
+        if m.kind == "latency":
+            edges, counts = frames.histogram_buckets(
+                frame, m.metric, arms, times, bucket_s=bucket_s
+            )
+            events[i], exposure[i], edge = _slow_share(edges, counts)
+            labels[i] = f"{m.metric} > {edge:g}" if edge is not None else m.metric
+    with np.errstate(divide="ignore", invalid="ignore"):
+        total = exposure.sum(axis=-1)
+        rate = np.where(total > 0, events.sum(axis=-1) / total, 0.0)
+    kinds = np.array([m.kind for m in metrics])
+    binomial = np.isin(kinds, ("ratio", "latency")) & np.all(rate <= 1, axis=1)
+    return Counts(times, events, exposure, tuple(labels), binomial)
+
+
+def _slow_share(
+    edges: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """Requests above the edge at or above the control's p90, and all requests, per arm
+    and bucket (``counts`` is arms × buckets × bins)."""
+    exposure = counts.sum(axis=-1)
+    control = counts[0].sum(axis=0) if counts.size else np.zeros(0)
+    if counts.size == 0 or control.sum() == 0:
+        return np.zeros(exposure.shape), exposure, None
+    share = np.cumsum(control) / control.sum()
+    candidates = np.flatnonzero((share >= LATENCY_QUANTILE - 1e-12) & np.isfinite(edges))
+    if candidates.size == 0:
+        return np.zeros(exposure.shape), exposure, None
+    j = int(candidates[0])
+    return counts[..., j + 1 :].sum(axis=-1), exposure, float(edges[j])
+
+
+# -- every look at once ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comparisons:
+    """Every metric × treatment arm against the control, at the last look (M, A) and
+    over the looks (M, A, T); ``n``/``mean``/``var`` have the control in column 0.
+
+    ``rel_ci``/``rel_cs`` are the intervals decisions use: goals at the level of their
+    adjusted p-value, guardrails two-sided at ``2 * guardrail_alpha`` (each side a
+    one-sided bound); ``*_unadjusted`` are plain ``1 - alpha`` intervals.
+    """
+
+    times: pl.Series
+    n: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    dispersion: np.ndarray  # (M, V): variance / the Poisson-binomial variance
+    variance_note: tuple[str, ...]
+    abs_lift: np.ndarray
+    abs_ci: np.ndarray
+    rel_lift: np.ndarray
+    rel_se: np.ndarray
+    rel_ci: np.ndarray
+    rel_ci_unadjusted: np.ndarray
+    rel_cs: np.ndarray
+    rel_cs_unadjusted: np.ndarray
+    p_value: np.ndarray
+    p_always_valid: np.ndarray
+    p_always_valid_now: np.ndarray
+    p_noninferiority: np.ndarray
+    mde_rel: np.ndarray
+    power: np.ndarray
+    n_remaining: np.ndarray
+    reason: np.ndarray  # object array of str | None
+    mean_t: np.ndarray  # (M, V, T) cumulative rates
+    rel_lift_t: np.ndarray  # (M, A, T)
+    rel_cs_t: np.ndarray  # (M, A, T, 2) the decision sequence, running intersection
+
+
+def _variance(counts: Counts, method: Variance) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-unit variance at every look (M, V, T), the looks where the data's own
+    variance is used (M, T), and the dispersion factor (M, V, T)."""
+    x = np.cumsum(counts.exposure, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(x > 0, np.cumsum(counts.events, axis=-1) / x, 0.0)
+    share = counts.binomial[:, None, None] & (rate <= 1)
+    base = np.where(share, rate * (1 - rate), rate)
+    if method == "quasi-poisson":
+        phi, dof = quasi_poisson_dispersion(
+            counts.events, counts.exposure, binomial=counts.binomial
+        )
+        enough = dof >= MIN_DISPERSION_DOF
+        factor = np.broadcast_to(np.where(enough, np.fmax(phi, 1.0), 1.0)[:, None], base.shape)
+    elif method == "batch-means":
+        own, dof = batch_means_variance(counts.events, counts.exposure)
+        enough = np.all(dof >= MIN_DISPERSION_DOF, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.where(enough[:, None], np.fmax(own / base, 1.0), 1.0)
+        factor = np.where(np.isfinite(factor), factor, 1.0)
+    else:
+        enough = np.zeros(base[:, 0].shape, dtype=bool)
+        factor = np.ones(base.shape)
+    return base * factor, enough, factor
+
+
+def _variance_note(method: Variance, enough: bool, factor: float) -> str:
+    if method == "poisson":
+        return "poisson/binomial"
+    if not enough:
+        return f"poisson/binomial (too few time buckets for {method})"
+    return f"{method} (x{factor:.2f} the poisson/binomial variance)"
+
+
+def _compare(counts: Counts, roles: tuple[str, ...], metrics, spec: ExperimentSpec) -> Comparisons:
+    """Every comparison at every look, the corrections and the decision intervals."""
+    x = np.cumsum(counts.exposure, axis=-1)  # (M, V, T)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_t = np.where(x > 0, np.cumsum(counts.events, axis=-1) / x, 0.0)
+    var_t, enough, factor = _variance(counts, spec.variance)
+    last = x.shape[-1] - 1 if x.shape[-1] else None
+    if last is None:  # an empty recording: one empty look
+        x, mean_t, var_t = (np.zeros((*a.shape[:2], 1)) for a in (x, mean_t, var_t))
+        enough, factor, last = np.zeros((x.shape[0], 1), bool), np.ones(x.shape), 0
+    cells = (x[:, :1], mean_t[:, :1], var_t[:, :1], x[:, 1:], mean_t[:, 1:], var_t[:, 1:])
+    rel_t = welch_arrays(*cells, alpha=spec.alpha, relative=True)
+    n, mean, var = x[..., last], mean_t[..., last], var_t[..., last]
+    now = tuple(c[..., last] for c in cells)
+    absolute = welch_arrays(*now, alpha=spec.alpha)
+    rel = welch_arrays(*now, alpha=spec.alpha, relative=True)
+    reason = _reasons(n, mean, rel.std_error)
+    ok = np.equal(reason, None)
+
+    rho2 = asymptotic_rho2(spec.alpha, spec.n_star)
+    t = x[:, :1] + x[:, 1:]
+    looks = np.broadcast_to((enough | (np.arange(x.shape[-1]) == last))[:, None], t.shape)
+    z_t = rel_t.estimate / rel_t.std_error
+    p_av_t = np.where(np.isfinite(z_t), always_valid_p(z_t, t, rho2), 1.0)
+    p_av = np.where(ok, running_min(p_av_t, looks)[..., last], 1.0)
+    p_fixed = np.where(ok, rel.p_value, 1.0)
+
+    # guardrails: one-sided p-value of "harm at least the margin"
+    harm = np.array([_harm_sides(m) for m in metrics])  # (M, 2): increase, decrease
+    margin = np.array([spec.margin(m) for m in metrics])
+    p_ni_t = _noninferiority_p(rel_t, margin, harm, t, rho2, sequential=True)
+    p_ni_seq = running_min(p_ni_t, looks)[..., last]
+    p_ni_fixed = _noninferiority_p(rel, margin, harm, n[:, :1] + n[:, 1:], rho2, sequential=False)
+    p_ni = np.where(ok, p_ni_seq if spec.sequential else p_ni_fixed, 1.0)
+
+    # decision levels: goals consistent with their adjusted p, guardrails one-sided
+    goal = np.array([r == "goal" for r in roles])
+    level = np.where(goal[:, None], spec.alpha, 2 * spec.guardrail_alpha) * np.ones(p_av.shape)
+    for p, sequential in ((p_av, True), (p_fixed, False)):
+        if sequential == spec.sequential and goal.any():
+            level[goal] = _adjusted_level(p[goal], spec.alpha, spec.correction)
+    rel_ci = welch_arrays(*now, alpha=level, relative=True).ci
+    half_t = cs_half_width(t, level[..., None], rho2) * rel_t.std_error
+    rel_cs_t = running_intersection(interval(rel_t.estimate, half_t), looks)
+    plain_half = cs_half_width(t, spec.alpha, rho2) * rel_t.std_error
+    rel_cs_plain = running_intersection(interval(rel_t.estimate, plain_half), looks)[..., last, :]
+
+    mde, achieved, remaining = _power(rel.std_error, n[:, :1] + n[:, 1:], spec, rho2)
+    blank = np.where(ok, 1.0, np.nan)
+    notes = tuple(
+        _variance_note(spec.variance, bool(enough[i, last]), float(np.max(factor[i, :, last])))
+        for i in range(len(metrics))
+    )
+    return Comparisons(
+        times=counts.times,
+        n=n,
+        mean=mean,
+        var=var,
+        dispersion=factor[..., last],
+        variance_note=notes,
+        abs_lift=np.where(np.isfinite(absolute.estimate), absolute.estimate, np.nan),
+        abs_ci=absolute.ci * blank[..., None],
+        rel_lift=rel.estimate * blank,
+        rel_se=rel.std_error * blank,
+        rel_ci=rel_ci * blank[..., None],
+        rel_ci_unadjusted=rel.ci * blank[..., None],
+        rel_cs=rel_cs_t[..., last, :] * blank[..., None],
+        rel_cs_unadjusted=rel_cs_plain * blank[..., None],
+        p_value=p_fixed,
+        p_always_valid=p_av,
+        p_always_valid_now=np.where(ok, p_av_t[..., last], 1.0),
+        p_noninferiority=p_ni,
+        mde_rel=mde * blank,
+        power=achieved * blank,
+        n_remaining=remaining * blank,
+        reason=reason,
+        mean_t=mean_t,
+        rel_lift_t=rel_t.estimate,
+        rel_cs_t=rel_cs_t,
+    )
+
+
+def _reasons(n: np.ndarray, mean: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """Why a comparison has no result (None where it has one), per metric and arm."""
+    n_c, n_t, mu_c = n[:, :1], n[:, 1:], mean[:, :1]
+    reason = np.full(n_t.shape, None, dtype=object)
+    reason[~(se > 0) & (n_t >= 2) & (n_c >= 2)] = "zero variance in both arms"
+    reason[np.broadcast_to(mu_c == 0, n_t.shape)] = "control mean is zero: relative lift undefined"
+    reason[(n_t < 2) | np.broadcast_to(n_c < 2, n_t.shape)] = "fewer than 2 units in an arm"
+    reason[(n_t == 0) | np.broadcast_to(n_c == 0, n_t.shape)] = "no data in an arm"
+    return reason
+
+
+def _harm_sides(metric: MetricSpec) -> tuple[bool, bool]:
+    """Whether an increase, and whether a decrease, of ``metric`` is harmful."""
+    direction = metric.direction_or("increase")
+    return direction in ("increase", "either"), direction in ("decrease", "either")
+
+
+def _noninferiority_p(
+    welch: Any,
+    margin: np.ndarray,
+    harm: np.ndarray,
+    t: np.ndarray,
+    rho2: float,
+    *,
+    sequential: bool,
+) -> np.ndarray:
+    """One-sided p-value of "the harm is at least ``margin``" (small: not worse), the
+    larger over the harmful sides; always-valid (the CS's p halved) when ``sequential``."""
+    shape = (slice(None),) + (None,) * (welch.estimate.ndim - 1)
+    out = np.zeros(welch.estimate.shape)
+    for side, sign in ((0, 1.0), (1, -1.0)):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (margin[shape] - sign * welch.estimate) / welch.std_error
+            if sequential:
+                p = np.where(z > 0, always_valid_p(z, t, rho2) / 2, 1.0)
+            else:
+                p = stdtr(welch.df, -z)
+        p = np.where(np.isfinite(z), p, 1.0)
+        out = np.where(harm[:, side][shape], np.maximum(out, p), out)
+    return out
+
+
+def _adjusted_level(p: np.ndarray, alpha: float, method: str) -> np.ndarray:
+    """The per-comparison level at which each p-value meets its adjusted p-value:
+    ``alpha * p / p_adjusted`` (an interval at this level excludes zero exactly when
+    the adjusted p-value is at most ``alpha``); ``alpha / m`` where p is zero."""
+    adjusted = _adjust(p, method)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level = np.where(adjusted > 0, alpha * p / adjusted, alpha / max(p.size, 1))
+    return np.clip(level, 1e-300, alpha)
+
+
+def _adjust(p: np.ndarray, method: str) -> np.ndarray:
+    if p.size == 0:
+        return p.copy()
+    return np.asarray(adjust(p.ravel(), method)).reshape(p.shape)
+
+
+def _power(
+    se: np.ndarray, t: np.ndarray, spec: ExperimentSpec, rho2: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MDE, power for ``target_lift`` and the units still needed, from the relative SE.
+
+    The lift must clear the decision interval's half-width: the confidence sequence's
+    when sequential (its half-width at the needed size comes from a fixed point, as it
+    grows like sqrt(log t)), the fixed-horizon normal one otherwise.
+    """
+    z_power = norm.ppf(spec.power)
+    target = spec.target_lift
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if spec.sequential:
+            crit = cs_half_width(t, spec.alpha, rho2)
+            needed = t
+            for _ in range(30):
+                needed = (
+                    t * ((cs_half_width(needed, spec.alpha, rho2) + z_power) * se / target) ** 2
+                )
+        else:
+            crit = norm.isf(spec.alpha / 2)
+            needed = t * ((crit + z_power) * se / target) ** 2
+        mde = (crit + z_power) * se
+        achieved = norm.cdf(target / se - crit)
+        remaining = np.maximum(0.0, np.ceil(needed - t))
+    return mde, achieved, remaining
+
+
+# -- the report -----------------------------------------------------------------------
+
+_SUMMARY_COLUMNS = (
+    "metric",
+    "role",
+    "arm",
+    "control",
+    "arm value",
+    "lift",
+    "interval",
+    "p",
+    "status",
+)
+
+
+@dataclass(frozen=True)
+class ExperimentReport:
+    """The comparisons of one experiment, the SRM check and the decision.
+
+    ``status`` is ``winner``, ``no-winner-yet``, ``no-detectable-difference`` (every
+    arm's primary-goal interval lies inside ``± equivalence_margin``) or ``invalid``
+    (sample-ratio mismatch: the split differs from the plan, so no lift can be
+    trusted). ``beat_control``: the arms shown better than the control on the primary
+    goal. ``guardrails``: per arm, each guardrail's ``worse``, ``not worse`` or
+    ``unproven``; ``worse`` keeps, per arm, the guardrails shown worse.
+    """
+
+    control: str
+    arms: tuple[str, ...]
+    metrics: tuple[MetricSpec, ...]
+    roles: tuple[str, ...]
+    labels: tuple[str, ...]
+    comparisons: Comparisons
+    p_adjusted: np.ndarray
+    p_always_valid_adjusted: np.ndarray
+    srm_p_value: float
+    observed_split: tuple[float, ...]
+    planned_split: tuple[float, ...]
+    spec: ExperimentSpec
+    status: Status = "no-winner-yet"
+    winner: str | None = None
+    worse: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    guardrails: dict[str, dict[str, str]] = field(default_factory=dict)
+    beat_control: tuple[str, ...] = ()
+    runner_up: str | None = None
+    title: str | None = None
+
+    # -- decisions ------------------------------------------------------------------
+
+    def _significant(self) -> np.ndarray:
+        """Goals only: the adjusted p-value (always-valid when sequential) is at most alpha."""
+        p = self.p_always_valid_adjusted if self.spec.sequential else self.p_adjusted
+        goal = np.array([r == "goal" for r in self.roles])[:, None]
+        return goal & (p <= self.spec.alpha) & np.equal(self.comparisons.reason, None)
+
+    def _interval(self) -> np.ndarray:
+        """The decision interval per metric and arm (M, A, 2)."""
+        c = self.comparisons
+        return c.rel_cs if self.spec.sequential else c.rel_ci
+
+    def _good_sign(self, i: int) -> float:
+        """+1 when an increase of metric ``i`` is the good direction, else -1."""
+        return -1.0 if self.metrics[i].direction_or("increase") == "increase" else 1.0
+
+    def _goal_index(self) -> int | None:
+        return self.roles.index("goal") if "goal" in self.roles else None
+
+    def _equivalent(self, i: int, j: int) -> bool:
+        low, high = self._interval()[i, j]
+        margin = self.spec.equivalence
+        return bool(-margin < low and high < margin)
+
+    @property
+    def posterior(self):
+        """The Bayesian view of every relative lift, in each metric's good direction
+        (see :func:`rolloutlab.stats.bayes.gaussian_posterior`)."""
+        c = self.comparisons
+        sign = np.array([self._good_sign(i) for i in range(len(self.metrics))])[:, None]
+        return gaussian_posterior(
+            sign * c.rel_lift,
+            c.rel_se,
+            prior_mean=self.spec.prior_mean,
+            prior_var=self.spec.prior_var,
+            alpha=self.spec.alpha,
+        )
+
+    # -- views ----------------------------------------------------------------------
+
+    def table(self) -> pl.DataFrame:
+        """One row per metric and treatment arm, every number the report has."""
+        c = self.comparisons
+        m_count, a_count = c.rel_lift.shape
+        rows = np.arange(m_count).repeat(a_count)
+        cols = np.tile(np.arange(a_count), m_count)
+        post = self.posterior
+        sign = np.array([self._good_sign(i) for i in rows])
+        sig = self._significant()
+        status = [self._words(i, j) for i, j in zip(rows, cols, strict=True)]
+        flat = {
+            "abs_ci": c.abs_ci,
+            "rel_ci": c.rel_ci,
+            "rel_ci_unadjusted": c.rel_ci_unadjusted,
+            "rel_cs": c.rel_cs,
+            "rel_cs_unadjusted": c.rel_cs_unadjusted,
+        }
+        bounds = {
+            f"{name}_{end}": values[..., k].ravel()
+            for name, values in flat.items()
+            for k, end in enumerate(("low", "high"))
+        }
+        credible = sign[:, None] * post.ci.reshape(-1, 2)
+        return pl.DataFrame(
+            {
+                "metric": [self.metrics[i].name for i in rows],
+                "measure": [self.labels[i] for i in rows],
+                "role": [self.roles[i] for i in rows],
+                "arm": [self.arms[j] for j in cols],
+                "n_control": c.n[rows, 0],
+                "n_arm": c.n[rows, cols + 1],
+                "control_mean": c.mean[rows, 0],
+                "arm_mean": c.mean[rows, cols + 1],
+                "abs_lift": c.abs_lift.ravel(),
+                "rel_lift": c.rel_lift.ravel(),
+                **bounds,
+                "p_value": c.p_value.ravel(),
+                "p_adjusted": self.p_adjusted.ravel(),
+                "p_always_valid": c.p_always_valid.ravel(),
+                "p_always_valid_now": c.p_always_valid_now.ravel(),
+                "p_always_valid_adjusted": self.p_always_valid_adjusted.ravel(),
+                "significant": sig.ravel(),
+                "margin": [
+                    self.spec.margin(self.metrics[i]) if self.roles[i] == "guardrail" else None
+                    for i in rows
+                ],
+                "p_noninferiority": [
+                    c.p_noninferiority[i, j] if self.roles[i] == "guardrail" else None
+                    for i, j in zip(rows, cols, strict=True)
+                ],
+                "status": status,
+                "chance_to_beat_control": post.chance_to_win.ravel(),
+                "expected_loss": post.risk_treatment.ravel(),
+                "credible_low": np.minimum(credible[:, 0], credible[:, 1]),
+                "credible_high": np.maximum(credible[:, 0], credible[:, 1]),
+                "variance": [c.variance_note[i] for i in rows],
+                "dispersion": c.dispersion[rows, cols + 1],
+                "mde_rel": c.mde_rel.ravel(),
+                "power": c.power.ravel(),
+                "n_remaining": c.n_remaining.ravel(),
+                "reason": list(c.reason.ravel()),
+            },
+            strict=False,
+        )
+
+    def summary_frame(self) -> pl.DataFrame:
+        """One row per metric and arm in words and units, for people and terminals: the
+        interval and p-value are the ones the decision used (adjusted for the goals,
+        one-sided non-inferiority for guardrails; always-valid when sequential)."""
+        c = self.comparisons
+        interval_ = self._interval()
+        p_goal = self.p_always_valid_adjusted if self.spec.sequential else self.p_adjusted
+        rows = []
+        for i, m in enumerate(self.metrics):
+            share = bool(m.kind in ("ratio", "latency") and np.all(c.mean[i] <= 1))
+            guard = self.roles[i] == "guardrail"
+            for j, arm in enumerate(self.arms):
+                low, high = interval_[i, j]
+                rows.append(
+                    {
+                        "metric": self.labels[i] if m.kind == "latency" else m.name,
+                        "role": self.roles[i],
+                        "arm": arm,
+                        "control": _value(c.mean[i, 0], share),
+                        "arm value": _value(c.mean[i, j + 1], share),
+                        "lift": _html.percent(c.rel_lift[i, j], signed=True),
+                        "interval": f"{_html.percent(low, signed=True)} to "
+                        f"{_html.percent(high, signed=True)}",
+                        "p": _html.pvalue(c.p_noninferiority[i, j] if guard else p_goal[i, j]),
+                        "status": self._words(i, j),
+                    }
+                )
+        return pl.DataFrame(rows, schema=list(_SUMMARY_COLUMNS))
+
+    def _words(self, i: int, j: int) -> str:
+        """What one comparison means, in words."""
+        reason = self.comparisons.reason[i, j]
+        if reason is not None:
+            return f"no result: {reason}"
+        if self.roles[i] == "guardrail":
+            margin = _html.percent(self.spec.margin(self.metrics[i]), 0)
+            state = self.guardrails.get(self.arms[j], {}).get(self.metrics[i].name)
+            return {
+                "worse": "worse than control",
+                "not worse": f"not worse (by more than {margin})",
+                "unproven": f"not yet shown within {margin}",
+            }.get(state or "", "")
+        if self._significant()[i, j]:
+            good = self.comparisons.rel_lift[i, j] * self._good_sign(i) > 0
+            return "beats control" if good else "worse than control"
+        if self._equivalent(i, j):
+            return f"no difference beyond ±{_html.percent(self.spec.equivalence, 0)}"
+        return "no clear difference yet"
+
+    def summary(self) -> str:
+        """A few plain sentences for a product team."""
+        if self.status == "invalid":
+            split = (
+                "/".join(f"{s:.1%}" for s in self.observed_split)
+                + " vs planned "
+                + "/".join(f"{s:.1%}" for s in self.planned_split)
+            )
+            return (
+                f"Invalid: the traffic split is not as planned ({split}, sample-ratio test "
+                f"p={self.srm_p_value:.2g}); assignment or logging is broken somewhere, so "
+                "no result can be trusted until it is fixed."
+            )
+        goal = self._goal_index()
+        if goal is None:
+            return "No goal metric to decide on; the traffic split is as planned."
+        name = self.metrics[goal].name
+        c = self.comparisons
+        kind = "always-valid " if self.spec.sequential else ""
+        meaning = (
+            "the range the true lift is in, even when checked every day"
+            if self.spec.sequential
+            else "the range the true lift is in"
+        )
+        if self.status == "winner":
+            j = self.arms.index(self.winner)
+            low, high = self._interval()[goal, j]
+            verb = "raises" if c.rel_lift[goal, j] > 0 else "lowers"
+            chance = _chance(self.posterior.chance_to_win[goal, j])
+            head = (
+                f"{self.winner} {verb} {name} by {abs(c.rel_lift[goal, j]):.1%} "
+                f"({kind}interval {low:+.1%} to {high:+.1%}: {meaning}; chance "
+                f"{self.winner} beats {self.control}: {chance})"
+            )
+        elif self.status == "no-detectable-difference":
+            ranges = ", ".join(
+                f"{a} {lo:+.1%} to {hi:+.1%}"
+                for a, (lo, hi) in zip(self.arms, self._interval()[goal], strict=True)
+            )
+            head = (
+                f"no arm changes {name} by more than ±{self.spec.equivalence:.0%} "
+                f"(every interval lies inside that band: {ranges})"
+            )
+        else:
+            head = self._no_winner_words(goal, name)
+        guard = self._guardrail_words()
+        text = f"{head}. {guard} The traffic split is as planned."
+        return text[0].upper() + text[1:]
+
+    def _no_winner_words(self, goal: int, name: str) -> str:
+        c = self.comparisons
+        if len(self.beat_control) > 1 and self.runner_up:
+            best = self.beat_control[0]
+            return (
+                f"no winner yet on {name}: {_and(self.beat_control)} beat {self.control}; "
+                f"the best, {best} ({c.rel_lift[goal, self.arms.index(best)]:+.1%}), is not "
+                f"yet distinguishable from {self.runner_up} "
+                f"({c.rel_lift[goal, self.arms.index(self.runner_up)]:+.1%})"
+            )
+        if self.beat_control:
+            arm = self.beat_control[0]
+            states = self.guardrails.get(arm, {})
+            worse = [m for m, s in states.items() if s == "worse"]
+            unproven = [m for m, s in states.items() if s == "unproven"]
+            why = (
+                f"{_and(tuple(worse))} got worse"
+                if worse
+                else f"{_and(tuple(unproven))} is not yet shown to stay within its margin"
+            )
+            return (
+                f"no winner yet on {name}: {arm} beats {self.control} "
+                f"({c.rel_lift[goal, self.arms.index(arm)]:+.1%}) but {why}"
+            )
+        lifts = np.nan_to_num(c.rel_lift[goal] * self._good_sign(goal), nan=-np.inf)
+        best = int(np.argmax(lifts))
+        more = c.n_remaining[goal, best]
+        return f"no winner yet on {name}: best so far {self.arms[best]} at " + (
+            f"{c.rel_lift[goal, best]:+.1%}"
+            + (
+                f", about {more:,.0f} more units to see a {self.spec.target_lift:.0%} change"
+                if np.isfinite(more) and more > 0
+                else ""
+            )
+        )
+
+    def _guardrail_words(self) -> str:
+        worse = sorted({m for arms in self.worse.values() for m in arms})
+        unproven = sorted(
+            {m for states in self.guardrails.values() for m, s in states.items() if s == "unproven"}
+        )
+        if not self.guardrails or not any(self.guardrails.values()):
+            return "No guardrail metric."
+        parts = []
+        if worse:
+            parts.append(f"Guardrail{'s' if len(worse) > 1 else ''} worse: {', '.join(worse)}.")
+        if unproven:
+            parts.append(
+                f"Not yet shown to stay within their margin: {', '.join(unproven)} "
+                "(more data will tell)."
+            )
+        return " ".join(parts) or "No guardrail metric got worse beyond its margin."
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: status, winner, SRM, summary and the per-metric table."""
+        return _jsonable(
+            {
+                "status": self.status,
+                "winner": self.winner,
+                "beat_control": list(self.beat_control),
+                "summary": self.summary(),
+                "control": self.control,
+                "arms": list(self.arms),
+                "srm": {
+                    "p_value": self.srm_p_value,
+                    "observed_split": list(self.observed_split),
+                    "planned_split": list(self.planned_split),
+                },
+                "alpha": self.spec.alpha,
+                "guardrail_alpha": self.spec.guardrail_alpha,
+                "correction": self.spec.correction,
+                "sequential": self.spec.sequential,
+                "variance": self.spec.variance,
+                "guardrails": self.guardrails,
+                "results": self.table().to_dicts(),
+            }
+        )
+
+    def __repr__(self) -> str:
+        try:
+            who = f" {self.winner}" if self.winner else ""
+            return (
+                f"<ExperimentReport {self.status}{who} · {len(self.metrics)} metrics × "
+                f"{len(self.arms)} arms vs {self.control} · SRM p={self.srm_p_value:.3g}>"
+            )
+        except Exception:  # a repr never raises
+            return "<ExperimentReport>"
+
+    @_html.never_raises
+    def _repr_html_(self) -> str:
+        """The notebook card (built in :mod:`rolloutlab.views.experiment`)."""
+        from rolloutlab.views.experiment import card
+
+        return card(self)
+
+
+def _and(names: tuple[str, ...]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _chance(x: float) -> str:
+    """A probability in words-friendly form: never a flat 100% or 0%."""
+    return ">99.9%" if x > 0.999 else "<0.1%" if x < 0.001 else f"{x:.1%}"
+
+
+def _value(x: float, share: bool) -> str:
+    """A rate as a percent when it is a share of units, else as a number per unit."""
+    return _html.percent(x, 2) if share else _html.num(x, 4)
+
+
+def experiment(
+    recording: Recording,
+    spec: ExperimentSpec | Spec | Mapping[str, Any] | str | Path | None = None,
+    *,
+    title: str | None = None,
+) -> ExperimentReport:
+    """Compare every arm of ``recording`` with its control on goals and guardrails.
+
+    ``spec`` is an :class:`ExperimentSpec`, or anything :meth:`Spec.load` reads (a
+    ``Spec``, dict, YAML text or file), whose metrics become the guardrails (gauges are
+    skipped: experiments compare counts) and whose ``alpha`` is used; the goal is then
+    ``conversions``/``visitors`` when recorded. ``title`` heads the card and report.
+    """
+    if spec is not None and not isinstance(spec, ExperimentSpec):
+        spec = Spec.load(spec)
+    espec = _default_spec(recording, spec)
+    control = recording.control
+    arms = list(recording.treatments)
+    if not arms:
+        raise SpecError(
+            f"the recording has only the control {control!r}; an experiment needs at least "
+            "two arms (set meta['roles'] = {'control': ..., 'treatment': [...]})."
+        )
+    metrics = tuple(espec.goals or ()) + tuple(espec.guardrails or ())
+    roles = ("goal",) * len(espec.goals or ()) + ("guardrail",) * len(espec.guardrails or ())
+    everyone = [control, *arms]
+    counts = _counts(recording, metrics, everyone, espec.bucket_s)
+    comparisons = _compare(counts, roles, metrics, espec)
+    goal = np.array([r == "goal" for r in roles])
+    p_adj = np.full(comparisons.p_value.shape, np.nan)
+    p_av_adj = np.full(comparisons.p_value.shape, np.nan)
+    p_adj[goal] = _adjust(comparisons.p_value[goal], espec.correction)
+    p_av_adj[goal] = _adjust(comparisons.p_always_valid[goal], espec.correction)
+
+    units = _unit_counts(recording, _exposure_counter(metrics), everyone)
+    planned = _planned_shares(recording, everyone, espec)
+    srm_p = float(srm(units, planned).p_value) if units.sum() > 0 else 1.0
+    observed = units / units.sum() if units.sum() > 0 else np.full(len(everyone), np.nan)
+    report = ExperimentReport(
+        control=control,
+        arms=tuple(arms),
+        metrics=metrics,
+        roles=roles,
+        labels=counts.labels,
+        comparisons=comparisons,
+        p_adjusted=p_adj,
+        p_always_valid_adjusted=p_av_adj,
+        srm_p_value=srm_p,
+        observed_split=tuple(observed.tolist()),
+        planned_split=tuple(planned.tolist()),
+        spec=espec,
+        title=title,
+    )
+    guardrails = _guardrails(report)
+    report = replace(
+        report,
+        guardrails=guardrails,
+        worse={
+            arm: tuple(m for m, s in states.items() if s == "worse")
+            for arm, states in guardrails.items()
+            if "worse" in states.values()
+        },
+    )
+    return replace(report, **_decide(report, counts))
+
+
+def _guardrails(report: ExperimentReport) -> dict[str, dict[str, str]]:
+    """Per arm, each guardrail's state from its one-sided bounds: ``worse`` (harm shown
+    above zero), ``not worse`` (harm shown below the margin) or ``unproven``."""
+    out: dict[str, dict[str, str]] = {}
+    bounds = report._interval()
+    ok = np.equal(report.comparisons.reason, None)
     for j, arm in enumerate(report.arms):
-        bad = []
+        states = {}
         for i, m in enumerate(report.metrics):
-            if report.roles[i] != "guardrail" or not ok[i, j] or p_own[i, j] > spec.alpha:
+            if report.roles[i] != "guardrail":
                 continue
-            low, high = interval[i, j]
-            up = m.direction_or("increase") in ("increase", "either") and low > m.margin
-            down = m.direction_or("increase") in ("decrease", "either") and high < -m.margin
-            if up or down:
-                bad.append(m.name)
-        if bad:
-            worse[arm] = tuple(bad)
-    if report.srm_p_value < spec.srm_alpha:
-        return "invalid", None, worse
+            low, high = bounds[i, j]
+            up, down = _harm_sides(m)
+            margin = report.spec.margin(m)
+            if ok[i, j] and ((up and low > 0) or (down and high < 0)):
+                states[m.name] = "worse"
+            elif ok[i, j] and (not up or high < margin) and (not down or low > -margin):
+                states[m.name] = "not worse"
+            else:
+                states[m.name] = "unproven"
+        out[arm] = states
+    return out
+
+
+def _decide(report: ExperimentReport, counts: Counts) -> dict[str, Any]:
+    """Status, winner, the arms that beat the control and the runner-up (see the module)."""
+    spec, c = report.spec, report.comparisons
     goal = report._goal_index()
     if goal is None:
-        return "no-winner-yet", None, worse
+        return {"status": "invalid" if report.srm_p_value < spec.srm_alpha else "no-winner-yet"}
+    good = c.rel_lift[goal] * report._good_sign(goal)
     sig = report._significant()[goal]
-    good_sign = -1.0 if report.metrics[goal].direction_or("increase") == "increase" else 1.0
-    lift = c.rel_lift[goal] * good_sign
-    candidates = [
-        j for j, arm in enumerate(report.arms) if sig[j] and lift[j] > 0 and arm not in worse
+    beat = sorted(
+        (j for j in range(len(report.arms)) if sig[j] and good[j] > 0), key=lambda j: -good[j]
+    )
+    beat_names = tuple(report.arms[j] for j in beat)
+    if report.srm_p_value < spec.srm_alpha:
+        return {"status": "invalid", "beat_control": beat_names}
+    clear = [
+        j
+        for j in beat
+        if all(s == "not worse" for s in report.guardrails.get(report.arms[j], {}).values())
     ]
-    if candidates:
-        best = max(candidates, key=lambda j: lift[j])
-        return "winner", report.arms[best], worse
-    powered = ok[goal] & (c.n_remaining[goal] == 0)
-    if np.all(powered) and not np.any(sig):
-        return "no-detectable-difference", None, worse
-    return "no-winner-yet", None, worse
+    if clear:
+        best = clear[0]
+        rivals = [j for j in clear[1:] if not _better(report, counts, goal, best, j)]
+        if not rivals:
+            return {"status": "winner", "winner": report.arms[best], "beat_control": beat_names}
+        return {
+            "status": "no-winner-yet",
+            "beat_control": beat_names,
+            "runner_up": report.arms[rivals[0]],
+        }
+    ok = np.equal(c.reason[goal], None)
+    if (
+        not beat
+        and np.all(ok)
+        and all(report._equivalent(goal, j) for j in range(len(report.arms)))
+    ):
+        return {"status": "no-detectable-difference"}
+    return {"status": "no-winner-yet", "beat_control": beat_names}
+
+
+def _better(report: ExperimentReport, counts: Counts, goal: int, best: int, other: int) -> bool:
+    """Whether arm ``best`` is shown better than arm ``other`` on the goal (relative to
+    ``other``, at alpha; always-valid at the current look when sequential)."""
+    c = report.comparisons
+    i, b, o = goal, best + 1, other + 1
+    w = welch_arrays(
+        c.n[i, o], c.mean[i, o], c.var[i, o], c.n[i, b], c.mean[i, b], c.var[i, b], relative=True
+    )
+    if report.spec.sequential:
+        rho2 = asymptotic_rho2(report.spec.alpha, report.spec.n_star)
+        p = always_valid_p(w.estimate / w.std_error, c.n[i, o] + c.n[i, b], rho2)
+    else:
+        p = w.p_value
+    return bool(p <= report.spec.alpha and w.estimate * report._good_sign(goal) > 0)

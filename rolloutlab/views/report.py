@@ -24,6 +24,7 @@ from rolloutlab.experiments import experiment
 from rolloutlab.postmortem import DEFAULT_JUDGES, replay
 from rolloutlab.sources.recording import Recording, load
 from rolloutlab.views import charts
+from rolloutlab.views import experiment as experiment_views
 
 PAGE_STYLE = """<style>
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;color:#222;margin:0;background:#fafafa}
@@ -184,16 +185,17 @@ def render_canary(replay: Any, *, title: str | None = None) -> str:
 
 
 def render_experiment(recording: Any, result: Any, *, title: str | None = None) -> str:
-    """The A/B report page for an ``ExperimentReport``: its plain-language summary for
-    a product team first, then lift, traffic split, guardrails and the full table."""
-    summary = "".join(
-        f'<p class="rl-lead">{_html.esc(line)}</p>'
-        for line in str(result.summary()).splitlines()
-        if line.strip()
+    """The A/B report page for an ``ExperimentReport``: the badge (WINNER / NO WINNER /
+    INVALID) and its plain-language summary for a product team first, then the lift over
+    time, the rates per arm, lift per metric, traffic split, guardrails and the table."""
+    summary = (
+        f'<p class="rl-lead">{experiment_views.badge(result)} {_html.esc(result.summary())}</p>'
     )
-    details = _html.card("Every metric and arm", result.details_html())
+    details = _html.card("Every metric and arm", experiment_views.details(result))
     figures = [
         ("Lift per metric", charts.lift(result)),
+        ("Lift over time", experiment_views.lift_over_time(result)),
+        ("Goal rate per arm over time", experiment_views.rate_over_time(result)),
         ("Traffic split", charts.srm(recording, planned=_planned(result))),
         (
             "Guardrails over time",
@@ -202,7 +204,7 @@ def render_experiment(recording: Any, result: Any, *, title: str | None = None) 
         ("Latency distribution", charts.latency_cdf(recording)),
     ]
     return _page(
-        title or _title(recording, "Experiment report"),
+        title or result.title or _title(recording, "Experiment report"),
         summary,
         figures,
         details + recording._repr_html_(),
