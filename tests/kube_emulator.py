@@ -14,6 +14,9 @@ What kmock does not model, and what this helper scripts in its place:
   a stale write, and stores a patch even when a scripted reaction answers an error.
   :meth:`KubeEmulator.fail` scripts an error answered *before* the object is
   touched, as a real server does.
+- Lost responses: :meth:`KubeEmulator.lose` applies a request, then holds its answer
+  for ``delay`` seconds, so a client with a shorter timeout gives up on a write that
+  the server made (real HTTP: the answer arrives, too late).
 
 Fixtures: ``kube`` (a running emulator, stopped afterwards) and ``audit_log`` (an
 audit log in the test's tmp dir, also set as ``$ROLLOUTLAB_AUDIT_LOG`` so that no
@@ -51,6 +54,8 @@ class Fault:
     times: int
     message: str
     subresource: str | None = None
+    skip: int = 0  # let this many matching requests through first
+    delay: float = 0.0  # > 0: apply the request, answer after ``delay`` seconds
 
     def matches(self, request: kmock.Request) -> bool:
         return (
@@ -84,8 +89,18 @@ class ScriptedEmulator(kmock.KubernetesEmulator):
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         for fault in self.faults:
             if fault.matches(request):
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    break
                 fault.times -= 1
+                if fault.delay > 0:
+                    answer = await self._answer(request)
+                    await asyncio.sleep(fault.delay)
+                    return answer
                 return status_response(fault.status, fault.message)
+        return await self._answer(request)
+
+    async def _answer(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         if request.method == kmock.method.PATCH and request.params.get("dryRun") == "All":
             key = (request.resource, request.namespace, request.name)
             if key not in self.objects or self.objects[key].deleted:
@@ -181,11 +196,18 @@ class KubeEmulator:
         times: int = 1,
         message: str = "scripted failure",
         subresource: str | None = None,
+        skip: int = 0,
     ) -> None:
         """Answer the next ``times`` ``method`` requests (for object ``name``, and only for
         its ``subresource`` if given: ``"status"``, or ``""`` for the object itself) with
-        ``status``."""
-        fault = Fault(method.upper(), status, name, times, message, subresource)
+        ``status``, after letting ``skip`` of them through."""
+        fault = Fault(method.upper(), status, name, times, message, subresource, skip)
+        self._call(lambda: self.emulator.faults.append(fault))
+
+    def lose(self, method: str, *, delay: float, name: str | None = None, times: int = 1) -> None:
+        """Apply the next ``times`` ``method`` requests but answer each ``delay`` seconds late
+        (a lost response, for a client whose timeout is shorter)."""
+        fault = Fault(method.upper(), 200, name, times, "", delay=delay)
         self._call(lambda: self.emulator.faults.append(fault))
 
     def requests(self, method: str | None = None) -> list[kmock.Request]:

@@ -206,7 +206,36 @@ def test_a_failed_spec_patch_puts_the_status_back(kube: KubeEmulator, audit_log:
     )
     stored = kube.object(RO, NS, "podinfo")
     assert stored["status"]["currentStepIndex"] == 0 and stored["spec"]["paused"] is True
-    assert audit_log.records() == []
+    # audited ahead: the intent, then the outcome as re-read (as before: failed, put back)
+    intent, outcome = audit_log.read().entries
+    assert intent.outcome == "intent" and intent.after == {
+        "status.pauseConditions": None,
+        "status.currentStepIndex": 1,
+        "spec.paused": False,
+    }
+    assert (outcome.id, outcome.outcome) == (intent.id, "failed")
+    assert outcome.after == intent.before and "put back" in outcome.note
+
+
+def test_a_half_promotion_that_cannot_be_undone_is_recorded_partial(
+    kube: KubeEmulator, audit_log: AuditLog
+) -> None:
+    # 403 on the spec patch, then 403 on putting the status back: the Rollout is half
+    # promoted, and the log says so with the fields as they are
+    kube.seed(RO, rollout(pauseConditions=None, currentStepIndex=0))
+    kube.fail("PATCH", 403, subresource="", message="rollouts is forbidden")
+    # the first /status patch (the promote) goes through, the second (the undo) is refused
+    kube.fail("PATCH", 403, subresource="status", message="rollouts/status is forbidden", skip=1)
+    ro = make(kube, audit_log)
+    with pytest.raises(ActuationError, match="half done.*putting the status back failed"):
+        ro.promote(reason="x")
+    (record,) = audit_log.records()
+    assert record.outcome == "partial"
+    assert record.after == {
+        "status.pauseConditions": None,
+        "status.currentStepIndex": 1,
+        "spec.paused": True,
+    }
 
 
 def test_abort_then_retry(kube: KubeEmulator, audit_log: AuditLog) -> None:
@@ -238,7 +267,8 @@ def test_missing_rollout_and_forbidden(kube: KubeEmulator, audit_log: AuditLog) 
     with pytest.raises(ActuationError, match="HTTP 403.*rollouts/status is forbidden"):
         make(kube, audit_log).abort(reason="x")
     assert "abort" not in kube.object(RO, NS, "podinfo")["status"]
-    assert audit_log.records() == []
+    (record,) = audit_log.records()
+    assert record.outcome == "failed" and record.after == {"status.abort": None}
 
 
 def test_reason_is_required(kube: KubeEmulator, audit_log: AuditLog) -> None:

@@ -73,14 +73,22 @@ def test_promote_copies_template_routes_to_primary_and_scales_canary_down(
     ]  # fmt: skip
     assert isinstance(steps.results[1], Change)
     records = audit_log.records()
-    assert [(r.kind, r.action, r.name) for r in records] == [
-        ("deployment", "copy-template", "podinfo-primary"),
-        ("istio", "set_weight", "podinfo"),
-        ("deployment", "scale", "podinfo"),
+    assert [(r.kind, r.action, r.name, r.outcome) for r in records] == [
+        ("deployment", "promote", "podinfo", "applied"),  # the action, around its steps
+        ("deployment", "copy-template", "podinfo-primary", "applied"),
+        ("istio", "set_weight", "podinfo", "applied"),
+        ("deployment", "scale", "podinfo", "applied"),
     ]
-    assert records[0].before == {"images": ["podinfo:6.0"]}
-    assert records[0].after == {"images": ["podinfo:6.1"]}
-    assert records[2].before == {"replicas": 2} and records[2].after == {"replicas": 0}
+    assert records[0].after == {"done": list(steps.done)}
+    assert records[1].before == {"images": ["podinfo:6.0"]}
+    assert records[1].after == {"images": ["podinfo:6.1"]}
+    assert records[3].before == {"replicas": 2} and records[3].after == {"replicas": 0}
+    # each step was recorded ahead: intent before outcome, same id
+    entries = audit_log.read().entries
+    assert [e.outcome for e in entries].count("intent") == 4
+    assert all(
+        entries.index(next(e for e in entries if e.id == r.id)) < entries.index(r) for r in records
+    )
 
 
 def test_rollback_routes_to_primary_and_scales_canary_down(
@@ -108,7 +116,13 @@ def test_failed_step_reports_what_was_done(kube: KubeEmulator, audit_log: AuditL
     assert "Done: copy-template." in message
     assert "Not done: route-to-primary, scale-canary-to-0." in message
     assert kube.object(DEP, NS, "podinfo")["spec"]["replicas"] == 2  # canary still up
-    assert [r.action for r in audit_log.records()] == ["copy-template"]
+    assert [(r.action, r.outcome) for r in audit_log.records()] == [
+        ("promote", "partial"),
+        ("copy-template", "applied"),
+        ("set_weight", "failed"),  # its weights as they are: unchanged
+    ]
+    promote = audit_log.records()[0]
+    assert promote.after == {"done": ["copy-template"]} and "Not done: route" in promote.note
 
 
 def test_flagger_managed_target_is_refused(kube: KubeEmulator, audit_log: AuditLog) -> None:
@@ -186,4 +200,4 @@ def test_flagger_gate_errors(loadtester: str, audit_log: AuditLog) -> None:
         FlaggerGates("podinfo", NS, loadtester=f"http://127.0.0.1:{closed_port()}", timeout=2).open(
             reason="x"
         )
-    assert audit_log.records() == []
+    assert [(r.action, r.outcome) for r in audit_log.records()] == [("gate/open", "failed")] * 2

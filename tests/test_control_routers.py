@@ -286,7 +286,8 @@ def test_persistent_conflict_raises_conflict_error(kube: KubeEmulator, audit_log
     with pytest.raises(ConflictError, match="VirtualService test/podinfo.*3 attempts.*409"):
         r.set_weight(30, reason="x")
     assert len(kube.requests("PATCH")) == 3
-    assert r.weights() == Weights(100, 0) and audit_log.records() == []
+    assert r.weights() == Weights(100, 0)
+    assert_failed_unchanged(audit_log, "409")
 
 
 def test_forbidden_fails_at_once_with_the_api_message(
@@ -303,7 +304,7 @@ def test_forbidden_fails_at_once_with_the_api_message(
     assert 'user "alice" cannot patch' in message
     assert len(kube.requests("PATCH")) == 1  # not retried
     assert kube.object(VS, NS, "podinfo") == virtual_service()
-    assert audit_log.records() == []
+    assert_failed_unchanged(audit_log, "403")
 
 
 def test_repeated_server_errors_give_up(kube: KubeEmulator, audit_log: AuditLog) -> None:
@@ -314,7 +315,15 @@ def test_repeated_server_errors_give_up(kube: KubeEmulator, audit_log: AuditLog)
     with pytest.raises(ActuationError, match="after 3 attempts: HTTP 500.*etcd unavailable"):
         r.set_weight(30, reason="x")
     assert kube.object(VS, NS, "podinfo") == virtual_service()
-    assert audit_log.records() == []
+    assert_failed_unchanged(audit_log, "etcd unavailable")
+
+
+def assert_failed_unchanged(log: AuditLog, error: str) -> None:
+    """A refused write leaves its intent and a ``failed`` outcome: weights as they were."""
+    entries = log.read().entries
+    assert [e.outcome for e in entries] == ["intent", "failed"]
+    assert entries[0].id == entries[1].id and entries[0].after == {"primary": 70, "canary": 30}
+    assert entries[1].after == {"primary": 100, "canary": 0} and error in entries[1].note
 
 
 def test_transient_read_error_is_retried(kube: KubeEmulator) -> None:
@@ -442,7 +451,6 @@ def test_factory_kinds() -> None:
 
 def test_audit_log_round_trip_and_bad_lines(tmp_path: Any) -> None:
     from rolloutlab.control.audit import AuditRecord
-    from rolloutlab.errors import DataError
 
     log = AuditLog(tmp_path / "sub" / "audit.jsonl")
     assert log.records() == []
@@ -456,8 +464,8 @@ def test_audit_log_round_trip_and_bad_lines(tmp_path: Any) -> None:
     assert line["from"] == {"primary": 100, "canary": 0} and line["to"]["canary"] == 10
     with log.path.open("a") as file:
         file.write("not json\n")
-    with pytest.raises(DataError, match="line 2"):
-        log.records()
+    with pytest.warns(RuntimeWarning, match="line 2"):
+        assert log.records() == [record]  # the torn line is skipped and reported
 
 
 def test_load_client_sources(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -147,28 +147,37 @@ class ArgoRollout(ClusterActor):
         return self._act("retry", reason, lambda obj: Patches({"abort": False}, {}))
 
     def _act(self, action: str, reason: str, plan: Any) -> AuditRecord | None:
-        """Read the Rollout, write what ``plan(obj)`` asks, audit the fields it touched.
+        """Read the Rollout, write what ``plan(obj)`` asks, audited ahead.
 
         The patches are computed once from one read: re-reading after a half-done write
-        would move a step index twice.
+        would move a step index twice (a resent patch writes the same values, so a retry
+        after a lost answer is harmless). The intent is recorded before the first patch;
+        on failure the Rollout is re-read and the outcome recorded as it is:
+        ``failed`` (as before, also when the status was put back), ``partial`` or
+        ``applied``.
         """
         reason = check_reason(reason)
         before = self._retrying(lambda: self._kube.get(self.ref), f"{action}: reading")
         patches: Patches = plan(before)
         if not patches:
             return None
-        after = self._write(action, before, patches)
-        return self._audit(
+        intent = self._audit.intent(
             AuditRecord.now(
                 kind=self.kind,
                 namespace=self.ref.namespace,
                 name=self.ref.name,
                 action=action,
                 before=_fields(before, patches),
-                after=_fields(after, patches),
+                after=_planned(patches),
                 reason=reason,
             )
         )
+        try:
+            after = self._write(action, before, patches)
+        except ActuationError as exc:
+            self._settle(intent, exc, lambda: _fields(self._kube.get(self.ref), patches))
+            raise
+        return self._audit.outcome(intent.resolved("applied", after=_fields(after, patches)))
 
     def _write(self, action: str, before: dict[str, Any], patches: Patches) -> dict[str, Any]:
         """Status through ``/status`` (or, if not served, all in one patch), then spec.
@@ -226,6 +235,13 @@ class ArgoRollout(ClusterActor):
             "status fields were put back as they were. Fix the cause (often RBAC on "
             "rollouts, not only rollouts/status) and try again"
         ) from error
+
+
+def _planned(patches: Patches) -> dict[str, Any]:
+    """The fields an action writes, as it writes them (the intent's ``after``)."""
+    values = {f"status.{key}": value for key, value in patches.status.items()}
+    values.update({f"spec.{key}": value for key, value in patches.spec.items()})
+    return values
 
 
 def _fields(obj: dict[str, Any], patches: Patches) -> dict[str, Any]:

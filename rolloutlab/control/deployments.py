@@ -7,8 +7,10 @@ is ``<target>-primary``, and a router splits traffic between their services.
   primary, scale the canary to 0;
 - rollback: route 100 % to the primary, scale the canary to 0.
 
-Steps run in that order, each audited; if one fails the error says which steps
-were done and which were not. Where Flagger manages the target, rolloutlab refuses
+Steps run in that order, in Flagger's order (the primary runs the new template before
+traffic returns to it), each audited ahead (intent, then outcome), inside one audited
+action whose outcome lists the steps done; if one fails the error and the log say which
+steps were done and which were not. Where Flagger manages the target, rolloutlab refuses
 and :class:`FlaggerGates` drives Flagger through its loadtester instead.
 """
 
@@ -20,8 +22,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from rolloutlab.config import redact, redact_url
 from rolloutlab.control.audit import AuditLog, Auditor, AuditRecord, OnChange
 from rolloutlab.control.kube import (
     ClusterActor,
@@ -32,9 +35,6 @@ from rolloutlab.control.kube import (
 )
 from rolloutlab.control.routers import Change, Router, check_reason
 from rolloutlab.errors import ActuationError
-
-if TYPE_CHECKING:
-    pass
 
 DEPLOYMENT = Resource("apps", "v1", "deployments", "Deployment")
 
@@ -113,6 +113,8 @@ class DeploymentCanary(ClusterActor):
         reason: str,
         steps: list[tuple[str, Callable[[str], AuditRecord | Change]]],
     ) -> Steps:
+        """Run ``steps`` in order, each audited ahead, inside one audited action whose
+        outcome lists the steps done: ``applied``, ``partial`` or ``failed``."""
         reason = check_reason(reason)
         canary = self._retrying(
             lambda: flagger_canary(self._kube, self.namespace, {self.target}),
@@ -122,18 +124,37 @@ class DeploymentCanary(ClusterActor):
             raise flagger_refusal(
                 f"Deployment {self.namespace}/{self.target}", canary, self.namespace
             )
+        names = [name for name, _ in steps]
+        intent = self._audit.intent(
+            AuditRecord.now(
+                kind=self.kind,
+                namespace=self.namespace,
+                name=self.target,
+                action=action,
+                before={"done": []},
+                after={"done": names},
+                reason=reason,
+            )
+        )
         done: list[str] = []
         results: list[AuditRecord | Change] = []
         for step, run in steps:
             try:
                 results.append(run(reason))
             except Exception as exc:
-                pending = [name for name, _ in steps[len(done) :]]
-                raise ActuationError(
-                    f"{action} of {self.namespace}/{self.target} stopped at step {step!r}: {exc}. "
-                    f"Done: {', '.join(done) or 'nothing'}. Not done: {', '.join(pending)}."
-                ) from exc
+                pending = names[len(done) :]
+                message = (
+                    f"{action} of {self.namespace}/{self.target} stopped at step {step!r}: "
+                    f"{exc}. Done: {', '.join(done) or 'nothing'}. Not done: {', '.join(pending)}."
+                )
+                self._audit.outcome(
+                    intent.resolved(
+                        "partial" if done else "failed", after={"done": done}, note=message
+                    )
+                )
+                raise ActuationError(message) from exc
             done.append(step)
+        self._audit.outcome(intent.resolved("applied", after={"done": done}))
         return Steps(action, tuple(done), tuple(results))
 
     def _retrying(self, attempt: Callable[[], Any], what: str) -> Any:
@@ -142,51 +163,77 @@ class DeploymentCanary(ClusterActor):
     def _copy_template(self, reason: str) -> AuditRecord:
         """Primary gets the canary's ``spec.template``, labels kept matching its own selector."""
 
-        def attempt() -> tuple[dict[str, Any], dict[str, Any]]:
+        def change(primary: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
             canary = self._kube.get(self.canary_ref)
-            primary = self._kube.get(self.primary_ref)
             template = copy.deepcopy(canary["spec"]["template"])
             selector = ((primary.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
             metadata = template.setdefault("metadata", {})
             metadata["labels"] = {**(metadata.get("labels") or {}), **selector}
             patch = [{"op": "replace", "path": "/spec/template", "value": template}]
-            return primary, self._kube.patch(self.primary_ref, patch)
+            return patch, _images(canary)
 
-        before, after = self._retrying(attempt, "copying the pod template of")
-        return self._record(
-            self.primary_ref, "copy-template", _images(before), _images(after), reason
+        return self._patch_audited(
+            self.primary_ref,
+            "copy-template",
+            reason,
+            change,
+            _images,
+            "copying the pod template of",
         )
 
     def _route_to_primary(self, reason: str) -> Change:
         return self.router.set_weight(0, reason=reason)
 
     def _scale_canary_to_zero(self, reason: str) -> AuditRecord:
-        def attempt() -> tuple[dict[str, Any], dict[str, Any]]:
-            before = self._kube.get(self.canary_ref)
-            return before, self._kube.patch(self.canary_ref, {"spec": {"replicas": 0}})
-
-        before, after = self._retrying(attempt, "scaling")
-        return self._record(
+        return self._patch_audited(
             self.canary_ref,
             "scale",
-            {"replicas": before.get("spec", {}).get("replicas")},
-            {"replicas": after.get("spec", {}).get("replicas")},
             reason,
+            lambda obj: ({"spec": {"replicas": 0}}, {"replicas": 0}),
+            lambda obj: {"replicas": (obj.get("spec") or {}).get("replicas")},
+            "scaling",
         )
 
-    def _record(
-        self, ref: ObjectRef, action: str, before: Any, after: Any, reason: str
+    def _patch_audited(
+        self,
+        ref: ObjectRef,
+        action: str,
+        reason: str,
+        change: Callable[[dict[str, Any]], tuple[Any, Any]],
+        fields: Callable[[dict[str, Any]], Any],
+        what: str,
     ) -> AuditRecord:
-        return self._audit(
-            AuditRecord.now(
-                kind=self.kind,
-                namespace=ref.namespace,
-                name=ref.name,
-                action=action,
-                before=before,
-                after=after,
-                reason=reason,
-            )
+        """Read ``ref``, record the intent, patch it with ``change(obj)`` (the body and the
+        planned ``fields``), record the outcome; on failure re-read and record what is."""
+        intent: AuditRecord | None = None
+
+        def attempt() -> tuple[dict[str, Any], dict[str, Any]]:
+            nonlocal intent
+            obj = self._kube.get(ref)
+            body, planned = change(obj)
+            if intent is None:
+                intent = self._audit.intent(
+                    AuditRecord.now(
+                        kind=self.kind,
+                        namespace=ref.namespace,
+                        name=ref.name,
+                        action=action,
+                        before=fields(obj),
+                        after=planned,
+                        reason=reason,
+                    )
+                )
+            return obj, self._kube.patch(ref, body)
+
+        try:
+            before, after = self._retrying(attempt, what)
+        except ActuationError as exc:
+            if intent is not None:
+                self._settle(intent, exc, lambda: fields(self._kube.get(ref)))
+            raise
+        assert intent is not None
+        return self._audit.outcome(
+            intent.resolved("applied", before=fields(before), after=fields(after))
         )
 
 
@@ -259,6 +306,30 @@ class FlaggerGates:
 
     def _post(self, endpoint: str, reason: str) -> AuditRecord:
         reason = check_reason(reason)
+        auditor = Auditor(self.audit, self.on_change)
+        intent = auditor.intent(
+            AuditRecord.now(
+                kind="flagger-gate",
+                namespace=self.namespace,
+                name=self.canary,
+                action=endpoint.strip("/"),
+                before=None,
+                after={"endpoint": endpoint},
+                reason=reason,
+            )
+        )
+        try:
+            status = self._send(endpoint)
+        except ActuationError as exc:
+            auditor.outcome(intent.resolved("failed", after=None, note=str(exc)))
+            raise
+        return auditor.outcome(
+            intent.resolved("applied", after={"endpoint": endpoint, "status": status})
+        )
+
+    def _send(self, endpoint: str) -> int:
+        """POST to the loadtester; its HTTP status, or ActuationError (URL redacted)."""
+        where = redact_url(self.url)
         body = json.dumps({"name": self.canary, "namespace": self.namespace}).encode()
         request = urllib.request.Request(
             self.url + endpoint,
@@ -268,25 +339,14 @@ class FlaggerGates:
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                status = response.status
+                return response.status
         except urllib.error.HTTPError as exc:
             raise ActuationError(
-                f"Flagger loadtester {self.url}{endpoint} answered HTTP {exc.code}: "
-                f"{exc.read()[:300].decode(errors='replace')}"
+                f"Flagger loadtester {where}{endpoint} answered HTTP {exc.code}: "
+                f"{redact(exc.read()[:300].decode(errors='replace'))}"
             ) from exc
         except (urllib.error.URLError, OSError) as exc:
             raise ActuationError(
-                f"cannot reach Flagger's loadtester at {self.url} ({exc}); from outside the "
-                "cluster port-forward it and pass loadtester='http://localhost:8080'"
+                f"cannot reach Flagger's loadtester at {where} ({redact(str(exc))}); from "
+                "outside the cluster port-forward it and pass loadtester='http://localhost:8080'"
             ) from exc
-        return Auditor(self.audit, self.on_change)(
-            AuditRecord.now(
-                kind="flagger-gate",
-                namespace=self.namespace,
-                name=self.canary,
-                action=endpoint.strip("/"),
-                before=None,
-                after={"endpoint": endpoint, "status": status},
-                reason=reason,
-            )
-        )

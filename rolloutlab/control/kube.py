@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rolloutlab.control.audit import AuditLog, Auditor, OnChange
+from rolloutlab.control.audit import AuditLog, Auditor, AuditRecord, OnChange
 from rolloutlab.errors import ActuationError, ConflictError, ValidationFailed
 from rolloutlab.sources.prometheus import Deadline, watch_pools
 
@@ -258,15 +258,23 @@ def flagger_canary(kube: Kube, namespace: str, names: Iterable[str]) -> str | No
     """The Flagger Canary in ``namespace`` that manages any of ``names``, if one exists.
 
     A Canary manages its own name, its ``targetRef``, its ``service.name`` and its
-    ``ingressRef``. No Canary CRD (404) or no right to list them (403) counts as none;
-    the ownerReference check (:func:`flagger_owner`) still applies to the route object.
+    ``ingressRef``. No Canary CRD (404) counts as none. No right to list them (403) is a
+    refusal (ValidationFailed): Flagger is installed and may own the object, and a write
+    that fights Flagger is worse than none.
     """
     wanted = set(names)
     try:
         canaries = kube.list(CANARY, namespace)
     except kubernetes().client.ApiException as exc:
-        if exc.status in (403, 404):
+        if exc.status == 404:
             return None
+        if exc.status == 403:
+            raise ValidationFailed(
+                f"cannot list Flagger Canaries in namespace {namespace} (HTTP 403: "
+                f"{api_message(exc)}), so rolloutlab cannot tell whether Flagger manages "
+                f"{', '.join(sorted(wanted))}; nothing was written. Grant this identity "
+                "'list' on canaries.flagger.app in that namespace"
+            ) from exc
         raise
     for canary in canaries:
         spec = canary.get("spec") or {}
@@ -317,3 +325,27 @@ class ClusterActor:
     def _retrying(self, attempt: Callable[[], T], what: str) -> T:
         """``attempt()`` with this actor's retry policy; ``what`` names it in errors."""
         return retrying(attempt, what=what, retries=self.retries, backoff=self.backoff)
+
+    def _settle(
+        self,
+        intent: AuditRecord,
+        error: Exception,
+        state: Callable[[], Any],
+        *,
+        planned: Any = None,
+    ) -> AuditRecord:
+        """Record the outcome of a write that raised ``error``, from a fresh read of the
+        object (``state()``): ``failed`` if it is as before, ``applied`` if it is as
+        ``planned`` (default: the intent's ``after``), else ``partial``; ``unknown`` if it
+        cannot be read. Raises :class:`AuditFailed` if even that cannot be recorded."""
+        planned = intent.after if planned is None else planned
+        try:
+            now = state()
+        except Exception as exc:  # the server is failing: say what we do not know
+            return self._audit.outcome(
+                intent.resolved(
+                    "unknown", after=None, note=f"{error}; re-reading the object failed: {exc}"
+                )
+            )
+        outcome = "failed" if now == intent.before else "applied" if now == planned else "partial"
+        return self._audit.outcome(intent.resolved(outcome, after=now, note=str(error)))

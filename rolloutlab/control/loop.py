@@ -31,6 +31,7 @@ is back, writes only if the rollout is still running and acting.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -44,7 +45,8 @@ from typing import Any, Literal, Protocol
 import polars as pl
 
 from rolloutlab import frames
-from rolloutlab.control.audit import current_user
+from rolloutlab.config import redact
+from rolloutlab.control.audit import AuditRecord
 from rolloutlab.control.notify import Event, EventKind, Notifier
 from rolloutlab.control.routers import Change, Router
 from rolloutlab.errors import ActuationError, RolloutlabError, SpecError
@@ -300,7 +302,7 @@ class Rollout:
                 parts.append(f"failures {self.failures}/{self.failure_limit}")
             if last is not None and last.error:
                 parts.append(f"error: {last.error}")
-            return " · ".join(parts)
+            return redact(" · ".join(parts))
 
     # -- acting by hand ------------------------------------------------------------
 
@@ -646,26 +648,42 @@ class Rollout:
         return states
 
     def _write(self, canary_percent: int, reason: str) -> Change:
-        """One atomic router write, then the weight timeline and the audit trail."""
-        change = self.router.set_weight(canary_percent, reason=reason)
+        """One atomic router write, then the weight timeline and the audit trail.
+
+        A write that fails, or is made but cannot be audited, re-reads the router so
+        that the timeline (what the loop believes) is what the route holds, then raises.
+        """
+        try:
+            change = self.router.set_weight(canary_percent, reason=reason)
+        except ActuationError as exc:
+            record = getattr(exc, "record", None)  # AuditFailed: the change was made
+            if record is not None:
+                self._audit.append(record.to_dict())
+            # if the route cannot be read either, the timeline keeps the last known weight
+            with contextlib.suppress(ActuationError):
+                self._observe_weight(self.clock())
+            raise
         now = self.clock()
         if change.changed or not self._timeline:
             self._timeline.append((now, change.after.canary))
         if change.changed:
-            self._audit.append(
-                {
-                    "time": change.time.isoformat(timespec="seconds"),
-                    "router": change.router,
-                    "action": "set_weight",
-                    "from": change.before.as_dict(),
-                    "to": change.after.as_dict(),
-                    "reason": reason,
-                    "user": current_user(),
-                }
-            )
+            self._audit.append((change.record or self._record(change)).to_dict())
         if self.origin is None and change.after.canary > 0:
             self._begin(now)
         return change
+
+    def _record(self, change: Change) -> AuditRecord:
+        """The audit record of a change made by a router that returned none."""
+        return AuditRecord.now(
+            kind=change.router.split(" ")[0],
+            namespace=self.namespace,
+            name=getattr(self.router, "name", self.target),
+            action="set_weight",
+            before=change.before.as_dict(),
+            after=change.after.as_dict(),
+            reason=change.reason,
+            dry_run=change.dry_run,
+        )
 
     def _finish(self, action: Literal["promote", "rollback"], reason: str) -> Change:
         """Promote or roll back: the promoter first (if any), then all traffic to the primary."""

@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 
 import requests
 
+from rolloutlab.config import redact
 from rolloutlab.sources.prometheus import Deadline, DeadlineAdapter
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,10 @@ class Event:
 
     @property
     def text(self) -> str:
-        """One chat line: icon, rollout, what happened, weight."""
+        """One chat line: icon, rollout, what happened, weight (credentials redacted)."""
         weight = "" if self.weight is None else f" (canary weight {self.weight}%)"
-        return f"{_ICONS[self.kind]} rollout {self.rollout}: {self.kind}: {self.message}{weight}"
+        line = f"{_ICONS[self.kind]} rollout {self.rollout}: {self.kind}: {self.message}{weight}"
+        return redact(line)
 
 
 class Notifier(Protocol):

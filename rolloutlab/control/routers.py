@@ -30,8 +30,9 @@ from rolloutlab.control.kube import (
     flagger_canary,
     flagger_owner,
     flagger_refusal,
+    kubernetes,
 )
-from rolloutlab.errors import SpecError, ValidationFailed
+from rolloutlab.errors import ActuationError, SpecError, ValidationFailed
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -70,6 +71,8 @@ class Change:
     dry_run: bool
     diff: str
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: the audit record of the change (None when nothing changed or the router keeps none)
+    record: AuditRecord | None = field(default=None, compare=False)
 
     @property
     def changed(self) -> bool:
@@ -209,14 +212,24 @@ class KubeRouter(Router, ClusterActor):
         """Route ``canary_percent`` to the canary and the rest to the primary, in one patch.
 
         Refuses (ValidationFailed, nothing written) a weight outside 0..100, a blank
-        reason, a missing object or backend, and a route that Flagger manages. With
-        ``dry_run`` the server validates the patch without storing it and the returned
-        Change shows the diff. Every write and dry run is audited; refusals are not.
+        reason, a missing object or backend, and a route that Flagger manages or may
+        manage. With ``dry_run`` the server validates the patch without storing it and
+        the returned Change shows the diff.
+
+        Every write and dry run is audited ahead: an intent before the patch is sent (no
+        patch if it cannot be recorded), the outcome after. A patch whose answer is lost
+        (a timeout after the server applied it) is found on the retry's re-read and
+        recorded as applied. If the outcome cannot be recorded the caller gets
+        :class:`~rolloutlab.control.audit.AuditFailed`, which says the state written.
         """
         target = Weights.split(check_weight(canary_percent))
         reason = check_reason(reason)
+        intent: AuditRecord | None = None
+        sent: Weights | None = None  # the weights before a patch that was sent
+        lost = False
 
         def attempt() -> tuple[Weights, Weights]:
+            nonlocal intent, sent, lost
             canary_object = flagger_canary(self._kube, self.namespace, {self._name, self.ref.name})
             obj = self._kube.get(self.ref)
             owner = canary_object or flagger_owner(obj)
@@ -224,37 +237,61 @@ class KubeRouter(Router, ClusterActor):
                 raise flagger_refusal(str(self.ref), owner, self.namespace)
             before = self._read(obj)
             if before == target:
-                return before, before
+                lost = sent is not None  # our earlier patch went through, its answer did not
+                return (sent or before), before
             body = self._patch_body(obj, target)
             version = obj.get("metadata", {}).get("resourceVersion")
             if version:
                 body.setdefault("metadata", {})["resourceVersion"] = version
-            return before, self._read(self._kube.patch(self.ref, body, dry_run=dry_run))
+            if intent is None:
+                intent = self._audit.intent(self._record(before, target, reason, dry_run))
+            sent = None if dry_run else before
+            try:
+                answer = self._kube.patch(self.ref, body, dry_run=dry_run)
+            except kubernetes().client.ApiException:
+                sent = None  # the server answered: it did not apply the patch
+                raise
+            return before, self._read(answer)
 
-        before, after = self._retrying(attempt, f"setting weights on {self.ref}")
+        try:
+            before, after = self._retrying(attempt, f"setting weights on {self.ref}")
+        except ActuationError as exc:
+            if intent is not None:
+                self._settle(intent, exc, lambda: self._read(self._kube.get(self.ref)).as_dict())
+            raise
         title = f"{self.kind} {self.ref}" + (" dry run" if dry_run else "")
-        change = Change(
+        record = None
+        if intent is not None and before != after:
+            note = "the API server's answer was lost; re-read shows the change applied"
+            record = self._audit.outcome(
+                intent.resolved(
+                    "applied",
+                    before=before.as_dict(),
+                    after=after.as_dict(),
+                    note=note if lost else "",
+                )
+            )
+        return Change(
             router=f"{self.kind} {self.ref}",
             before=before,
             after=after,
             reason=reason,
             dry_run=dry_run,
             diff=weights_diff(before, after, labels=self._labels(), title=title),
+            record=record,
         )
-        if change.changed:
-            self._audit(
-                AuditRecord.now(
-                    kind=self.kind,
-                    namespace=self.namespace,
-                    name=self.ref.name,
-                    action="set_weight",
-                    before=before.as_dict(),
-                    after=after.as_dict(),
-                    reason=reason,
-                    dry_run=dry_run,
-                )
-            )
-        return change
+
+    def _record(self, before: Weights, after: Weights, reason: str, dry_run: bool) -> AuditRecord:
+        return AuditRecord.now(
+            kind=self.kind,
+            namespace=self.namespace,
+            name=self.ref.name,
+            action="set_weight",
+            before=before.as_dict(),
+            after=after.as_dict(),
+            reason=reason,
+            dry_run=dry_run,
+        )
 
 
 def _path_text(path: Sequence[str | int]) -> str:
