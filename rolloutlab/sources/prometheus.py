@@ -48,6 +48,7 @@ from urllib3.poolmanager import PoolManager
 from urllib3.util.retry import Retry
 
 from rolloutlab import frames
+from rolloutlab.config import split_credentials
 from rolloutlab.durations import parse_duration
 from rolloutlab.errors import ConnectionFailed, DataError, EmptyResult, QueryError, SpecError
 from rolloutlab.sources.presets import Preset, Variants, get_preset, regex_escape
@@ -226,6 +227,10 @@ class Prometheus:
             raise SpecError(f"Prometheus url must look like http://host:9090, got {url!r}")
         if max_points < 1 or max_workers < 1:
             raise SpecError("max_points and max_workers must be at least 1")
+        # user:password in the URL becomes basic auth, so the URL kept (and printed,
+        # stored in recordings, put in errors) carries no credentials
+        url, credentials = split_credentials(url)
+        auth = credentials if auth is None and credentials else auth
         self.url = url.rstrip("/")
         self.timeout = float(timeout)
         self.max_workers = max_workers

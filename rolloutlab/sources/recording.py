@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 
 from rolloutlab import _html, frames
+from rolloutlab.config import redact_url
 from rolloutlab.errors import DataError, StorageError
 
 META_KEY = b"rolloutlab"
@@ -45,6 +46,8 @@ class Recording:
     ) -> None:
         self.frame = frames.validate(frame, source=source)
         meta = dict(meta or {})
+        if isinstance(meta.get("source"), str):  # never store or show a URL's credentials
+            meta["source"] = redact_url(meta["source"])
         meta.setdefault("format_version", frames.FORMAT_VERSION)
         meta.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
         if meta.get("step_s") is None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rolloutlab.config import redact_url
 from rolloutlab.errors import SpecError
 from rolloutlab.sources.gauges import fetch_gauges, with_gauges
 from rolloutlab.sources.presets import PRESETS
@@ -85,7 +86,7 @@ def fetch_for_spec(
     with Prometheus(url, headers=_headers(headers), auth=bearer, timeout=timeout) as prom:
         frame = fetch_gauges(prom, gauges, start=start, end=end, step=step)
     meta = {
-        "source": url,
+        "source": redact_url(url),
         "target": target,
         "namespace": namespace,
         "roles": {"control": "primary", "treatment": ["canary"]},
@@ -93,7 +94,7 @@ def fetch_for_spec(
         "start": to_utc(start, "start").isoformat(),
         "end": to_utc(end, "end").isoformat(),
     }
-    return Recording(frame, meta, source=url)
+    return Recording(frame, meta, source=redact_url(url))
 
 
 def template_queries(
