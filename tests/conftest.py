@@ -36,6 +36,20 @@ reset_demo_total{job="reset"} 6 1768212240
 """
 
 
+@pytest.fixture(autouse=True)
+def _no_user_state(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tests never read or write the user's files: the audit log defaults to a temporary
+    file, no config file or ``ROLLOUTLAB_*`` setting of the user's applies."""
+    home = tmp_path_factory.mktemp("user")
+    keep = {"ROLLOUTLAB_REQUIRE_PROMETHEUS"}
+    for name in [k for k in os.environ if k.startswith("ROLLOUTLAB_") and k not in keep]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("ROLLOUTLAB_AUDIT_LOG", str(home / "audit.jsonl"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+
+
 @pytest.fixture(scope="session")
 def prometheus_binary() -> Path:
     """Path of the prometheus binary; skip (or fail in CI) when it is not installed."""
