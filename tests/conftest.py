@@ -36,16 +36,28 @@ reset_demo_total{job="reset"} 6 1768212240
 """
 
 
+#: the user's settings rolloutlab reads (rolloutlab.config), cleared for every test
+USER_SETTINGS = (
+    "ROLLOUTLAB_URL",
+    "ROLLOUTLAB_PRESET",
+    "ROLLOUTLAB_HEADERS",
+    "ROLLOUTLAB_BEARER_TOKEN",
+    "ROLLOUTLAB_BEARER_TOKEN_FILE",
+    "ROLLOUTLAB_SLACK_WEBHOOK",
+    "ROLLOUTLAB_SLACK_WEBHOOK_FILE",
+    "ROLLOUTLAB_CONFIG",
+)
+
+
 @pytest.fixture(autouse=True)
 def _no_user_state(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Tests never read or write the user's files: the audit log defaults to a temporary
-    file, no config file or ``ROLLOUTLAB_*`` setting of the user's applies."""
+    file, and no config file or connection setting of the user's applies."""
     home = tmp_path_factory.mktemp("user")
-    keep = {"ROLLOUTLAB_REQUIRE_PROMETHEUS"}
-    for name in [k for k in os.environ if k.startswith("ROLLOUTLAB_") and k not in keep]:
-        monkeypatch.delenv(name)
+    for name in USER_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ROLLOUTLAB_AUDIT_LOG", str(home / "audit.jsonl"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
 
