@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from rolloutlab.fleet.calibration import calibration
 from rolloutlab.fleet.dataset import Fleet, read_labels, recorded_outcome
-from rolloutlab.fleet.replay import FleetReplay, open_results, plan, replay
+from rolloutlab.fleet.replays import FleetReplay, open_results, plan, replay
 from rolloutlab.fleet.simulated import simulated_fleet
 
 __all__ = [

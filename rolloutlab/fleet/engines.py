@@ -60,9 +60,9 @@ def _processes(task: Callable, items: Sequence[Any], workers: int) -> Iterator[t
         yield from _bounded(lambda item: pool.submit(task, item), items, workers, _futures)
 
 
-def _futures(pending: set) -> tuple[set, set]:
+def _futures(pending: set) -> tuple[list, set]:
     done, rest = wait(pending, return_when=FIRST_COMPLETED)
-    return {(f, f.result()) for f in done}, rest
+    return [(f, f.result()) for f in done], rest
 
 
 def _bounded(
@@ -106,9 +106,9 @@ def _ray(
         remote, shared = ray.remote(num_cpus=1)(_apply), ray.put(task)
         cpus = workers or int(ray.cluster_resources().get("CPU", 1))
 
-        def finished(pending: set) -> tuple[set, set]:
+        def finished(pending: set) -> tuple[list, set]:
             done, rest = ray.wait(list(pending), num_returns=1)
-            return {(ref, ray.get(ref)) for ref in done}, set(rest)
+            return [(ref, ray.get(ref)) for ref in done], set(rest)
 
         yield from _bounded(
             lambda item: remote.remote(shared, payload(item)), items, cpus, finished

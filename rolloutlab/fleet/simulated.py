@@ -64,6 +64,7 @@ def simulated_fleet(
             duration_min=duration_min,
             interval_s=120,
             error_rate=0.004,
+            requests_per_min=3000.0,
             start=at,
             **overrides,
         )
