@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import json
 import os
 import re
 import sys
@@ -17,8 +18,6 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-import polars as pl
 
 from rolloutlab.errors import EmptyResult, RolloutlabError, SpecError
 from rolloutlab.specs.model import JUDGE_NAMES, ROUTER_KINDS, Spec
@@ -502,7 +501,9 @@ def _no_data(exc: EmptyResult, args: argparse.Namespace, start, end) -> str:
                     "Check --target and --namespace."
                 )
             when = [
-                prom.query_range(f"{agg}({agg}_over_time(timestamp({selector})[{LOOK_BACK}:10m]))", at, at, 1)
+                prom.query_range(
+                    f"{agg}({agg}_over_time(timestamp({selector})[{LOOK_BACK}:10m]))", at, at, 1
+                )
                 for agg in ("min", "max")
             ]
     except RolloutlabError:
@@ -518,7 +519,7 @@ def _found_when(result: list[dict[str, Any]], metric: str) -> str:
     if not times:
         return (
             f"The server has no {metric} series in the {LOOK_BACK} before --end: check "
-            "--url and --preset."
+            "--url, --preset, --start and --end."
         )
     first, last = (datetime.fromtimestamp(t, UTC) for t in (times[0], times[-1]))
     return (
@@ -597,23 +598,15 @@ def _experiment(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result.to_dict())
     else:
+        from rolloutlab.views import terminal
+
         print(result.summary())
-        with pl.Config(
-            tbl_rows=-1,
-            tbl_cols=-1,
-            tbl_hide_dataframe_shape=True,
-            tbl_hide_column_data_types=True,
-            tbl_formatting="ASCII_MARKDOWN",
-            tbl_width_chars=200,
-            fmt_str_lengths=60,
-        ):
-            print(result.summary_frame())
+        terminal.print_table(result.summary_frame(), wrap=["status"])
     return 0
 
 
 def _replay(args: argparse.Namespace) -> int:
     from rolloutlab.postmortem import DEFAULT_JUDGES, replay
-
     from rolloutlab.views import terminal
 
     result = replay(_load(args), _spec(args), judges=tuple(args.judge or DEFAULT_JUDGES))
@@ -635,9 +628,14 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the report formats ``report -o`` writes, by the file name's extension
+REPORT_SUFFIXES = (".html",)
+
+
 def _report(args: argparse.Namespace) -> int:
     from rolloutlab.views.report import report
 
+    _check_report_path(args.output)
     if (args.fleet is None) == (args.recording is None):
         raise SpecError("report needs a recording or --fleet RESULTS (one of them).")
     if args.fleet is not None:
@@ -751,10 +749,22 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_live(args: argparse.Namespace) -> int:
-    """A canary rollout on 127.0.0.1 with a real Prometheus, driven by the rolloutlab judge."""
-    from rolloutlab.control.local import LiveDemo
+def _check_report_path(path: Path) -> None:
+    """Refuse a report file name whose extension says a format that is not written."""
+    if path.suffix.lower() not in REPORT_SUFFIXES:
+        raise SpecError(
+            f"-o {path}: cannot write a report as '{path.suffix or 'no extension'}'; "
+            f"use a file name ending in {' or '.join(REPORT_SUFFIXES)}, e.g. -o report.html"
+        )
 
+
+def _demo_live(args: argparse.Namespace) -> int:
+    """A canary rollout on 127.0.0.1 with a real Prometheus, driven by the rolloutlab judge;
+    its report (of what was fetched and judged) goes to ``-o``."""
+    from rolloutlab.control.local import LiveDemo
+    from rolloutlab.views.report import report
+
+    _check_report_path(args.output)
     print(
         f"starting the live demo (canary errors {args.canary_errors}, "
         f"latency {args.canary_latency}, {args.interval} s ticks)..."
@@ -765,7 +775,10 @@ def _demo_live(args: argparse.Namespace) -> int:
         interval_s=args.interval,
     ) as demo:
         print(f"Prometheus at {demo.prometheus_url}")
-        return _drive(demo.rollout(mode="auto"))
+        rollout = demo.rollout(mode="auto")
+        status = _drive(rollout)
+    print(f"wrote {report(rollout.recording, rollout.spec, path=args.output).resolve()}")
+    return status
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -851,21 +864,103 @@ def _subsets(args: argparse.Namespace) -> dict[str, str | None]:
 
 
 def _overrides(pairs: list[str]) -> dict[str, object]:
-    import json
+    """``--set FIELD=VALUE`` as scenario overrides, each checked against the field's type."""
+    import dataclasses
+    import typing
 
+    from rolloutlab.sources.simulate import Scenario
+
+    hints = typing.get_type_hints(Scenario)
+    defaults = {f.name: f.default for f in dataclasses.fields(Scenario)}
     out: dict[str, object] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise SpecError(
                 f"--set {pair!r}: expected FIELD=VALUE, e.g. --set requests_per_min=300"
             )
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        out[key] = tuple(value) if isinstance(value, list) else value
+        if key not in hints:
+            raise SpecError(
+                f"--set {key}: no such scenario field; the fields are {', '.join(sorted(hints))}"
+            )
+        value = _field_value(raw.strip(), hints[key])
+        if value is _INVALID:
+            example = defaults[key]
+            shown = (
+                f", e.g. --set {key}={json.dumps(list(example) if isinstance(example, tuple) else example)}"
+                if example not in (None, dataclasses.MISSING)
+                else ""
+            )
+            raise SpecError(f"--set {key}={raw}: expected {_type_words(hints[key])}{shown}")
+        out[key] = value
     return out
+
+
+_INVALID = object()
+
+
+def _field_value(raw: str, hint: Any) -> Any:
+    """``raw`` as a value of type ``hint`` (a Scenario field's), or _INVALID."""
+    import typing
+    from datetime import datetime
+
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if raw.lower() in ("none", "null", ""):
+            return None
+        hint = next(a for a in args if a is not type(None))
+        args = typing.get_args(hint)
+    if hint is str:
+        return raw
+    if hint is datetime:
+        try:
+            return _time(raw, "--set")
+        except SpecError:
+            return _INVALID
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw.split(",") if typing.get_origin(hint) is tuple else _INVALID
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list):
+            return _INVALID
+        items = [
+            _field_value(json.dumps(v) if not isinstance(v, str) else v, args[0]) for v in value
+        ]
+        fixed = len(args) == 2 and args[1] is not Ellipsis
+        if _INVALID in items or (fixed and len(items) != len(args)):
+            return _INVALID
+        return tuple(items)
+    if origin is dict:
+        return value if isinstance(value, dict) else _INVALID
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return _INVALID
+    if hint is int:
+        return int(value) if float(value).is_integer() else _INVALID
+    return float(value)
+
+
+def _type_words(hint: Any) -> str:
+    """A Scenario field's type in words."""
+    import typing
+    from datetime import datetime
+
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if (
+        typing.get_origin(hint) is not tuple
+        and len(args) == 1
+        and type(None) in typing.get_args(hint)
+    ):
+        return f"{_type_words(args[0])} or none"
+    if typing.get_origin(hint) is tuple:
+        count = "" if args[-1] is Ellipsis else f"{len(args)} "
+        return f"a list of {count}{_type_words(args[0]).removeprefix('a ')}s"
+    if typing.get_origin(hint) is dict:
+        return 'a JSON object like {"key": 1}'
+    words = {int: "a whole number", float: "a number", str: "a text", datetime: "a time"}
+    return words.get(hint, str(hint))
 
 
 def _print_json(data: object) -> None:
