@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rolloutlab.config import redact
 from rolloutlab.errors import EmptyResult, RolloutlabError, SpecError
 from rolloutlab.specs.model import JUDGE_NAMES, ROUTER_KINDS, Spec
 
@@ -54,13 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return _broken_pipe()
     except RolloutlabError as exc:
-        _fail(name, f"error: {_for_cli(str(exc))}", debug)
+        _fail(name, f"error: {_for_cli(redact(str(exc)))}", debug)
         return 2
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        what = " ".join(str(exc).split())[:200]
+        what = " ".join(redact(str(exc)).split())[:200]
         _fail(
             name,
             f"bug: {type(exc).__name__}{': ' + what if what else ''}. This is a bug in "
@@ -115,12 +116,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
 
     p = command("fetch", _fetch, "Fetch both variants from a Prometheus into a recording.")
-    p.add_argument(
-        "--url", required=True, help="Prometheus-compatible server, e.g. http://prom:9090"
-    )
+    connection_options(p)
     p.add_argument(
         "--preset",
-        help="query preset (istio, linkerd, nginx, ...); default: the spec's, else istio",
+        help="query preset (istio, linkerd, nginx, ...); default: the spec's provider, else "
+        "$ROLLOUTLAB_PRESET, else the config file's, else istio",
     )
     p.add_argument(
         "--target", help="Flagger target: <target> is the canary, <target>-primary the primary"
@@ -156,14 +156,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--end", required=True, help="last step, a time as for --start")
     p.add_argument("--step", default="1m", help="step and increase() window, e.g. 1m")
     p.add_argument("-o", "--output", type=Path, required=True)
-    p.add_argument(
-        "--header",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra HTTP header, e.g. X-Scope-OrgID=tenant (repeatable)",
-    )
-    p.add_argument("--bearer", help="bearer token")
     p.add_argument("--variant-label", help="label that tells the variants apart")
     p.add_argument("--variants", help="'a,b' label values, or 'name=regex,...'")
     p.add_argument("--queries", type=Path, help="YAML/JSON file of custom queries")
@@ -222,8 +214,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
 
     p = command("run", _run, "Drive a live rollout: fetch, judge and step the weights.")
-    p.add_argument("--url", required=True, help="Prometheus-compatible server")
-    p.add_argument("--preset", help="default: the spec's provider, else istio")
+    connection_options(p)
+    p.add_argument(
+        "--preset",
+        help="default: the spec's provider, else $ROLLOUTLAB_PRESET, else the config file's, "
+        "else istio",
+    )
     p.add_argument("--router", choices=ROUTER_KINDS, help="default: the spec's")
     p.add_argument("--target", help="the canary workload (default: the spec's target)")
     p.add_argument("--namespace", help="default: the spec's")
@@ -242,7 +238,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="act on the judge's decisions; without it the judge only advises",
     )
-    p.add_argument("--slack-webhook", help="Slack incoming-webhook URL for decisions and failures")
+    p.add_argument(
+        "--slack-webhook-file",
+        metavar="FILE",
+        help="file holding the Slack incoming-webhook URL for decisions and failures (or "
+        "$ROLLOUTLAB_SLACK_WEBHOOK, $ROLLOUTLAB_SLACK_WEBHOOK_FILE, the config file's "
+        "slack_webhook_file); the URL is a secret, so it is not taken on the command line",
+    )
     _subset_options(p)
     _kube_options(p)
 
@@ -399,6 +401,7 @@ SPEC_DEFINES = ("queries", "variants", "variant_label")
 def _fetch(args: argparse.Namespace) -> int:
     from rolloutlab.sources.prometheus import fetch
 
+    settings = connection(args)
     start, end = _time(args.start, "--start"), _time(args.end, "--end")
     if end < start:
         raise SpecError(
@@ -425,16 +428,16 @@ def _fetch(args: argparse.Namespace) -> int:
                 "what to query. Drop them, or drop --spec."
             )
 
+        spec = _cluster_spec(args) if args.kube else Spec.load(args.spec, name=args.spec_name)
         rec = fetch_for_spec(
             args.url,
-            _cluster_spec(args) if args.kube else args.spec,
-            preset=args.preset,
+            spec,
+            preset=args.preset or _preset_of(spec, settings.preset),
             target=args.target,
             namespace=args.namespace,
             flagger=args.flagger,
             pod_template_hashes=_pairs(args.pod_template_hash, "--pod-template-hash"),
             names=names,
-            name=args.spec_name,
             **options,
         )
     else:
@@ -442,6 +445,7 @@ def _fetch(args: argparse.Namespace) -> int:
             raise SpecError("--pod-template-hash fills the templates of a --spec: give --spec.")
         if args.spec_name:
             raise SpecError("--spec-name picks a Canary or Rollout of a --spec: give --spec.")
+        args.preset = args.preset or settings.preset
         try:
             rec = fetch(
                 args.url,
@@ -663,9 +667,11 @@ def _run(args: argparse.Namespace) -> int:
     else:
         spec = Spec.load(args.spec, name=args.spec_name)
     target, namespace, kind = _from_spec(args, spec)
+    settings = connection(args)
     client = load_client(context=args.context, kubeconfig=args.kubeconfig)
     route = router(kind, args.route or target, namespace, client=client, **_subsets(args))
-    with Prometheus(args.url) as source:
+    webhook = settings.slack_webhook
+    with Prometheus(args.url, headers=settings.headers, auth=settings.bearer) as source:
         rollout = Rollout(
             source,
             route,
@@ -673,9 +679,9 @@ def _run(args: argparse.Namespace) -> int:
             args.judge or spec.judge,
             target=target,
             namespace=namespace,
-            preset=args.preset or _preset_of(spec),
+            preset=args.preset or _preset_of(spec, settings.preset),
             mode="auto" if args.auto else "manual",
-            notifier=SlackNotifier(args.slack_webhook) if args.slack_webhook else None,
+            notifier=SlackNotifier(webhook) if webhook else None,
         )
         return _drive(rollout)
 
@@ -696,10 +702,70 @@ def _from_spec(args: argparse.Namespace, spec) -> tuple[str, str, str]:
     return chosen["target"], chosen["namespace"], chosen["router"]
 
 
-def _preset_of(spec) -> str:
-    from rolloutlab.specs.fetch import preset_for
+def _preset_of(spec, default: str | None = None) -> str:
+    """The spec's provider as a preset, else ``default`` (env or config), else istio."""
+    from rolloutlab.sources.presets import PRESETS
+    from rolloutlab.specs.fetch import DEFAULT_PRESET
 
-    return preset_for(spec)
+    return spec.provider if spec.provider in PRESETS else default or DEFAULT_PRESET
+
+
+def connection_options(p: argparse.ArgumentParser) -> None:
+    """The Prometheus connection options; each defaults to the environment, then the
+    config file (see :mod:`rolloutlab.config`). Secrets come from files or the
+    environment only: a command line is visible to every user in ``ps``."""
+    p.add_argument(
+        "--url",
+        help="Prometheus-compatible server, e.g. http://prom:9090 (default: $ROLLOUTLAB_URL, "
+        "else the config file's url)",
+    )
+    p.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra HTTP header, e.g. X-Scope-OrgID=tenant (repeatable; over "
+        "$ROLLOUTLAB_HEADERS and the config file's headers); secret ones in --header-file",
+    )
+    p.add_argument("--header-file", metavar="FILE", help="headers, one 'Key: Value' per line")
+    p.add_argument(
+        "--bearer-file",
+        metavar="FILE",
+        help="file holding the bearer token (default: $ROLLOUTLAB_BEARER_TOKEN, "
+        "$ROLLOUTLAB_BEARER_TOKEN_FILE, the config file's bearer_token_file)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="config file (default: $ROLLOUTLAB_CONFIG, else "
+        "$XDG_CONFIG_HOME/rolloutlab/config.yaml, else ~/.config/rolloutlab/config.yaml)",
+    )
+
+
+def connection(args: argparse.Namespace):
+    """The :func:`connection_options` resolved (flags > environment > config file), put
+    back on ``args`` (``url``, ``header`` as ``Key=Value`` items, ``bearer``); the
+    :class:`~rolloutlab.config.Settings`, for the preset and the Slack webhook."""
+    from rolloutlab.config import config_path, settings
+
+    resolved = settings(
+        url=args.url,
+        preset=args.preset,
+        headers=args.header,
+        headers_file=args.header_file,
+        bearer_file=args.bearer_file,
+        slack_webhook_file=getattr(args, "slack_webhook_file", None),
+        config=args.config,
+    )
+    if not resolved.url:
+        raise SpecError(
+            "no Prometheus URL: pass --url http://prom:9090, set ROLLOUTLAB_URL, or put "
+            f"'url: http://prom:9090' in {config_path(args.config)}"
+        )
+    args.url = resolved.url
+    args.header = [f"{key}={value}" for key, value in resolved.headers.items()]
+    args.bearer = resolved.bearer
+    return resolved
 
 
 def _drive(rollout) -> int:
