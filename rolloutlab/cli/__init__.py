@@ -30,7 +30,7 @@ BUNDLED_SEED = 7
 
 # Commands that live in their own module of this package: each defines
 # ``register(command)``, called with the same ``command(name, run, help)`` factory as below.
-COMMAND_MODULES: tuple[str, ...] = ("serve", "fleet", "watch")
+COMMAND_MODULES: tuple[str, ...] = ("serve", "fleet", "watch", "audit")
 
 
 #: exit status of a bug in rolloutlab (BSD's EX_SOFTWARE), and of output cut short by a
@@ -771,7 +771,7 @@ def connection(args: argparse.Namespace):
 def _drive(rollout) -> int:
     """Run ``rollout`` to a decision, printing one status line per tick."""
     print(f"{rollout!r}: {'acting' if rollout.acting else 'advising only (use --auto to act)'}")
-    phase = rollout.run(on_tick=lambda record: print(f"  {rollout.status}", flush=True))
+    phase = rollout.run(on_tick=lambda record: print(f"  {_for_cli(rollout.status)}", flush=True))
     print(f"{phase}: {rollout.verdict().reason}")
     return 0
 
@@ -843,7 +843,11 @@ def _demo_live(args: argparse.Namespace) -> int:
         print(f"Prometheus at {demo.prometheus_url}")
         rollout = demo.rollout(mode="auto")
         status = _drive(rollout)
-    print(f"wrote {report(rollout.recording, rollout.spec, path=args.output).resolve()}")
+    recording = rollout.recording
+    if recording.frame.is_empty():
+        print(f"no report: nothing was fetched, so {args.output} was not written")
+    else:
+        print(f"wrote {report(recording, rollout.spec, path=args.output).resolve()}")
     return status
 
 
@@ -1168,6 +1172,7 @@ CLI_WORDS = (
         "or pass --kubeconfig FILE and --context NAME",
     ),
     (re.compile(r"\(context=None\)"), ""),
+    (re.compile(r" Queries: \{.*\}"), ""),
     (re.compile(r"\(context='([^']*)'\)"), r"(--context \1)"),
 )
 
