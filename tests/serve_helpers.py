@@ -60,11 +60,17 @@ def write_canaries(folder: Path, names: list[str], namespace: str = NAMESPACE) -
     return folder
 
 
-def openmetrics(name: str, *, errors_x: float = 1.0, seed: int = 0, minutes: int = 90) -> str:
+def openmetrics(
+    name: str, *, errors_x: float = 1.0, seed: int = 0, minutes: int = 90, **overrides
+) -> str:
     """A simulated canary ``name`` in namespace shop: healthy, or ``errors_x`` times the
-    primary's error rate."""
+    primary's error rate (``overrides`` go to the scenario, e.g. a fixed ``weights``)."""
     recording = simulate(
-        "healthy", seed=seed, duration_min=minutes, error_ratio=(1.0, float(errors_x))
+        "healthy",
+        seed=seed,
+        duration_min=minutes,
+        error_ratio=(1.0, float(errors_x)),
+        **overrides,
     )
     return to_openmetrics(recording, preset="istio", target=name, namespace=NAMESPACE)
 
@@ -107,3 +113,16 @@ def running(app, *, workers_log: str = "warning") -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def flagger_weight(name: str, weight: float, *, minutes: int = 90) -> str:
+    """Flagger's ``flagger_canary_weight{workload, namespace}`` series (pkg/metrics/recorder.go
+    ``SetWeight``: ``<target>`` holds the canary's weight, ``<target>-primary`` the rest),
+    held at ``weight`` every minute from :data:`T0`."""
+    lines = ["# TYPE flagger_canary_weight gauge"]
+    for minute in range(minutes + 1):
+        t = int(T0.timestamp()) + 60 * minute
+        for workload, value in ((f"{name}-primary", 100 - weight), (name, weight)):
+            labels = f'workload="{workload}",namespace="{NAMESPACE}"'
+            lines.append(f"flagger_canary_weight{{{labels}}} {value:g} {t}")
+    return "\n".join([*lines, "# EOF", ""])

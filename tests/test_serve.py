@@ -25,7 +25,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from serve_helpers import NAMESPACE, Clock, free_port, openmetrics, running, write_canaries
+from serve_helpers import (
+    NAMESPACE,
+    Clock,
+    flagger_weight,
+    free_port,
+    openmetrics,
+    running,
+    write_canaries,
+)
 
 from rolloutlab.serve import Auth, Engine, FolderCatalog, RevisionStore, create_app
 from rolloutlab.sources.promserver import PrometheusServer
@@ -40,15 +48,21 @@ HOOKS = ("confirm-traffic-increase", "confirm-promotion", "rollback", "rollout")
 
 @pytest.fixture(scope="module")
 def prometheus(prometheus_binary):
-    """good: healthy; bad: 4x the primary's error rate; silent: declared, never scraped."""
+    """good: healthy; bad: 4x the primary's error rate; silent: declared, never scraped;
+    held and held-blind: healthy but kept at 10% (Flagger halted the plan), with and
+    without Flagger's own weight series."""
     texts = [openmetrics("good", seed=11), openmetrics("bad", errors_x=4.0, seed=12)]
+    texts += [openmetrics(n, seed=13, weights=(90.0, 10.0)) for n in ("held", "held-blind")]
+    texts.append(flagger_weight("held", 10))
     with PrometheusServer(openmetrics=texts) as server:
         yield server.url
 
 
 @pytest.fixture(scope="module")
 def specs(tmp_path_factory):
-    return write_canaries(tmp_path_factory.mktemp("gitops"), ["good", "bad", "silent"])
+    return write_canaries(
+        tmp_path_factory.mktemp("gitops"), ["good", "bad", "silent", "held", "held-blind"]
+    )
 
 
 def make_app(url, specs, clock, state=":memory:"):
@@ -142,6 +156,24 @@ def test_a_canary_with_no_data_is_never_promoted(service, clock):
             assert answers["confirm-promotion"].json()["status"] == "nodata"
             assert answers["confirm-traffic-increase"].status_code > 202
             assert answers["rollout"].status_code > 202  # a failed check, as Flagger's own
+
+
+def test_flaggers_own_weights_are_judged_when_prometheus_has_them(service, clock):
+    """A canary Flagger held at 10% while the plan would be at 50%: with Flagger's
+    flagger_canary_weight the judge sees the real split and lets the weight advance; without
+    it the plan's weights disagree with the traffic (a sample-ratio mismatch), which holds."""
+    clock.at(0)
+    for name in ("held", "held-blind"):
+        hook(service, name, "rollout", "held-1")
+    clock.at(30)
+    seen = hook(service, "held", "confirm-traffic-increase", "held-1")
+    assert seen.status_code == 200, seen.json()
+    assert seen.json()["weight"] == 10 and seen.json()["step"] == 1
+    blind = hook(service, "held-blind", "confirm-traffic-increase", "held-1")
+    assert blind.status_code == 412 and "sample-ratio mismatch" in blind.json()["why"]
+    assert any("flagger_canary_weight" in note for note in blind.json()["notes"])
+    for name in ("held", "held-blind"):  # neither is promoted below the plan's top weight
+        assert hook(service, name, "confirm-promotion", "held-1").status_code > 202
 
 
 def test_credentials(service, clock):

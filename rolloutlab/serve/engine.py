@@ -28,6 +28,9 @@ from rolloutlab.judges import judge
 from rolloutlab.judges.verdict import Decision, MetricResult, Verdict
 from rolloutlab.serve.catalog import Canary
 from rolloutlab.serve.store import RevisionStore
+from rolloutlab.sources.flagger import with_flagger
+from rolloutlab.sources.prometheus import Prometheus
+from rolloutlab.sources.recording import Recording
 from rolloutlab.specs.fetch import fetch_for_spec
 from rolloutlab.views.metrics import CanaryState
 
@@ -261,6 +264,7 @@ class Engine:
                     bearer=self.bearer,
                     timeout=self.timeout_s,
                 )
+                recording, note = self._flagger_weights(recording, canary)
                 verdict = judge(recording, spec, judge=self.judge)
             except EmptyResult as exc:
                 problem = f"no data: {str(exc).splitlines()[0]}"
@@ -273,8 +277,28 @@ class Engine:
                 log.exception("%s: evaluation failed", canary.key)
                 problem = f"cannot judge: unexpected {type(exc).__name__}"
                 return Evaluation(status="unavailable", problem=problem, **made)
-        notes = tuple(str(w.message).splitlines()[0] for w in caught)
+        notes = tuple(str(w.message).splitlines()[0] for w in caught) + ((note,) if note else ())
         return Evaluation(status="judged", verdict=verdict, notes=notes, **made)
+
+    def _flagger_weights(
+        self, recording: Recording, canary: Canary
+    ) -> tuple[Recording, str | None]:
+        """The recording with Flagger's own weight timeline (``flagger_canary_weight``: the
+        weights really in force, holds included) when Prometheus has it; else as it is,
+        judged on the plan's weights, with a note saying so."""
+        with Prometheus(
+            self.url, headers=self.headers, auth=self.bearer, timeout=self.timeout_s
+        ) as prom:
+            try:
+                return with_flagger(
+                    recording,
+                    prom,
+                    target=canary.target,
+                    namespace=canary.namespace,
+                    step=canary.spec.interval_s,
+                ), None
+            except EmptyResult:
+                return recording, "no flagger_canary_weight series: the plan's weights assumed"
 
 
 def _on_grid(when: datetime, interval_s: float, rounding: Callable[[float], int]) -> datetime:
