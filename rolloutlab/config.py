@@ -46,6 +46,7 @@ _SECRET_PARAM = re.compile(
     re.IGNORECASE,
 )
 _SLACK_HOOK = re.compile(r"(hooks\.slack\.com/(?:services|workflows|triggers)/)[^\s\"'<>]+")
+_SECRET_NAME = re.compile(r"auth|cookie|token|key|secret|passw|credential", re.IGNORECASE)
 #: secret values read so far (tokens, header values, webhooks), masked by :func:`redact`
 _KNOWN: set[str] = set()
 
@@ -100,8 +101,10 @@ def read_secret(path: str | os.PathLike[str], what: str) -> str:
     return remember_secret(value)
 
 
-def parse_headers(items: Sequence[str], where: str) -> dict[str, str]:
-    """``Key=Value`` (or ``Key: Value``) items as a dict; values are remembered as secrets."""
+def parse_headers(items: Sequence[str], where: str, *, secret: bool = False) -> dict[str, str]:
+    """``Key=Value`` (or ``Key: Value``) items as a dict. Values are remembered for
+    :func:`redact` when ``secret`` (read from a file) or the name says a secret
+    (Authorization, Cookie, ...token, ...key)."""
     headers: dict[str, str] = {}
     for item in items:
         item = item.strip()
@@ -110,7 +113,8 @@ def parse_headers(items: Sequence[str], where: str) -> dict[str, str]:
         cut = min((i for i in (item.find("="), item.find(":")) if i > 0), default=-1)
         if cut < 0 or not item[:cut].strip():
             raise SpecError(f"{where}: header {item.split('=')[0]!r}... must look like Key=Value")
-        headers[item[:cut].strip()] = remember_secret(item[cut + 1 :].strip())
+        name, value = item[:cut].strip(), item[cut + 1 :].strip()
+        headers[name] = remember_secret(value) if secret or _SECRET_NAME.search(name) else value
     return headers
 
 
@@ -232,7 +236,10 @@ def settings(
 
     merged: dict[str, str] = {}
     for where, layer in (
-        ("config", {str(k): remember_secret(str(v)) for k, v in data.get("headers", {}).items()}),
+        (
+            "config",
+            parse_headers([f"{k}={v}" for k, v in data.get("headers", {}).items()], str(path)),
+        ),
         ("env", parse_headers(re.split(r"[\n;]", env.get(ENV_HEADERS, "")), f"${ENV_HEADERS}")),
         ("flag", _file_headers(headers_file)),
         ("flag", parse_headers(headers, "--header")),
@@ -277,4 +284,4 @@ def _file_headers(path: str | os.PathLike[str] | None) -> dict[str, str]:
         lines = file.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read headers from {file}: {exc}") from None
-    return parse_headers(lines, str(file))
+    return parse_headers(lines, str(file), secret=True)
