@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the kube fixture imported from kube_emulator is shadowed by a parameter)
 """rolloutlab serve over real HTTP (uvicorn on 127.0.0.1) against a real, backfilled
 Prometheus: Flagger's webhooks, Argo Rollouts' web provider, verdicts, auth, limits,
 restarts and replicas.
@@ -21,10 +22,12 @@ Upstream contracts these tests hold the service to (read from the upstream code)
 from __future__ import annotations
 
 import json
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from kube_emulator import kube  # noqa: F401  (fixture)
 from serve_helpers import (
     NAMESPACE,
     Clock,
@@ -176,7 +179,8 @@ def test_flaggers_own_weights_are_judged_when_prometheus_has_them(service, clock
         assert hook(service, name, "confirm-promotion", "held-1").status_code > 202
 
 
-def test_credentials(service, clock):
+def test_credentials(service, clock, caplog):
+    caplog.set_level(logging.DEBUG)
     clock.at(60)
     assert requests.get(f"{service}/healthz", timeout=5).status_code == 200
     for path in ("/verdict/shop/good", "/argo/namespaces/shop/rollouts/good", "/metrics"):
@@ -191,6 +195,10 @@ def test_credentials(service, clock):
     assert requests.post(f"{service}/flagger/rollback", json=body, timeout=5).status_code == 401
     ok = requests.post(f"{service}/flagger/rollback", json=body, headers=BEARER, timeout=30)
     assert ok.status_code in (200, 412)  # the bearer token is valid for every canary
+    assert hook(service, "good", "rollback", "auth-1").status_code in (200, 412)
+    assert "rollback shop/good" in caplog.text  # logged, but never a credential
+    for secret in (TOKEN, AUTH.canary_token("shop", "good"), AUTH.canary_token("shop", "bad")):
+        assert secret not in caplog.text
 
 
 def test_bad_requests_say_what_to_fix(service):
@@ -293,3 +301,25 @@ def test_the_service_token_is_required_and_never_shown(monkeypatch):
     with pytest.raises(SpecError, match="at least 16"):
         Auth("short")
     assert TOKEN not in repr(AUTH)
+
+
+def test_canaries_read_from_the_cluster(prometheus, kube):
+    """--kube: the Canary is read from the API (kmock emulator, real client over HTTP) when
+    a webhook first names it; one that is not there is a 404 naming what the namespace holds."""
+    import yaml
+    from serve_helpers import CANARY
+
+    from rolloutlab.serve import ClusterCatalog
+    from rolloutlab.specs.kube import load_from_cluster
+
+    canary = yaml.safe_load(CANARY.format(name="bad", namespace=NAMESPACE))
+    kube.seed("flagger.app/v1beta1/canaries", canary)
+    catalog = ClusterCatalog(lambda name, ns: load_from_cluster(name, ns, client=kube.client()))
+    clock = Clock().at(0)
+    engine = Engine(prometheus, catalog, RevisionStore(), clock=clock)
+    with running(create_app(engine, AUTH)) as url:
+        hook(url, "bad", "rollout", "kube-1")
+        clock.at(45)
+        assert hook(url, "bad", "rollback", "kube-1").status_code == 200
+        missing = hook(url, "good", "rollback", "kube-1")
+    assert missing.status_code == 404 and "bad" in missing.json()["error"]
