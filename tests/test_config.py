@@ -167,3 +167,32 @@ def test_redaction() -> None:
     url, credentials = split_credentials("http://bob:p%40ss@127.0.0.1:9090/prom")
     assert (url, credentials) == ("http://127.0.0.1:9090/prom", ("bob", "p@ss"))
     assert redact("the password is p@ss") == "the password is ***"  # remembered
+
+
+def test_fetch_takes_its_url_from_flag_then_env_then_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Against the fake Prometheus (real HTTP): only one of the three URLs answers."""
+    from fake_prometheus import FakePrometheus
+    from kube_emulator import closed_port
+
+    from rolloutlab.cli import main
+
+    dead = f"http://127.0.0.1:{closed_port()}"
+    args = ["fetch", "--target", "podinfo", "--namespace", "test", "--timeout", "2"]
+    args += ["--start", "2026-01-12T10:00Z", "--end", "2026-01-12T10:05Z"]
+    with FakePrometheus() as fake:
+        config = write(tmp_path / "c.yaml", f"url: {fake.url}\n")
+        monkeypatch.setenv(ENV_CONFIG, str(config))
+        assert main([*args, "-o", str(tmp_path / "a.parquet")]) == 0  # the config's
+
+        monkeypatch.setenv(ENV_URL, dead)
+        assert main([*args, "-o", str(tmp_path / "b.parquet")]) == 2  # env beats config
+        assert f"cannot reach Prometheus at {dead}" in capsys.readouterr().err
+
+        assert main([*args, "--url", fake.url, "-o", str(tmp_path / "c.parquet")]) == 0  # flag
+
+    monkeypatch.delenv(ENV_URL)
+    monkeypatch.delenv(ENV_CONFIG)
+    assert main([*args, "-o", str(tmp_path / "d.parquet")]) == 2
+    assert "no Prometheus URL: pass --url" in capsys.readouterr().err
