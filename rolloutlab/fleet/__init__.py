@@ -10,6 +10,7 @@ holds back, how much slower releases get. :class:`Fleet` is the partitioned data
 from __future__ import annotations
 
 from rolloutlab.fleet.calibration import calibration
+from rolloutlab.fleet.collect import collect, find_rollouts
 from rolloutlab.fleet.dataset import Fleet, read_labels, recorded_outcome
 from rolloutlab.fleet.replays import FleetReplay, open_results, plan, replay
 from rolloutlab.fleet.simulated import simulated_fleet
@@ -18,6 +19,8 @@ __all__ = [
     "Fleet",
     "FleetReplay",
     "calibration",
+    "collect",
+    "find_rollouts",
     "open_results",
     "plan",
     "read_labels",

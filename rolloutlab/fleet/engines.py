@@ -118,6 +118,15 @@ def _ray(
             ray.shutdown()
 
 
+def progress_bar(show: bool, total: int, done: int, desc: str) -> Any:
+    """A tqdm bar over ``total`` rollouts starting at ``done`` (None when not shown)."""
+    if not show:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, unit="rollout", desc=desc)
+
+
 def _apply(task: Callable[[Any], Any], item: Any) -> Any:
     """A Ray task: ``task`` (shared once through the object store) applied to ``item``."""
     return task(item)

@@ -188,7 +188,7 @@ def replay(
         for r, p in chosen.select("rollout", "path").iter_rows()
         if r not in done
     ]
-    bar = _progress(progress, chosen.height, chosen.height - len(todo))
+    bar = engines.progress_bar(progress, chosen.height, chosen.height - len(todo), "fleet replay")
     try:
         for _, rows in engines.run(
             partial(judge_rollout, the_plan),
@@ -383,11 +383,3 @@ def _names(specs: list[Any]) -> dict[str, Any]:
             name = f"{name}-{i + 1}"
         named[name] = raw
     return named
-
-
-def _progress(show: bool, total: int, done: int) -> Any:
-    if not show:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=done, unit="rollout", desc="fleet replay")

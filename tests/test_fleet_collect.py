@@ -1,0 +1,169 @@
+"""fleet collect on a real Prometheus: rollouts found in Flagger's series, recorded, resumed,
+then replayed and reported end to end.
+
+The server is backfilled with two simulated rollouts of podinfo in Istio's metric names
+(an error regression at 10:00, a healthy canary at 12:00) and, beside them, the series
+Flagger's controller exports for them (names, labels and values as SetStatus and
+SetWeight write them in fluxcd/flagger pkg/metrics/recorder.go, commit
+0743ef72b359dcf669a82ae28c2383334d14d8ab: status 0 while progressing, 2 failed, 1
+otherwise; ``name`` is the targetRef name).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+
+import rolloutlab
+from rolloutlab.cli import main
+from rolloutlab.fleet import Fleet, collect, find_rollouts
+from rolloutlab.fleet.collect import _status_runs
+from rolloutlab.sources.openmetrics import to_openmetrics
+from rolloutlab.sources.promserver import PrometheusServer
+
+DAY = datetime(2026, 1, 12, tzinfo=UTC)
+#: (first progressing minute, last progressing minute, the status that ended it)
+ROLLOUTS = [(DAY + timedelta(hours=10, minutes=1), DAY + timedelta(hours=10, minutes=10), 2)]
+ROLLOUTS += [(DAY + timedelta(hours=12, minutes=1), DAY + timedelta(hours=12, minutes=10), 1)]
+CANARY = """apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: test
+spec:
+  provider: istio
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: podinfo
+  service:
+    port: 9898
+  analysis:
+    interval: 1m
+    threshold: 3
+    maxWeight: 30
+    stepWeight: 10
+    metrics:
+    - name: request-success-rate
+      thresholdRange:
+        min: 99
+      interval: 1m
+"""
+
+
+def flagger_series() -> str:
+    """Flagger's status and weight for podinfo every 30 s from 09:50 to 12:30."""
+    status, weight = [], []
+    t = DAY + timedelta(hours=9, minutes=50)
+    value, w = 1, 0
+    while t <= DAY + timedelta(hours=12, minutes=30):
+        for first, last, ended in ROLLOUTS:
+            if first <= t <= last:
+                value, w = 0, min(30, 10 * (1 + int((t - first).total_seconds() // 120)))
+            elif last < t <= last + timedelta(seconds=30):
+                value, w = ended, 0
+        s = int(t.timestamp())
+        status.append(f'flagger_canary_status{{name="podinfo",namespace="test"}} {value} {s}')
+        weight.append(f'flagger_canary_weight{{workload="podinfo",namespace="test"}} {w} {s}')
+        weight.append(
+            f'flagger_canary_weight{{workload="podinfo-primary",namespace="test"}} {100 - w} {s}'
+        )
+        t += timedelta(seconds=30)
+    return "\n".join(
+        [
+            "# TYPE flagger_canary_status gauge",
+            *status,
+            "# TYPE flagger_canary_weight gauge",
+            *weight,
+            "# EOF",
+            "",
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def server(prometheus_binary):
+    bad = rolloutlab.simulate(
+        "error-regression", seed=2, duration_min=14, start=DAY + timedelta(hours=9, minutes=58)
+    )
+    good = rolloutlab.simulate(
+        "healthy", seed=3, duration_min=14, start=DAY + timedelta(hours=11, minutes=58)
+    )
+    texts = [
+        to_openmetrics(rec, preset="istio", target="podinfo", namespace="test")
+        for rec in (bad, good)
+    ]
+    with PrometheusServer(openmetrics=[*texts, flagger_series()]) as prom:
+        yield prom
+
+
+@pytest.fixture()
+def canary(tmp_path):
+    folder = tmp_path / "gitops"
+    folder.mkdir()
+    (folder / "canary.yaml").write_text(CANARY)
+    return folder
+
+
+def test_status_runs_by_hand():
+    t0 = int(DAY.timestamp())
+    values = [[t0 + 60 * k, v] for k, v in enumerate(["1", "0", "0", "2", "1", "0", "1", "0"])]
+    runs = list(_status_runs(values, "podinfo", "test"))
+    assert [(r.start.minute, r.end.minute, r.outcome) for r in runs] == [
+        (1, 2, "failed"),
+        (5, 5, "succeeded"),
+        (7, 7, "progressing"),
+    ]
+
+
+def test_find_rollouts_in_flaggers_status(server):
+    found = find_rollouts(
+        rolloutlab.Prometheus(server.url),
+        target="podinfo",
+        namespace="test",
+        start=DAY + timedelta(hours=9),
+        end=DAY + timedelta(hours=13),
+        step="1m",
+    )
+    assert [(e.start, e.end, e.outcome) for e in found] == [
+        (ROLLOUTS[0][0], ROLLOUTS[0][1], "failed"),
+        (ROLLOUTS[1][0], ROLLOUTS[1][1], "succeeded"),
+    ]
+
+
+def test_collect_records_each_rollout_and_resumes(server, canary, tmp_path):
+    out = tmp_path / "fleet"
+    options = dict(since="2026-01-12T09:00:00Z", until="2026-01-12T13:00:00Z", concurrency=2)
+    added = collect(server.url, canary, out, **options)
+    assert added.sort("start")["outcome"].to_list() == ["failed", "succeeded"]
+    fleet = Fleet(out)
+    for row, (first, last, _) in zip(fleet.index.iter_rows(named=True), ROLLOUTS, strict=True):
+        assert row["service"] == "podinfo" and row["namespace"] == "test"
+        assert first - timedelta(minutes=1) <= row["start"] <= first
+        assert row["end"] == last + timedelta(minutes=1)
+        rec = fleet.load(row["rollout"])
+        assert {"requests", "errors", "weight", "flagger_status"} <= set(rec.metrics)
+        canary_weight = rec.frame.filter(
+            pl.col("metric") == "weight", pl.col("variant") == "canary"
+        )
+        assert canary_weight["value"].max() == 30.0  # Flagger's own timeline, not the plan
+    again = collect(server.url, canary, out, **options)
+    assert again.height == 0 and fleet.index.height == 2  # already there: skipped
+
+
+def test_collect_replay_report_end_to_end(server, canary, tmp_path, capsys):
+    out = tmp_path / "fleet"
+    argv = ["fleet", "collect", "--url", server.url, "--spec", str(canary), "-o", str(out)]
+    assert main([*argv, "--since", "4h", "--until", "2026-01-12T13:00:00Z"]) == 0
+    assert "recorded 2 rollouts" in capsys.readouterr().out
+    (out / "labels.csv").write_text(f"rollout,incident\n{Fleet(out).index['rollout'][1]},false\n")
+    replay_argv = ["fleet", "replay", str(out), "--spec", str(canary), "--judge", "rolloutlab"]
+    assert main([*replay_argv, "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "gitops · rolloutlab: catches 1 of 1 bad rollouts" in printed
+    folder = printed.split("results in ")[1].split(" ")[0]
+    html = tmp_path / "fleet.html"
+    assert main(["report", "--fleet", folder, "-o", str(html)]) == 0
+    assert 'data-charts="2"' in html.read_text()
