@@ -7,7 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from rolloutlab.cli import _kube_options, _pairs
+from rolloutlab.cli import _kube_options, connection, connection_options
 from rolloutlab.errors import SpecError
 from rolloutlab.specs.model import JUDGE_NAMES
 
@@ -20,7 +20,8 @@ def register(command) -> None:
         run,
         "Serve the judge over HTTP to Flagger webhooks and Argo Rollouts (web provider).",
     )
-    p.add_argument("--url", help="Prometheus-compatible server, e.g. http://prometheus:9090")
+    connection_options(p)
+    p.set_defaults(preset=None)  # each canary's preset comes from its spec
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--spec", type=Path, help="GitOps folder (or file) of Canaries / Rollouts and templates"
@@ -44,13 +45,6 @@ def register(command) -> None:
         help="SQLite file keeping each revision's window start across restarts",
     )
     p.add_argument("--judge", choices=JUDGE_NAMES, help="default: each spec's")
-    p.add_argument(
-        "--header",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra HTTP header for Prometheus, e.g. X-Scope-OrgID=tenant (repeatable)",
-    )
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per Prometheus request")
     p.add_argument(
         "--canary-token",
@@ -71,8 +65,7 @@ def run(args: argparse.Namespace) -> int:
             raise SpecError(f"--canary-token {args.canary_token!r}: expected NAMESPACE/NAME")
         print(auth.canary_token(namespace, name))
         return 0
-    if not args.url:
-        raise SpecError("serve needs --url, the Prometheus to judge from.")
+    connection(args)
     app = build_app(args, auth)
     import uvicorn
 
@@ -99,15 +92,13 @@ def build_app(args: argparse.Namespace, auth):
         catalog = ClusterCatalog(load)
     else:
         raise SpecError("serve needs to know the canaries: give --spec FOLDER or --kube.")
-    headers = {
-        k: v for item in args.header for k, v in _pairs(item, "--header", "X-Scope-OrgID=t").items()
-    }
     engine = Engine(
         args.url,
         catalog,
         RevisionStore(args.state),
         judge=args.judge,
-        headers=headers,
+        headers=dict(item.split("=", 1) for item in args.header),
+        bearer=args.bearer,
         timeout_s=args.timeout,
     )
     return create_app(engine, auth)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from rolloutlab.cli import _pairs, _spec_name_option
+from rolloutlab.cli import TIME_HELP, _spec_name_option, _time, connection, connection_options
 from rolloutlab.errors import SpecError
 from rolloutlab.specs.model import JUDGE_NAMES
 
@@ -31,7 +31,7 @@ SPARK_TICKS = 30
 
 def register(command) -> None:
     p = command("watch", run, "Watch a canary from Prometheus: weight, evidence, decision.")
-    p.add_argument("--url", required=True, help="Prometheus-compatible server")
+    connection_options(p)
     p.add_argument(
         "--spec", type=Path, help="Canary or Rollout with its templates (file or folder)"
     )
@@ -43,17 +43,10 @@ def register(command) -> None:
     p.add_argument(
         "--since",
         default="now",
-        help="when the canary's analysis started (UTC time, Unix seconds or now-30m); default: now",
+        help=f"when the canary's analysis started: {TIME_HELP} (default: now)",
     )
     p.add_argument("--once", action="store_true", help="print one snapshot and exit")
     p.add_argument("--at", help="with --once: judge as of this time instead of now")
-    p.add_argument(
-        "--header",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra HTTP header for Prometheus (repeatable)",
-    )
     p.add_argument(
         "--metrics-port", type=int, help="serve the decision series on /metrics on this port"
     )
@@ -61,12 +54,12 @@ def register(command) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rolloutlab.sources.prometheus import to_utc
-
     if args.at and not args.once:
         raise SpecError("--at judges as of a past time: use it with --once.")
-    since = to_utc(args.since, "--since")
-    at = to_utc(args.at, "--at") if args.at else None
+    settings = connection(args)
+    args.preset = args.preset or settings.preset
+    since = _time(args.since, "--since")
+    at = _time(args.at, "--at") if args.at else None
     engine, canary = build_engine(args, clock=(lambda: at) if at else None)
     exporter = None
     if args.metrics_port is not None:
@@ -94,16 +87,14 @@ def build_engine(args: argparse.Namespace, *, clock: Callable[[], datetime] | No
     canary = canary_of(spec, where=str(args.spec or "the options"))
     if args.preset:
         canary = replace(canary, preset=args.preset)
-    headers = {
-        k: v for item in args.header for k, v in _pairs(item, "--header", "X-Scope-OrgID=t").items()
-    }
     options = {"clock": clock} if clock else {}
     engine = Engine(
         args.url,
         Catalog([canary]),
         RevisionStore(),
         judge=args.judge,
-        headers=headers,
+        headers=dict(item.split("=", 1) for item in args.header),
+        bearer=getattr(args, "bearer", None),
         **options,
     )
     return engine, canary
