@@ -33,6 +33,7 @@ class RevisionStore:
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
         self._lock = threading.Lock()
+        self._known: dict[tuple[str, str, str], datetime] = {}  # a start never changes
         try:
             self._db = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False)
             if self.path != ":memory:":
@@ -50,6 +51,9 @@ class RevisionStore:
     def start(self, namespace: str, name: str, revision: str, now: datetime) -> datetime:
         """The start of ``revision``'s window: ``now`` if it is new, else the stored one."""
         key = (namespace, name, revision)
+        known = self._known.get(key)
+        if known is not None:
+            return known
         with self._lock, self._db:
             self._db.execute(
                 "INSERT OR IGNORE INTO revisions VALUES (?, ?, ?, ?)", (*key, int(now.timestamp()))
@@ -57,7 +61,8 @@ class RevisionStore:
             (start_s,) = self._db.execute(
                 "SELECT start_s FROM revisions WHERE namespace=? AND name=? AND revision=?", key
             ).fetchone()
-        return datetime.fromtimestamp(start_s, UTC)
+        start = self._known[key] = datetime.fromtimestamp(start_s, UTC)
+        return start
 
     def latest(self, namespace: str, name: str) -> str | None:
         """The revision of this canary seen last (the one a call without one judges)."""
