@@ -15,9 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube_emulator import NS, KubeEmulator, audit_log, kube, virtual_service  # noqa: F401
+from kube_emulator import (  # noqa: F401  (fixtures)
+    NS,
+    KubeEmulator,
+    audit_log,
+    deployment,
+    kube,
+    virtual_service,
+)
 
 from rolloutlab.control.audit import AuditFailed, AuditLog, AuditRecord
+from rolloutlab.control.deployments import DeploymentCanary
 from rolloutlab.control.loop import Rollout
 from rolloutlab.control.routers import IstioRouter, Weights
 from rolloutlab.errors import ActuationError, ValidationFailed
@@ -26,6 +34,7 @@ from rolloutlab.judges.spec import Spec
 pytestmark = pytest.mark.timeout(60)
 
 VS = "networking.istio.io/v1beta1/virtualservices"
+DEP = "apps/v1/deployments"
 FULL = Path("/dev/full")
 
 
@@ -125,3 +134,38 @@ def test_forbidden_to_list_canaries_refuses_the_write(
     with pytest.raises(ValidationFailed, match="cannot list Flagger Canaries.*nothing was written"):
         make(kube, audit=audit_log).set_weight(20, reason="x")
     assert kube.requests("PATCH") == [] and audit_log.read().entries == ()
+
+
+def test_a_promotion_stopped_mid_way_is_recorded_and_believed(
+    kube: KubeEmulator, audit_log: AuditLog
+) -> None:
+    # the promoter copies the template and routes to the primary, then scaling the
+    # canary down is forbidden: the route is at 0, the log says partial, the loop knows
+    kube.seed(DEP, deployment("podinfo", image="podinfo:6.1", replicas=2, app="podinfo"))
+    kube.seed(DEP, deployment("podinfo-primary", image="podinfo:6.0", replicas=3, app="p"))
+    kube.seed(VS, virtual_service(60, 40))
+    kube.fail("PATCH", 403, name="podinfo", skip=1, message="deployments is forbidden")
+    route = make(kube, audit=audit_log)
+    promoter = DeploymentCanary(
+        "podinfo", NS, router=route, client=kube.client(), audit=audit_log, backoff=0.001
+    )
+    rollout = Rollout(
+        object(),  # type: ignore[arg-type]  # promoting by hand does not fetch
+        route,
+        Spec(interval_s=60, step_weight=20, max_weight=60),
+        target="podinfo",
+        namespace=NS,
+        promoter=promoter,
+    )
+    rollout.step()  # sees the route at 40 %
+    with pytest.raises(ActuationError, match="stopped at step 'scale-canary-to-0'"):
+        rollout.promote(reason="looks good")
+
+    assert make(kube).weights().canary == 0 and "canary 0%" in rollout.status
+    assert rollout.phase != "promoted"
+    assert [(r.action, r.outcome) for r in audit_log.records()] == [
+        ("promote", "partial"),
+        ("copy-template", "applied"),
+        ("set_weight", "applied"),
+        ("scale", "failed"),
+    ]

@@ -664,7 +664,7 @@ class Rollout:
                 self._observe_weight(self.clock())
             raise
         now = self.clock()
-        if change.changed or not self._timeline:
+        if not self._timeline or self._timeline[-1][1] != change.after.canary:
             self._timeline.append((now, change.after.canary))
         if change.changed:
             self._audit.append((change.record or self._record(change)).to_dict())
@@ -690,7 +690,15 @@ class Rollout:
         if self.done:
             raise ActuationError(f"rollout {self.name} is already {self.phase.replace('_', ' ')}")
         if self.promoter is not None:
-            getattr(self.promoter, action)(reason=reason)
+            try:
+                done = getattr(self.promoter, action)(reason=reason)
+            finally:  # its steps may have moved the route (a DeploymentCanary's do)
+                with contextlib.suppress(ActuationError):
+                    self._observe_weight(self.clock())
+            for result in getattr(done, "results", ()):  # its audit records, one type
+                record = result.record if isinstance(result, Change) else result
+                if isinstance(record, AuditRecord):
+                    self._audit.append(record.to_dict())
         change = self._write(0, f"{action}: {reason}")
         self.phase = "promoted" if action == "promote" else "rolled_back"
         self._notify(action, reason)
@@ -751,9 +759,9 @@ def _problem(what: str, exc: Exception) -> str:
     """A failed step's error text; an unexpected exception (a bug rather than bad data or
     a failed request) is logged with its traceback."""
     if isinstance(exc, RolloutlabError):
-        return f"{what}: {exc}"
+        return redact(f"{what}: {exc}")
     log.error("%s failed unexpectedly", what, exc_info=exc)
-    return f"{what}: unexpected {type(exc).__name__}: {exc}"
+    return redact(f"{what}: unexpected {type(exc).__name__}: {exc}")
 
 
 def _ticks_between(origin: datetime, when: datetime, interval: timedelta) -> int:
