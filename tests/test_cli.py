@@ -31,8 +31,8 @@ def test_simulate_then_show(tmp_path, capsys):
     capsys.readouterr()
     assert main(["show", str(out), "--ticks"]) == 0
     text = capsys.readouterr().out
-    assert "<Recording primary, canary" in text
-    assert "error %" in text and "scenario: error-regression (seed 3)" in text
+    assert "recording: rollout of primary (control) vs canary" in text
+    assert "error %" in text and "scenario:  error-regression (seed 3)" in text
 
 
 def test_simulate_list(capsys):

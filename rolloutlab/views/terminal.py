@@ -47,12 +47,23 @@ def console(file: IO[str] | None = None) -> Any:
     from rich.console import Console
 
     file = file or sys.stdout
-    terminal = Console(file=file, highlight=False)
-    if terminal.is_terminal:
-        return terminal
-    return Console(
-        file=file, highlight=False, color_system=None, width=1_000_000, emoji=False, soft_wrap=True
-    )
+    con = Console(file=file, highlight=False)
+    if not con.is_terminal:
+        con = Console(
+            file=file,
+            highlight=False,
+            color_system=None,
+            width=1_000_000,
+            emoji=False,
+            soft_wrap=True,
+        )
+    con.on_broken_pipe = _broken_pipe  # the caller decides, as for any print()
+    return con
+
+
+def _broken_pipe() -> None:
+    """Rich exits the program on a closed pipe; raise the error instead."""
+    raise BrokenPipeError("the reader of the output went away")
 
 
 def echo(text: str = "", *, style: str | None = None, file: IO[str] | None = None) -> None:
