@@ -842,13 +842,14 @@ def _demo_live(args: argparse.Namespace) -> int:
     ) as demo:
         print(f"Prometheus at {demo.prometheus_url}")
         rollout = demo.rollout(mode="auto")
-        status = _drive(rollout)
-    recording = rollout.recording
-    if recording.frame.is_empty():
-        print(f"no report: nothing was fetched, so {args.output} was not written")
-    else:
-        print(f"wrote {report(recording, rollout.spec, path=args.output).resolve()}")
-    return status
+        try:
+            return _drive(rollout)
+        finally:  # also after Ctrl-C: the report of what was seen
+            recording = rollout.recording
+            if recording.frame.is_empty():
+                print(f"no report: nothing was fetched yet, {args.output} not written")
+            else:
+                print(f"wrote {report(recording, rollout.spec, path=args.output).resolve()}")
 
 
 # -- helpers ---------------------------------------------------------------------------
