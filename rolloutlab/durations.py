@@ -15,6 +15,8 @@ from typing import Any
 
 from rolloutlab.errors import SpecError
 
+#: The longest duration read (100 years): beyond it a datetime cannot hold the result.
+MAX_SECONDS = 100 * 365 * 86400.0
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d|w|y)")
 UNIT_S = {
     "ns": Fraction(1, 10**9),
@@ -42,7 +44,9 @@ def parse_duration(value: Any, name: str = "duration", *, allow_zero: bool = Fal
         )
     if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
         rule = "zero or positive" if allow_zero else "positive"
-        raise SpecError(f"{name}: the duration must be {rule}, got {value!r}.")
+        raise SpecError(f"{name}: the duration must be {rule}, got {value!r:.60}.")
+    if seconds > MAX_SECONDS:
+        raise SpecError(f"{name}: {value!r:.60} is longer than 100 years; check the unit.")
     return seconds
 
 
@@ -50,8 +54,8 @@ def _seconds(value: Any) -> float | None:
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, str) or not value.strip():
+        return float(value) if abs(value) < 1e300 else math.inf
+    if not isinstance(value, str) or not value.strip() or len(value) > 100:
         return None
     text = value.strip()
     try:

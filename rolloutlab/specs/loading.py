@@ -39,6 +39,7 @@ from rolloutlab.specs.flagger import (
 )
 from rolloutlab.specs.model import Spec
 from rolloutlab.specs.native import _from_rolloutlab
+from rolloutlab.specs.schema import check_duration
 
 
 def load_manifests(path: str | Path, *, name: str | None = None) -> Spec:
@@ -58,7 +59,7 @@ def spec_from_documents(docs: Sequence[Document], *, source: str, name: str | No
     if len(docs) == 1 and not isinstance(docs[0].data, Mapping):
         raise SpecError(
             f"{docs[0].where}: expected a mapping (a rolloutlab spec, a Flagger Canary or an "
-            f"Argo Rollout), got {type(docs[0].data).__name__} {docs[0].data!r}. If this is a "
+            f"Argo Rollout), got {type(docs[0].data).__name__} {docs[0].data!r:.200}. If this is a "
             "file path, check it exists."
         )
     docs = [d for d in docs if isinstance(d.data, Mapping)]
@@ -70,10 +71,24 @@ def spec_from_documents(docs: Sequence[Document], *, source: str, name: str | No
         raise SpecError(_not_one(docs, mains, source, name))
     main = mains[0]
     if _is_canary(main):
-        return canary_with_templates(main, [d for d in docs if _is_flagger_template(d)])
-    if _is_rollout(main):
-        return rollout_spec(main, [d for d in docs if _is_argo_template(d)])
-    return _from_rolloutlab(main.data)
+        spec = canary_with_templates(main, [d for d in docs if _is_flagger_template(d)])
+    elif _is_rollout(main):
+        spec = rollout_spec(main, [d for d in docs if _is_argo_template(d)])
+    else:
+        spec = _from_rolloutlab(main.data)
+    return _within_bounds(spec, main.where)
+
+
+def _within_bounds(spec: Spec, where: str) -> Spec:
+    """``spec`` once its intervals and durations are known sane, whatever format it came
+    from (an interval of 1 ms would cut a recording into billions of ticks)."""
+    check_duration(spec.interval_s, f"{where}: interval")
+    check_duration(spec.max_analysis_s, f"{where}: maxAnalysisTime")
+    check_duration(spec.kayenta.judgment_interval_s, f"{where}: kayenta.judgmentInterval")
+    check_duration(spec.kayenta.lifetime_s, f"{where}: kayenta.lifetime")
+    for metric in spec.metrics:
+        check_duration(metric.interval_s, f"{where}: metric {metric.name!r} interval")
+    return spec
 
 
 def _is_canary(doc: Document) -> bool:
@@ -125,10 +140,10 @@ def spec_from_mapping(data: Any) -> Spec:
         raise SpecError(f"expected a mapping for the spec, got {type(data).__name__}.")
     kind, api = data.get("kind"), str(data.get("apiVersion", ""))
     if kind == "Canary" or (api.startswith(FLAGGER_API) and kind != FLAGGER_TEMPLATE):
-        return canary_spec(data)
+        return _within_bounds(canary_spec(data), "<dict>")
     if data.get("kind") or data.get("apiVersion"):
         return spec_from_documents([Document(data, "<dict>")], source="<dict>")
-    return _from_rolloutlab(data)
+    return _within_bounds(_from_rolloutlab(data), "<dict>")
 
 
 def load_text(text: str, *, source: str = "<yaml>", name: str | None = None) -> Spec:

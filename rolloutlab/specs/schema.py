@@ -15,6 +15,13 @@ from rolloutlab.errors import SpecError
 
 Parser = Callable[[Any, str], Any]
 
+#: Sane ranges, checked as a spec is read and before anything is sized by them: a step of
+#: 1e-300 % would make a plan of 1e302 steps, an interval of 1 ms billions of ticks.
+MIN_STEP_WEIGHT = 0.1
+MIN_INTERVAL_S = 1.0
+MAX_DURATION_S = 366 * 86400.0
+MAX_WHOLE = 1_000_000
+
 
 @dataclass(frozen=True)
 class _Field:
@@ -96,9 +103,11 @@ def _number(
     open_hi: bool = False,
 ) -> Parser:
     def parse(value: Any, path: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise _fail(path, f"expected a number like {example:g}, got {_show(value)}", "")
-        number = float(value)
+        number = float(value) if abs(value) < 1e300 else math.inf
+        if not math.isfinite(number):
+            raise _fail(path, f"expected a finite number like {example:g}, got {value!r:.40}", "")
         low_bad = lo is not None and (number <= lo if open_lo else number < lo)
         high_bad = hi is not None and (number >= hi if open_hi else number > hi)
         if low_bad or high_bad:
@@ -114,11 +123,11 @@ def _number(
 def _whole(example: int, *, lo: int = 0, hi: int | None = None) -> Parser:
     def parse(value: Any, path: str) -> int:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not ok or not float(value).is_integer():
+        if not ok or not (abs(value) < 1e300 and float(value).is_integer()):
             raise _fail(path, f"expected a whole number like {example}, got {_show(value)}", "")
-        if value < lo or (hi is not None and value > hi):
-            rule = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
-            raise _fail(path, f"{int(value)} is out of range", f"It must be {rule}.")
+        if value < lo or value > (MAX_WHOLE if hi is None else hi):
+            rule = f"between {lo} and {hi}" if hi is not None else f">= {lo} and <= {MAX_WHOLE}"
+            raise _fail(path, f"{value:.6g} is out of range", f"It must be {rule}.")
         return int(value)
 
     return parse
@@ -207,7 +216,30 @@ _queries = _pairs("variant: PromQL")
 
 
 _PROBABILITY = _number(0.05, lo=0, hi=1, open_lo=True, open_hi=True)
-_WEIGHT = _number(10, lo=0, hi=100)
+_PERCENT = _number(10, lo=0, hi=100)
+
+
+def _WEIGHT(value: Any, path: str) -> float:  # noqa: N802 (a parser, named as a constant)
+    """A weight step in percent: 0 (no steps) or from MIN_STEP_WEIGHT to 100."""
+    weight = _PERCENT(value, path)
+    if 0 < weight < MIN_STEP_WEIGHT:
+        raise _fail(
+            path,
+            f"{weight:g} is too small a step",
+            f"Use 0 (no steps) or at least {MIN_STEP_WEIGHT:g} (at most "
+            f"{100 / MIN_STEP_WEIGHT:.0f} steps to 100%).",
+        )
+    return weight
+
+
+def check_duration(seconds: float | None, path: str, *, low: float = MIN_INTERVAL_S) -> None:
+    """Refuse a duration outside ``low`` .. MAX_DURATION_S (None passes)."""
+    if seconds is not None and not low <= seconds <= MAX_DURATION_S:
+        raise _fail(
+            path,
+            f"{format_duration(seconds)} is out of range",
+            f"Use between {format_duration(low)} and {format_duration(MAX_DURATION_S)}.",
+        )
 
 
 _NOT_DUMPED = ("metrics", "kayenta", "threshold_range")
