@@ -134,8 +134,8 @@ def test_a_file_of_templates_only_says_what_it_is_and_what_to_give(tmp_path):
 
 def test_unsupported_providers_are_named_in_one_warning(tmp_path):
     canary = CANARY.replace(
-        "      templateVariables: {reporter: destination}\n",
-        "      templateVariables: {reporter: destination}\n"
+        "      thresholdRange: {min: 0}\n",
+        "      thresholdRange: {min: 0}\n"
         "    - name: latency\n      templateRef: {name: latency}\n"
         "      thresholdRange: {max: 500}\n",
     )

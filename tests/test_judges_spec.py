@@ -342,7 +342,7 @@ def test_flagger_manifest_round_trips_through_rolloutlab_yaml():
 
 
 names = st.text(alphabet=string.ascii_lowercase + string.digits + "-_", min_size=1, max_size=10)
-positive = st.floats(min_value=1e-3, max_value=1e6, allow_nan=False)
+positive = st.floats(min_value=1.0, max_value=1e6, allow_nan=False)  # schema.MIN_INTERVAL_S
 durations = st.one_of(positive, st.integers(min_value=1, max_value=10**7).map(float))
 fractions = st.floats(min_value=1e-6, max_value=1.0, exclude_max=True)
 percent = st.floats(min_value=0.0, max_value=100.0)
@@ -407,7 +407,7 @@ def specs(draw):
         max_weight=draw(st.floats(0.5, 100)),
         step_weight=draw(st.floats(0.5, 100)),
         step_weights=tuple(steps),
-        step_weight_promotion=draw(percent),
+        step_weight_promotion=draw(st.just(0.0) | st.floats(0.1, 100)),  # MIN_STEP_WEIGHT
         iterations=iterations,
         ab_testing=iterations is not None and draw(st.booleans()),
         metrics=tuple(draw(metric_specs(n)) for n in metric_names),
