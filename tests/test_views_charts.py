@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ import altair as alt
 import numpy as np
 import polars as pl
 import pytest
+import scipy.stats
 
 from rolloutlab.judges import judge
 from rolloutlab.judges.spec import MetricSpec, Spec
@@ -180,12 +182,24 @@ def test_timeseries_panels_colours_units(canary):
     rects = [v for v in views(spec) if mark_type(v) == "rect"]
     assert len(rects) == 5
     assert [r["weight"] for r in rows(spec, rects[0])] == [10.0, 20.0, 30.0, 40.0, 50.0]
-    # each judge's decision: a rule coloured by decision and a label
+    # visible: the canary's colour, from faint at 0% to 40% opaque at 100%
+    assert rects[0]["mark"]["color"] == ORANGE
+    assert rects[0]["encoding"]["opacity"]["scale"]["range"] == [0.04, 0.4]
+    # each judge's decision: a rule per panel, coloured by decision and dashed by judge,
+    # named in one legend (the same field, domain and title on every panel), no text
     rules = [v for v in views(spec) if mark_type(v) == "rule"]
-    assert scale_colors(spec, "stroke") == palette.DECISION_COLORS
-    labels = {r["label"] for v in views(spec) if mark_type(v) == "text" for r in rows(spec, v)}
-    assert labels == {"rolloutlab: rollback", "flagger: promote"}
     assert len(rules) == 5
+    assert not [v for v in views(spec) if mark_type(v) == "text"]
+    green, red = palette.DECISION_COLORS["promote"], palette.DECISION_COLORS["rollback"]
+    assert scale_colors(spec, "stroke") == {"rolloutlab: rollback": red, "flagger: promote": green}
+    legends = {
+        json.dumps([v["encoding"][c]["field"], v["encoding"][c]["legend"]], sort_keys=True)
+        for v in rules
+        for c in ("stroke", "strokeDash")
+    }
+    assert legends == {json.dumps(["label", {"symbolType": "stroke", "title": "decision"}])}
+    dashes = {tuple(map(tuple, v["encoding"]["strokeDash"]["scale"]["range"])) for v in rules}
+    assert len(dashes) == 1 and len(set(next(iter(dashes)))) == 2  # one dash per judge
 
 
 def test_timeseries_error_rate_is_percent(canary):
@@ -259,6 +273,46 @@ def test_latency_cdf(canary):
         shares = part.sort("le_ms")["share"].to_list()
         assert shares == sorted(shares) and shares[-1] == pytest.approx(100.0)
     assert data["le_ms"].max() < 10_000  # the hour-long tail buckets are trimmed
+    # identical curves stay visible: the primary wide and solid underneath, the canary
+    # thin and dashed on top
+    assert enc["strokeWidth"]["scale"] == {"domain": ["primary", "canary"], "range": [5, 2]}
+    dashes = dict(zip(*enc["strokeDash"]["scale"].values(), strict=True))
+    assert dashes["primary"] == [1, 0] and dashes["canary"] != [1, 0]
+    assert enc["order"]["field"] == "layer"
+    assert dict(data.select("variant", "layer").unique().iter_rows()) == {"primary": 0, "canary": 1}
+
+
+def test_split_shows_the_weight_per_bin_against_the_requests_seen(canary):
+    spec = charts.split(canary).to_dict()
+    (line,) = list(views(spec))
+    assert line["mark"]["interpolate"] == "step-before"
+    assert line["encoding"]["y"]["title"] == "to the canary (%)"
+    data = pl.DataFrame(rows(spec, line))
+    weight = data.filter(pl.col("kind") == "weight in force")
+    # the weight in force per bin is the plan's step, not a cumulative share
+    assert sorted(set(weight["percent"])) == [10.0, 20.0, 30.0, 40.0, 50.0]
+    seen = data.filter(pl.col("kind") == "requests seen").join(weight, on="time")
+    assert (seen["percent"] - seen["percent_right"]).abs().mean() < 3  # follows the steps
+    # the split test: scipy's chi-square of the totals against the weights in force
+    wide = canary.frame.filter(pl.col("metric").is_in(["requests", "weight"])).pivot(
+        on=["metric", "variant"], index="timestamp", values="value"
+    )
+    step_total = wide['{"requests","primary"}'] + wide['{"requests","canary"}']
+    observed = [wide[f'{{"requests","{v}"}}'].sum() for v in ("primary", "canary")]
+    expected = [
+        (step_total * wide[f'{{"weight","{v}"}}'] / 100).sum() for v in ("primary", "canary")
+    ]
+    p = scipy.stats.chisquare(observed, expected).pvalue
+    assert spec["title"]["subtitle"] == (
+        f"split test (sample-ratio mismatch, χ² p = {p:.2g}): as planned"
+    )
+
+
+def test_split_without_requests_says_so():
+    rec = simulate("healthy", duration_min=10)
+    frame = rec.frame.filter(pl.col("metric") != "requests")
+    spec = charts.split(Recording(frame, rec.meta)).to_dict()
+    assert mark_type(spec) == "text"
 
 
 def test_srm_matches_plan_on_a_healthy_canary(canary):
@@ -308,7 +362,9 @@ def test_evidence_pvalue_on_log_axis_against_alpha_and_interval_against_margin()
     assert [r["ref"] for r in rows(spec, refs)] == [1.0, pytest.approx(1.2), pytest.approx(1.5)]
     assert "estimate (ratio)" in titles(ci_panel)
     assert any(mark_type(v) == "area" for v in views(ci_panel))  # the interval band
-    decision = next(v for v in views(p_panel) if mark_type(v) == "text")
+    decision = next(
+        v for v in views(p_panel) if mark_type(v) == "rule" and "stroke" in v["encoding"]
+    )
     assert rows(spec, decision)[0]["label"] == "rolloutlab: rollback"
     assert "ms" in " ".join(titles(rows_[1]))
 

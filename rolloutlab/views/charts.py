@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from rolloutlab import frames, stats
-from rolloutlab._html import TREATMENT_COLORS
+from rolloutlab._html import DECISION_COLORS, TREATMENT_COLORS
 from rolloutlab.judges.flagger import histogram_quantile
 from rolloutlab.views.palette import (
     NEUTRAL_COLOR,
@@ -37,6 +37,8 @@ WIDTH = 640
 TIME_TITLE = "time (UTC)"
 P_FLOOR = 1e-12  # p-values below this are drawn at it (a log axis has no zero)
 REFERENCE_COLOR = "#555555"
+#: The canary-weight shading: from faint at 0% to clearly tinted at 100%.
+SHADING_OPACITY = [0.04, 0.4]
 #: 24-hour UTC labels whatever the zoom (vega's default says "10 AM").
 TIME_FORMAT = {
     "year": "%Y",
@@ -70,6 +72,7 @@ __all__ = [
     "latency_cdf",
     "lift",
     "scorecard",
+    "split",
     "srm",
     "timeline",
     "timeseries",
@@ -166,8 +169,13 @@ def _tick_step(times: pl.Series) -> float:
     return float(gaps.min()) / 1e6 if len(gaps) else 60.0
 
 
+#: One dash pattern per judge for the decision rules (the colour is the decision).
+JUDGE_DASHES = ([1, 0], [6, 3], [2, 2], [8, 3, 2, 3])
+
+
 def _markers(verdicts: Iterable[Any]) -> pl.DataFrame:
-    """One row per verdict that reached a decision: time, judge, decision, label row."""
+    """One row per verdict that reached a decision: time, judge, decision, and the
+    legend's label ("flagger: rollback")."""
     rows = [
         (v.decided_at, str(v.judge), str(v.decision))
         for v in verdicts
@@ -179,15 +187,8 @@ def _markers(verdicts: Iterable[Any]) -> pl.DataFrame:
             "judge": [r[1] for r in rows],
             "decision": [r[2] for r in rows],
             "label": [f"{r[1]}: {r[2]}" for r in rows],
-            "label_y": [10 + 13 * i for i in range(len(rows))],
         },
-        schema={
-            "time": pl.String,
-            "judge": pl.String,
-            "decision": pl.String,
-            "label": pl.String,
-            "label_y": pl.Int64,
-        },
+        schema={"time": pl.String, "judge": pl.String, "decision": pl.String, "label": pl.String},
     )
 
 
@@ -196,21 +197,22 @@ def _with_context(
     shading: pl.DataFrame | None = None,
     markers: pl.DataFrame | None = None,
 ) -> alt.LayerChart:
-    """``layers`` with the weight steps shaded behind them and each judge's decision
-    (a rule and a label) in front: the shared context of every time chart."""
+    """``layers`` with the weight steps shaded behind them and each judge's decision in
+    front (a rule coloured by the decision, dashed by judge, named in one legend rather
+    than labelled on every panel): the shared context of every time chart."""
     behind: list[alt.Chart] = []
     front: list[alt.Chart] = []
     if shading is not None and shading.height > 1:  # one run: no steps to show
         behind.append(
             alt.Chart(shading)
-            .mark_rect(color=NEUTRAL_COLOR)
+            .mark_rect(color=TREATMENT_COLORS[0])
             .encode(
                 x=_x("start"),
                 x2="end:T",
                 opacity=alt.Opacity(
                     "weight:Q",
-                    scale=alt.Scale(domain=[0, 100], range=[0.0, 0.25]),
-                    legend=alt.Legend(title="canary weight (%)"),
+                    scale=alt.Scale(domain=[0, 100], range=SHADING_OPACITY),
+                    legend=alt.Legend(title="canary weight (%)", symbolType="square"),
                 ),
                 tooltip=[
                     alt.Tooltip("start:T", title="from", format="%Y-%m-%d %H:%M"),
@@ -219,22 +221,26 @@ def _with_context(
             )
         )
     if markers is not None and markers.height:
-        base = alt.Chart(markers).encode(x=_x())
-        front += [
-            base.mark_rule(strokeWidth=2).encode(
+        labels = markers["label"].to_list()
+        colors = [DECISION_COLORS.get(d, NEUTRAL_COLOR) for d in markers["decision"]]
+        dashes = [JUDGE_DASHES[i % len(JUDGE_DASHES)] for i in range(len(labels))]
+        legend = alt.Legend(title="decision", symbolType="stroke")
+        front.append(
+            alt.Chart(markers)
+            .mark_rule(strokeWidth=2.5)
+            .encode(
+                x=_x(),
                 stroke=alt.Stroke(
-                    "decision:N", scale=decision_scale(), legend=alt.Legend(title="decision")
+                    "label:N", scale=alt.Scale(domain=labels, range=colors), legend=legend
+                ),
+                strokeDash=alt.StrokeDash(
+                    "label:N",
+                    scale=alt.Scale(domain=labels, range=dashes),
+                    legend=legend,  # the same as the colours': one legend
                 ),
                 tooltip=["judge:N", "decision:N", alt.Tooltip("time:T", format="%H:%M:%S")],
-            ),
-            base.mark_text(align="left", dx=4, fontWeight="bold").encode(
-                y=alt.Y("label_y:Q", scale=None),
-                text="label:N",
-                fill=alt.Fill(
-                    "decision:N", scale=decision_scale(), legend=alt.Legend(title="decision")
-                ),
-            ),
-        ]
+            )
+        )
     return alt.layer(*behind, *layers, *front)
 
 
@@ -349,17 +355,35 @@ def latency_cdf(recording: Any, *, metric: str = "latency_ms") -> alt.Chart:
     data = data.filter(
         pl.col("le_ms").is_between(first or 0, last if last is not None else math.inf)
     )
+    # The control wide and solid underneath, the others thinner and dashed on top: where
+    # the curves coincide both stay visible.
+    variants = data["variant"].unique(maintain_order=True).to_list()
+    control = recording.control if recording.control in variants else variants[0]
+    order = [control, *(v for v in variants if v != control)]
+    dashes = [[1, 0]] + [JUDGE_DASHES[1 + i % 3] for i in range(len(order) - 1)]
+    widths = [5] + [2] * (len(order) - 1)
+    data = data.with_columns(
+        layer=pl.col("variant").replace_strict({v: i for i, v in enumerate(order)})
+    )
+    legend = alt.Legend(title="variant", symbolType="stroke", symbolStrokeWidth=3)
     return (
         alt.Chart(data)
-        .mark_line(point=True, strokeWidth=2, opacity=0.75)  # identical curves blend
+        .mark_line(point=alt.OverlayMarkDef(size=20))
         .encode(
             x=alt.X("le_ms:Q", scale=alt.Scale(type="log"), title="latency (ms, log scale)"),
             y=alt.Y("share:Q", scale=alt.Scale(domain=[0, 100]), title="requests at or below (%)"),
             color=alt.Color(
                 "variant:N",
                 scale=variant_scale(recording.variants, recording.control),
-                legend=alt.Legend(title="variant"),
+                legend=legend,
             ),
+            strokeDash=alt.StrokeDash(
+                "variant:N", scale=alt.Scale(domain=order, range=dashes), legend=legend
+            ),
+            strokeWidth=alt.StrokeWidth(
+                "variant:N", scale=alt.Scale(domain=order, range=widths), legend=None
+            ),
+            order=alt.Order("layer:Q"),
             tooltip=[
                 "variant:N",
                 alt.Tooltip("le_ms:Q", title="latency ≤ (ms)"),
@@ -368,6 +392,76 @@ def latency_cdf(recording: Any, *, metric: str = "latency_ms") -> alt.Chart:
         )
         .properties(width=WIDTH, height=220, title="Latency distribution (from histogram buckets)")
     )
+
+
+def split(recording: Any, *, max_points: int = MAX_POINTS) -> alt.Chart:
+    """The canary's share of requests in each time bin (solid, with points) against the
+    weight in force (dashed steps): they should move together, step by step. The
+    sample-ratio-mismatch test of the totals against the weights is in the title, with
+    what it means."""
+    if "requests" not in recording.metrics or not recording.treatments:
+        return _message("no requests per variant in this recording", "traffic split")
+    table = _binned(recording, _budget(max_points, 2 * len(recording.treatments)))
+    requests = {v: table.counter("requests", v) for v in table.variants}
+    total = sum(requests.values())
+    times = _iso(table.ends)
+    parts = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for v in recording.treatments:
+            share = np.where(total > 0, 100.0 * requests[v] / total, np.nan)
+            for kind, values in (("requests seen", share), ("weight in force", table.weight(v))):
+                parts.append(
+                    pl.DataFrame(
+                        {"time": times, "variant": v, "kind": kind, "percent": values},
+                        schema_overrides={"percent": pl.Float64},
+                    )
+                )
+    data = pl.concat(parts).with_columns(pl.col("percent").fill_nan(None)).drop_nulls("percent")
+    p = _srm_p(recording, "requests", None)
+    verdict = "as planned" if p is None or p >= 0.001 else "NOT as planned: check the routing"
+    legend = alt.Legend(title=f"to {', '.join(recording.treatments)}", symbolType="stroke")
+    colors = [TREATMENT_COLORS[0], REFERENCE_COLOR]
+
+    def kinds(values: list[Any]) -> alt.Scale:
+        return alt.Scale(domain=["requests seen", "weight in force"], range=values)
+
+    return (
+        alt.Chart(data)
+        .mark_line(strokeWidth=2, interpolate="step-before")
+        .encode(
+            x=_x(),
+            y=alt.Y("percent:Q", title="to the canary (%)"),
+            color=alt.Color("kind:N", scale=kinds(colors), legend=legend),
+            strokeDash=alt.StrokeDash("kind:N", scale=kinds([[1, 0], [6, 3]]), legend=legend),
+            detail="variant:N",
+            tooltip=[
+                alt.Tooltip("time:T", format="%Y-%m-%d %H:%M"),
+                "variant:N",
+                "kind:N",
+                alt.Tooltip("percent:Q", title="%", format=".1f"),
+            ],
+        )
+        .properties(
+            width=WIDTH,
+            height=180,
+            title=alt.TitleParams(
+                f"Traffic to the canary per {table.interval_s:g} s bin vs the weight",
+                subtitle=f"split test (sample-ratio mismatch, χ² p = {_p_text(p)}): {verdict}",
+            ),
+        )
+    )
+
+
+def _srm_p(recording: Any, metric: str, planned: Mapping[str, float] | None) -> float | None:
+    """The sample-ratio-mismatch χ² p-value of ``metric``'s totals against the plan."""
+    counts = frames.totals(recording.frame, metric)
+    variants = [v for v in recording.variants if v in counts.columns]
+    if counts.is_empty() or not variants:
+        return None
+    observed = counts.select(variants).to_numpy()
+    share = _planned_share(recording.frame, counts["timestamp"], variants, planned)
+    expected = (observed.sum(axis=1, keepdims=True) * share).sum(axis=0)
+    return stats.srm(observed.sum(axis=0), expected).p_value
 
 
 def srm(
