@@ -212,10 +212,8 @@ def test_judge_prints_decision_why_and_evidence(capsys):
 
 
 def test_judge_exit_code_gates_ci_in_a_real_process():
-    assert run("judge", str(REGRESSION), "--exit-code").returncode == 1
-    assert (
-        run("judge", str(REGRESSION)).returncode == 0
-    )  # without the flag, a decision is not an error
+    gate = run("judge", str(REGRESSION), "--exit-code", "--format", "markdown")
+    assert gate.returncode == 1 and gate.stdout.startswith("**ROLLBACK**")
 
 
 @pytest.mark.parametrize(
@@ -229,6 +227,8 @@ def test_judge_exit_code_gates_ci_in_a_real_process():
 )
 def test_judge_exit_code_per_decision(argv, status, capsys):
     assert main(["judge", *argv, "--exit-code"]) == status
+    if status != 2:  # without the flag, a decision is not an error
+        assert main(["judge", *argv]) == 0
 
 
 def test_replay_prints_a_tick_table_and_the_sentences(capsys):
@@ -371,10 +371,14 @@ def test_demo_live_writes_its_report_even_when_stopped(prometheus_binary, tmp_pa
         stderr=subprocess.PIPE,
         text=True,
     )
+    seen = []
     for line in proc.stdout:
+        seen.append(line)
         if "tick 0:" in line:
             proc.send_signal(signal.SIGINT)
             break
     rest, err = proc.communicate(timeout=120)
-    assert f"wrote {out}" in rest and "Traceback" not in err
+    # (the demo's HTTP services may print a connection reset at shutdown: not the command's)
+    assert f"wrote {out}" in rest and proc.returncode in (0, 130), (seen, rest, err)
+    assert "rolloutlab/cli" not in err and "error:" not in err
     assert out.stat().st_size > 100_000 and "<html" in out.read_text()[:500].lower()
