@@ -139,3 +139,23 @@ def test_result_is_frozen_with_short_repr_and_dict():
     text = repr(result)
     assert "\n" not in text and len(text) < 200 and "p_value=0.02546" in text
     assert result.to_dict()["ci"] == list(result.ci)
+
+
+def test_large_means_keep_their_variance_and_welch_p_matches_scipy():
+    # 1e9 + N(0, 1): sum_sq - sum**2 / n cancels to 0 in float64 (the issue's p 0.898);
+    # the two-pass m2 and Chan's merge keep it. Golden p from scipy on the raw values.
+    rng = np.random.default_rng(10)
+    control = 1e9 + rng.normal(0, 1, 500)
+    treatment = 1e9 + 0.1 + rng.normal(0, 1, 700)
+    expected = ttest_ind(treatment, control, equal_var=False)
+    whole = welch_t(MeanStats.from_values(control), MeanStats.from_values(treatment))
+    merged = welch_t(
+        sum((MeanStats.from_values(c) for c in np.array_split(control, 7)), MeanStats(0, 0, 0)),
+        sum((MeanStats.from_values(t) for t in np.array_split(treatment, 5)), MeanStats(0, 0, 0)),
+    )
+    assert whole.p_value == pytest.approx(expected.pvalue, rel=1e-9)
+    assert whole.statistic == pytest.approx(expected.statistic, rel=1e-9)
+    # merged chunk sums round differently from one pairwise sum by about one ulp of 1e9
+    # (1.2e-7) per mean, 2e-6 of this 0.16 difference: the values' own resolution
+    assert merged.p_value == pytest.approx(expected.pvalue, rel=1e-4)
+    assert MeanStats.from_values(control).variance == pytest.approx(np.var(control, ddof=1))

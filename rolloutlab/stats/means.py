@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.stats import t as student_t
@@ -19,11 +19,17 @@ class MeanStats:
 
     ``n`` may be fractional (Prometheus ``increase()`` extrapolates). Two groups'
     statistics merge with ``+``, so per-window stats can be accumulated.
+
+    The variance comes from ``m2``, the sum of squared deviations from the mean, which
+    :meth:`from_values` computes in two passes and ``+`` merges with Chan et al.'s
+    update, so a large mean (1e9 + noise) keeps its variance; ``sum_sq - sum**2 / n``
+    would cancel it away. Built from raw sums, ``m2`` is derived from them.
     """
 
     n: float
     sum: float
     sum_sq: float
+    m2: float | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         values = (self.n, self.sum, self.sum_sq)
@@ -38,6 +44,11 @@ class MeanStats:
                 f"MeanStats is inconsistent: sum_sq={self.sum_sq} < sum**2 / n "
                 f"(n={self.n}, sum={self.sum}); pass the sum of squared values"
             )
+        if self.m2 is None:
+            m2 = self.sum_sq - self.sum**2 / self.n if self.n > 0 else 0.0
+            object.__setattr__(self, "m2", max(0.0, m2))
+        elif not (math.isfinite(self.m2) and self.m2 >= 0):
+            raise DataError(f"MeanStats needs a finite m2 >= 0, got {self.m2}")
 
     @classmethod
     def from_values(cls, values: Iterable[float]) -> MeanStats:
@@ -48,7 +59,9 @@ class MeanStats:
         total, squares = float(array.sum()), float(array @ array)
         if not (math.isfinite(total) and math.isfinite(squares)):
             raise DataError("values too large: their sum of squares overflows float64")
-        return cls(n=float(array.size), sum=total, sum_sq=squares)
+        deviations = array - total / array.size if array.size else array
+        m2 = float(deviations @ deviations)
+        return cls(n=float(array.size), sum=total, sum_sq=squares, m2=m2)
 
     @classmethod
     def from_counts(cls, successes: float, n: float) -> MeanStats:
@@ -60,7 +73,12 @@ class MeanStats:
     def __add__(self, other: MeanStats) -> MeanStats:
         if not isinstance(other, MeanStats):
             return NotImplemented
-        return MeanStats(self.n + other.n, self.sum + other.sum, self.sum_sq + other.sum_sq)
+        n = self.n + other.n
+        if n == 0:
+            return MeanStats(0.0, 0.0, 0.0)
+        delta = other.mean - self.mean
+        m2 = self.m2 + other.m2 + delta * delta * self.n * other.n / n  # type: ignore[operator]
+        return MeanStats(n, self.sum + other.sum, self.sum_sq + other.sum_sq, m2=m2)
 
     @property
     def mean(self) -> float:
@@ -72,7 +90,7 @@ class MeanStats:
         """Sample variance with the n - 1 denominator (0 with fewer than 2 observations)."""
         if self.n < 2:
             return 0.0
-        return max(0.0, (self.sum_sq - self.sum**2 / self.n) / (self.n - 1))
+        return self.m2 / (self.n - 1)  # type: ignore[operator]
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
