@@ -76,7 +76,7 @@ def test_live_watch_exposes_the_decision_series(prometheus, specs):
     )
     engine, canary = build_engine(args, clock=clock)
     port = free_port()
-    server = serve_metrics(engine, "127.0.0.1", port)
+    server = serve_metrics(lambda: [e.state() for e in engine.latest()], "127.0.0.1", port)
     out, stop = io.StringIO(), threading.Event()
     thread = threading.Thread(
         target=watch, args=(engine, canary, T0), kwargs={"out": out, "stop": stop}
@@ -113,3 +113,51 @@ def test_metrics_port_binds_loopback_by_default():
 def test_sparkline_scales_low_to_high():
     assert sparkline([0.0, 1.0, None, 0.5]) == "▁█ ▅"
     assert sparkline([None]) == ""
+
+
+def test_run_exposes_a_live_rollouts_decision(tmp_path):
+    """run --metrics-port: the live loop's state as the same series (the loop over real
+    HTTP on the scripted Prometheus of tests/fake_prometheus.py, a LocalRouter)."""
+    from datetime import timedelta
+
+    from fake_prometheus import FakePrometheus
+
+    from rolloutlab.cli.watch import exported, rollout_state
+    from rolloutlab.control.audit import AuditLog
+    from rolloutlab.control.local import LocalRouter
+    from rolloutlab.control.loop import Rollout
+    from rolloutlab.judges.spec import Spec
+    from rolloutlab.sources.prometheus import Prometheus
+
+    router = LocalRouter("podinfo", "test", audit=AuditLog(tmp_path / "audit.jsonl"))
+    clock = Clock(T0 + timedelta(seconds=30))
+    with FakePrometheus(router) as fake:
+        rollout = Rollout(
+            Prometheus(fake.url, timeout=5),
+            router,
+            Spec(interval_s=60, step_weight=20, max_weight=60),
+            "rolloutlab",
+            target="podinfo",
+            namespace="test",
+            lag_s=1.0,
+            clock=clock,
+        )
+        rollout.step()  # the canary gets 20%
+        clock.now = rollout.origin + timedelta(minutes=1, seconds=2)
+        rollout.step()  # tick 0 judged: healthy, so 40%
+        port = free_port()
+        args = argparse.Namespace(metrics_port=port, metrics_host="127.0.0.1")
+        with exported(args, lambda: [rollout_state(rollout)]):
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    ids = (("name", "podinfo"), ("namespace", "test"))
+    assert got[("rolloutlab_canary_status", ids)] == 0  # running
+    assert got[("rolloutlab_canary_judged", ids)] == 1
+    weight = "rolloutlab_canary_weight"
+    assert got[(weight, (("namespace", "test"), ("workload", "podinfo")))] == 40
+    assert got[(weight, (("namespace", "test"), ("workload", "podinfo-primary")))] == 60
+    assert ("rolloutlab_canary_metric_analysis", (("metric", "request-success-rate"), *ids)) in got

@@ -12,15 +12,19 @@ import argparse
 import math
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rolloutlab.cli import TIME_HELP, _spec_name_option, _time, connection, connection_options
 from rolloutlab.errors import SpecError
 from rolloutlab.specs.model import JUDGE_NAMES
+
+if TYPE_CHECKING:
+    from rolloutlab.views.metrics import CanaryState
 
 #: Seconds after a tick's end before it is judged, so the last scrape is in.
 LAG_S = 2.0
@@ -47,6 +51,11 @@ def register(command) -> None:
     )
     p.add_argument("--once", action="store_true", help="print one snapshot and exit")
     p.add_argument("--at", help="with --once: judge as of this time instead of now")
+    metrics_options(p)
+
+
+def metrics_options(p: argparse.ArgumentParser) -> None:
+    """``--metrics-port`` and ``--metrics-host`` (watch and run)."""
     p.add_argument(
         "--metrics-port", type=int, help="serve the decision series on /metrics on this port"
     )
@@ -61,15 +70,8 @@ def run(args: argparse.Namespace) -> int:
     since = _time(args.since, "--since")
     at = _time(args.at, "--at") if args.at else None
     engine, canary = build_engine(args, clock=(lambda: at) if at else None)
-    exporter = None
-    if args.metrics_port is not None:
-        exporter = serve_metrics(engine, args.metrics_host, args.metrics_port)
-        print(f"metrics on http://{args.metrics_host}:{args.metrics_port}/metrics", flush=True)
-    try:
+    with exported(args, lambda: [e.state() for e in engine.latest()]):
         watch(engine, canary, since, once=args.once, out=sys.stdout)
-    finally:
-        if exporter is not None:
-            exporter.shutdown()
     return 0
 
 
@@ -100,17 +102,47 @@ def build_engine(args: argparse.Namespace, *, clock: Callable[[], datetime] | No
     return engine, canary
 
 
-def serve_metrics(engine, host: str, port: int):
-    """``/metrics`` with the engine's verdict series (as ``rolloutlab serve``'s), in a thread;
-    call ``.shutdown()`` on the result to stop it."""
+def serve_metrics(states: Callable[[], Iterable[CanaryState]], host: str, port: int):
+    """``/metrics`` with the verdict series of ``states()`` (those of ``rolloutlab serve``),
+    in a thread; call ``.shutdown()`` on the result to stop it."""
     from prometheus_client import start_http_server
 
     from rolloutlab.views.metrics import registry
 
-    server, _ = start_http_server(
-        port, addr=host, registry=registry(lambda: [e.state() for e in engine.latest()])
-    )
+    server, _ = start_http_server(port, addr=host, registry=registry(states))
     return server
+
+
+@contextmanager
+def exported(args: argparse.Namespace, states: Callable[[], Iterable[CanaryState]]):
+    """Serve ``states()`` on ``--metrics-port`` (if given) while the block runs."""
+    if args.metrics_port is None:
+        yield
+        return
+    server = serve_metrics(states, args.metrics_host, args.metrics_port)
+    print(f"metrics on http://{args.metrics_host}:{args.metrics_port}/metrics", flush=True)
+    try:
+        yield
+    finally:
+        server.shutdown()
+
+
+def rollout_state(rollout) -> CanaryState:
+    """What ``/metrics`` says about a live :class:`~rolloutlab.control.loop.Rollout`: the
+    judge's decision and metrics, the weight after its last step."""
+    from rolloutlab.views.metrics import CanaryState
+
+    verdict = rollout.verdict()
+    last = rollout.history[-1] if rollout.history else None
+    decision = {"promoted": "promote", "rolled_back": "rollback"}.get(rollout.phase, "continue")
+    return CanaryState(
+        rollout.target,
+        rollout.namespace,
+        decision if rollout.done else verdict.decision,
+        None if last is None else last.new_weight,
+        verdict.metrics,
+        judged=last is not None and last.error is None,
+    )
 
 
 def watch(
