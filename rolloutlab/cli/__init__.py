@@ -1,7 +1,9 @@
 """The ``rolloutlab`` command: a thin front end over the library.
 
-Every command prints what it did; errors print one clear line and exit with 2, and a
-decision (even a rollback) is not an error: judging exits 0.
+Every command prints what it did (tables through :mod:`rolloutlab.views.terminal`); errors
+print one clear line and exit with 2, a bug in rolloutlab says so in one line and exits
+with 70, and a decision (even a rollback) is not an error: judging exits 0, or with the
+decision under ``judge --exit-code``.
 """
 
 from __future__ import annotations
@@ -87,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, run: Callable[[argparse.Namespace], int | None], help: str):
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(run=run)
+        # also after the command: 'rolloutlab show x --debug'
+        p.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
         return p
 
     p = command("show", _show, "Print a recording's summary.")
@@ -247,6 +253,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _subset_options(p)
     _kube_options(p)
+    importlib.import_module("rolloutlab.cli.watch").metrics_options(p)
 
     p = command("weight", _weight, "Read or set a traffic split by hand.")
     p.add_argument("--router", required=True, choices=ROUTER_KINDS)
@@ -460,7 +467,9 @@ def _fetch(args: argparse.Namespace) -> int:
                 **options,
             )
         except EmptyResult as exc:
-            if args.queries or args.variant_label or args.variants:
+            # the preset's own series found nothing (not Flagger's, not custom queries)
+            custom = args.queries or args.variant_label or args.variants
+            if custom or not str(exc).startswith("no data for variant"):
                 raise
             raise EmptyResult(_no_data(exc, args, start, end)) from exc
     from rolloutlab.views import terminal
@@ -683,7 +692,10 @@ def _run(args: argparse.Namespace) -> int:
             mode="auto" if args.auto else "manual",
             notifier=SlackNotifier(webhook) if webhook else None,
         )
-        return _drive(rollout)
+        from rolloutlab.cli.watch import exported, rollout_state
+
+        with exported(args, lambda: [rollout_state(rollout)]):
+            return _drive(rollout)
 
 
 def _from_spec(args: argparse.Namespace, spec) -> tuple[str, str, str]:
