@@ -90,8 +90,9 @@ def test_a_bug_is_one_line_with_exit_70_and_the_traceback_on_request(monkeypatch
     assert main(["show", str(HEALTHY)]) == cli.EXIT_BUG == 70
     err = one_line(capsys.readouterr().err)
     assert "bug: ZeroDivisionError: division by zero" in err and "--debug" in err
-    assert main(["--debug", "show", str(HEALTHY)]) == 70
-    assert "Traceback" in capsys.readouterr().err
+    for argv in (["--debug", "show", str(HEALTHY)], ["show", str(HEALTHY), "--debug"]):
+        assert main(argv) == 70
+        assert "Traceback" in capsys.readouterr().err
     monkeypatch.setenv("ROLLOUTLAB_DEBUG", "1")
     assert main(["show", str(HEALTHY)]) == 70
     assert "Traceback" in capsys.readouterr().err
