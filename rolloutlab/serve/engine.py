@@ -37,6 +37,8 @@ from rolloutlab.views.metrics import CanaryState
 log = logging.getLogger(__name__)
 
 Status = Literal["judged", "pending", "nodata", "unavailable"]
+#: Lock stripes for single-flight evaluation (concurrent evaluations of distinct canaries).
+FLIGHTS = 256
 #: The revision of calls that name none (the verdict endpoint, an Argo template without one).
 DEFAULT_REVISION = "current"
 
@@ -150,8 +152,9 @@ class Engine:
     ``catalog`` has ``get(namespace, name) -> Canary`` (a folder or the cluster);
     ``store`` keeps each revision's window start; ``clock`` returns the current UTC time
     (tests pass a fake one). ``judge`` overrides the spec's judge; ``headers``, ``bearer``
-    and ``timeout_s`` go to every Prometheus request. ``cache_size`` bounds the ticks
-    kept (one per canary revision is enough; a few more absorb stragglers).
+    and ``timeout_s`` go to every Prometheus request. The cache keeps the current tick's
+    evaluation of the ``cache_size`` revisions evaluated last (the clock only moves
+    forward, so older ticks are never asked for again).
     """
 
     def __init__(
@@ -165,7 +168,7 @@ class Engine:
         headers: Mapping[str, str] | None = None,
         bearer: str | None = None,
         timeout_s: float = 10.0,
-        cache_size: int = 4096,
+        cache_size: int = 1024,
     ) -> None:
         self.url = url
         self.catalog = catalog
@@ -177,9 +180,9 @@ class Engine:
         self.timeout_s = timeout_s
         self.cache_size = cache_size
         self.evaluations = 0  # how many were computed (not served from the cache)
-        self._cache: OrderedDict[tuple[str, str, str, datetime], Evaluation] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, str], Evaluation] = OrderedDict()
         self._latest: dict[tuple[str, str], Evaluation] = {}
-        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
+        self._flights = [threading.Lock() for _ in range(FLIGHTS)]
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -210,25 +213,29 @@ class Engine:
         seen = self.store.start(namespace, name, revision, start or self.clock())
         window_start = _on_grid(seen, interval_s, math.ceil)
         tick_end = max(window_start, _on_grid(self.clock(), interval_s, math.floor))
-        key = (namespace, name, revision, tick_end)
-        with self._lock:
-            cached = self._cache.get(key)
-            flight = self._locks.setdefault(key[:3], threading.Lock())
+        key = (namespace, name, revision)
+        cached = self._cached(key, tick_end)
         if cached is not None:
             return cached
-        with flight:  # one evaluation per canary revision at a time; the others wait for it
-            with self._lock:
-                cached = self._cache.get(key)
+        # one evaluation per revision at a time (lock striping): the others wait for it
+        with self._flights[hash(key) % FLIGHTS]:
+            cached = self._cached(key, tick_end)
             if cached is not None:
                 return cached
             result = self._evaluate(canary, revision, window_start, tick_end)
             with self._lock:
                 self.evaluations += 1
                 self._cache[key] = result
+                self._cache.move_to_end(key)
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
                 self._latest[(namespace, name)] = result
         return result
+
+    def _cached(self, key: tuple[str, str, str], tick_end: datetime) -> Evaluation | None:
+        with self._lock:
+            cached = self._cache.get(key)
+        return cached if cached is not None and cached.tick_end == tick_end else None
 
     def _evaluate(
         self, canary: Canary, revision: str, window_start: datetime, tick_end: datetime
