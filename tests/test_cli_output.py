@@ -324,6 +324,15 @@ def test_fetch_with_no_data_says_what_the_server_holds(prometheus, tmp_path, cap
     assert "no istio data for podinfox in namespace test" in err
     assert "destination_workload=podinfo;" in err and "destination_workload=podinfo-primary" in err
     assert len(err) < 500 and "sum by" not in err
+    canary = tmp_path / "canary.yaml"  # a Flagger Canary of the same missing workload
+    canary.write_text(
+        "apiVersion: flagger.app/v1beta1\nkind: Canary\n"
+        "metadata: {name: podinfox, namespace: test}\nspec:\n  provider: istio\n"
+        "  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfox}\n"
+        "  analysis: {interval: 1m, threshold: 2, stepWeight: 10, maxWeight: 50}\n"
+    )
+    assert main([*argv, "--spec", str(canary), *day]) == 2
+    assert "has: destination_workload_namespace=test" in one_line(capsys.readouterr().err)
     next_day = ["--start", "2026-01-13T10:00Z", "--end", "2026-01-13T13:00Z"]
     assert main([*argv, "--target", "podinfo", *next_day]) == 2
     err = one_line(capsys.readouterr().err)

@@ -436,17 +436,22 @@ def _fetch(args: argparse.Namespace) -> int:
             )
 
         spec = _cluster_spec(args) if args.kube else Spec.load(args.spec, name=args.spec_name)
-        rec = fetch_for_spec(
-            args.url,
-            spec,
-            preset=args.preset or _preset_of(spec, settings.preset),
-            target=args.target,
-            namespace=args.namespace,
-            flagger=args.flagger,
-            pod_template_hashes=_pairs(args.pod_template_hash, "--pod-template-hash"),
-            names=names,
-            **options,
-        )
+        preset = args.preset or _preset_of(spec, settings.preset)
+        try:
+            rec = fetch_for_spec(
+                args.url,
+                spec,
+                preset=preset,
+                target=args.target,
+                namespace=args.namespace,
+                flagger=args.flagger,
+                pod_template_hashes=_pairs(args.pod_template_hash, "--pod-template-hash"),
+                names=names,
+                **options,
+            )
+        except EmptyResult as exc:
+            target, namespace = args.target or spec.target, args.namespace or spec.namespace
+            raise _no_data(exc, args, preset, target, namespace, start, end) from exc
     else:
         if args.pod_template_hash:
             raise SpecError("--pod-template-hash fills the templates of a --spec: give --spec.")
@@ -467,11 +472,10 @@ def _fetch(args: argparse.Namespace) -> int:
                 **options,
             )
         except EmptyResult as exc:
-            # the preset's own series found nothing (not Flagger's, not custom queries)
-            custom = args.queries or args.variant_label or args.variants
-            if custom or not str(exc).startswith("no data for variant"):
+            if args.queries or args.variant_label or args.variants:
                 raise
-            raise EmptyResult(_no_data(exc, args, start, end)) from exc
+            preset = args.preset or "istio"
+            raise _no_data(exc, args, preset, args.target, args.namespace, start, end) from exc
     from rolloutlab.views import terminal
 
     facts = terminal.recording_facts(rec)
@@ -483,17 +487,28 @@ def _fetch(args: argparse.Namespace) -> int:
 LOOK_BACK = "30d"
 
 
-def _no_data(exc: EmptyResult, args: argparse.Namespace, start, end) -> str:
-    """Why a preset fetch found nothing, and what the server does hold: the workloads in
-    the range, else when its data are (within LOOK_BACK before --end)."""
+def _no_data(
+    exc: EmptyResult, args: argparse.Namespace, preset_name: str, target, namespace, start, end
+) -> EmptyResult:
+    """``exc`` when a preset's own series found nothing (not Flagger's, not a template's):
+    then what the server does hold, the workloads in the range, else when its data are
+    (within LOOK_BACK before --end)."""
     from rolloutlab.sources.presets import PRESETS
+
+    if not str(exc).startswith("no data for variant") or preset_name not in PRESETS:
+        return exc
+    where = (PRESETS[preset_name], target, namespace, start, end)
+    return EmptyResult(_what_exists(exc, args, *where))
+
+
+def _what_exists(exc, args, preset, target, namespace, start, end) -> str:
+    """The no-data message: what was asked, and what the server holds instead."""
     from rolloutlab.sources.prometheus import Prometheus
 
-    preset = PRESETS[args.preset or "istio"]
     fixed = {k: v for k, v in preset.labels.items() if "{" not in v}
     keys = [k for k, v in preset.labels.items() if "{" in v] + [preset.variant_label]
     selector = preset.requests + "{" + ",".join(f'{k}="{v}"' for k, v in fixed.items()) + "}"
-    asked = f"{args.target or '(no --target)'} in namespace {args.namespace or '(no --namespace)'}"
+    asked = f"{target or '(no --target)'} in namespace {namespace or '(no --namespace)'}"
     span = f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
     headline = f"no {preset.name} data for {asked} between {span} on {args.url}."
     at = end.replace(microsecond=0)
@@ -511,7 +526,7 @@ def _no_data(exc: EmptyResult, args: argparse.Namespace, start, end) -> str:
                 listed = "; ".join(series[:10]) + (" …" if len(series) > 10 else "")
                 return (
                     f"{headline} In that range {preset.requests} has: {listed}. "
-                    "Check --target and --namespace."
+                    "Check the target and namespace (--target, --namespace, or the spec's)."
                 )
             when = [
                 prom.query_range(
