@@ -56,6 +56,7 @@ class Fault:
     subresource: str | None = None
     skip: int = 0  # let this many matching requests through first
     delay: float = 0.0  # > 0: apply the request, answer after ``delay`` seconds
+    meanwhile: dict[str, Any] | None = None  # someone else's merge patch, made first
 
     def matches(self, request: kmock.Request) -> bool:
         return (
@@ -93,6 +94,10 @@ class ScriptedEmulator(kmock.KubernetesEmulator):
                     fault.skip -= 1
                     break
                 fault.times -= 1
+                if fault.meanwhile is not None:
+                    self.objects[request.resource, request.namespace, request.name].patch(
+                        fault.meanwhile
+                    )
                 if fault.delay > 0:
                     answer = await self._answer(request)
                     await asyncio.sleep(fault.delay)
@@ -197,11 +202,15 @@ class KubeEmulator:
         message: str = "scripted failure",
         subresource: str | None = None,
         skip: int = 0,
+        meanwhile: dict[str, Any] | None = None,
     ) -> None:
         """Answer the next ``times`` ``method`` requests (for object ``name``, and only for
         its ``subresource`` if given: ``"status"``, or ``""`` for the object itself) with
-        ``status``, after letting ``skip`` of them through."""
-        fault = Fault(method.upper(), status, name, times, message, subresource, skip)
+        ``status``, after letting ``skip`` of them through. ``meanwhile`` is a merge patch
+        that someone else wrote just before (the cause of a 409)."""
+        fault = Fault(
+            method.upper(), status, name, times, message, subresource, skip, meanwhile=meanwhile
+        )
         self._call(lambda: self.emulator.faults.append(fault))
 
     def lose(self, method: str, *, delay: float, name: str | None = None, times: int = 1) -> None:

@@ -124,6 +124,20 @@ def test_a_conflict_storm_ends_in_one_write_and_one_record(
     assert [e.outcome for e in audit_log.read().entries] == ["intent", "applied"]
 
 
+def test_a_conflict_with_the_same_change_is_recorded_as_skipped(
+    kube: KubeEmulator, audit_log: AuditLog
+) -> None:
+    # someone else set the same split just before our patch: a 409, and the retry's
+    # re-read finds the target there; nothing more is written, and the log says so
+    kube.seed(VS, virtual_service())
+    theirs = virtual_service(60, 40)["spec"]
+    kube.fail("PATCH", 409, message="the object has been modified", meanwhile={"spec": theirs})
+    change = make(kube, audit=audit_log).set_weight(40, reason="x")
+    assert not change.changed and len(kube.requests("PATCH")) == 1
+    (record,) = audit_log.records()
+    assert record.outcome == "skipped" and record.after == {"primary": 60, "canary": 40}
+
+
 def test_forbidden_to_list_canaries_refuses_the_write(
     kube: KubeEmulator, audit_log: AuditLog
 ) -> None:

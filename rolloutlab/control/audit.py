@@ -1,10 +1,11 @@
 """Audit trail of every change rolloutlab makes to a cluster, written ahead of the change.
 
 Each write is recorded twice in a local JSON-lines log: an *intent* before anything is
-sent (no write happens when the intent cannot be stored), then its *outcome*
-(``applied``, ``failed``, ``partial``, or ``unknown`` when it cannot be told), under the same ``id``. So
-"who moved the traffic, when and why" is answerable after the fact, and a write whose
-outcome never made it to disk shows up as ``unknown`` rather than vanishing. Lines are
+sent (no write happens when the intent cannot be stored), then its *outcome* under the
+same ``id``: ``applied``; ``skipped`` (a retry found the target already there, set by
+someone else); ``failed``; ``partial``; or ``unknown`` when it cannot be told. So "who
+moved the traffic, when and why" is answerable after the fact, and a write whose outcome
+never made it to disk shows up as ``unknown`` rather than vanishing. Lines are
 appended with one ``write`` and fsynced; a torn last line (a crash mid-append) is
 closed before the next record and skipped, with a warning, by the reader.
 
@@ -31,8 +32,8 @@ from rolloutlab.errors import ActuationError
 DEFAULT_PATH = "~/.rolloutlab/audit.jsonl"
 ENV_VAR = "ROLLOUTLAB_AUDIT_LOG"
 
-Outcome = Literal["intent", "applied", "failed", "partial", "unknown"]
-OUTCOMES: tuple[str, ...] = ("intent", "applied", "failed", "partial", "unknown")
+Outcome = Literal["intent", "applied", "skipped", "failed", "partial", "unknown"]
+OUTCOMES: tuple[str, ...] = ("intent", "applied", "skipped", "failed", "partial", "unknown")
 
 JSON_ORDER = (
     "time",

@@ -271,6 +271,12 @@ class KubeRouter(Router, ClusterActor):
                     note=note if lost else "",
                 )
             )
+        elif intent is not None:  # a retry found the target already set, not by us
+            self._audit.outcome(
+                intent.resolved(
+                    "skipped", after=after.as_dict(), note="the object already held the target"
+                )
+            )
         return Change(
             router=f"{self.kind} {self.ref}",
             before=before,
