@@ -90,6 +90,7 @@ class RenderedDom(HTMLParser):
         self.svgs: dict[str, int] = {}
         self.expected: int | None = None
         self.rendered: int | None = None
+        self.widths: tuple[int, int] | None = None  # the page's scroll width, the window's
         self.errors = ""
         self._stack: list[tuple[str, str | None]] = []
         self._in_errors = False
@@ -100,6 +101,8 @@ class RenderedDom(HTMLParser):
             self.expected = int(a["data-charts"])
             if "data-charts-rendered" in a:
                 self.rendered = int(a["data-charts-rendered"])
+            if "data-page-width" in a:
+                self.widths = (int(a["data-page-width"]), int(a["data-view-width"]))
         chart = None
         if tag == "div" and "rl-chart" in (a.get("class") or "").split():
             chart = a["id"]
@@ -158,12 +161,25 @@ def test_a_broken_chart_is_reported(canary_report, tmp_path):
     assert dom.rendered == dom.expected - 1
 
 
-def test_screenshot(canary_report, tmp_path):
-    shot = tmp_path / "report.png"
+def test_no_horizontal_overflow_at_1280_px_and_a_screenshot(canary_report, tmp_path):
+    dom = RenderedDom()
+    dom.feed(
+        run_chromium(canary_report, tmp_path / "profile", "--window-size=1280,1000", "--dump-dom")
+    )
+    assert dom.rendered == dom.expected
+    page_width, view_width = dom.widths
+    assert view_width == 1280 and page_width <= view_width, "the page scrolls sideways"
+    shot = artifact("canary-report-1280.png")  # to look at, as a person would
     run_chromium(
-        canary_report, tmp_path / "profile", "--window-size=1200,3000", f"--screenshot={shot}"
+        canary_report, tmp_path / "profile", "--window-size=1280,3000", f"--screenshot={shot}"
     )
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 50_000
-    keep = os.environ.get("ROLLOUTLAB_SCREENSHOT")
-    if keep:  # to look at it: ROLLOUTLAB_SCREENSHOT=/tmp/report.png pytest ...
-        shutil.copy(shot, keep)
+
+
+def test_the_overflow_check_can_fail(canary_report, tmp_path):
+    page = canary_report.read_text(encoding="utf-8")
+    wide = tmp_path / "wide.html"
+    wide.write_text(page.replace("<main>", '<main><div style="width:1500px">wide</div>', 1))
+    dom = RenderedDom()
+    dom.feed(run_chromium(wide, tmp_path / "profile", "--window-size=1280,1000", "--dump-dom"))
+    assert dom.widths[0] > 1280

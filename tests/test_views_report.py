@@ -5,10 +5,13 @@ from __future__ import annotations
 import html
 import json
 import re
+import struct
 from html.parser import HTMLParser
 
 import pytest
+from test_report_browser import chromium_binary
 
+from rolloutlab.errors import RolloutlabError, StorageError
 from rolloutlab.judges import Spec, Verdict
 from rolloutlab.postmortem import Replay, replay
 from rolloutlab.sources.simulate import simulate
@@ -107,7 +110,75 @@ def test_canary_summary_says_decision_why_when_for_each_judge(canary, canary_pag
         "Sequential evidence (rolloutlab)",
     ]
     details = canary_page.split('<section id="details">')[1]
-    assert details.count('<div class="rl-card">') == len(JUDGES) + 1  # verdicts, recording
+    assert details.count('<div class="rl-card">') == 2  # every judge's metrics, the recording
+
+
+def test_canary_page_explains_its_terms_and_charts(canary_page):
+    summary = canary_page.split('<section id="summary">')[1].split("</section>")[0]
+    terms = re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", summary)
+    words = {html.unescape(t) for t, _ in terms}
+    assert {"p-value", "α (alpha)", "CS (confidence sequence)", "Kayenta score"} <= words
+    assert {"sample-ratio mismatch (SRM)", "failed checks / threshold"} <= words
+    assert all(len(meaning) > 30 for _, meaning in terms)  # words, not another symbol
+    notes = re.findall(r'<figcaption>.*?</figcaption><p class="rl-note">(.*?)</p>', canary_page)
+    assert len(notes) == len(re.findall("<figcaption>", canary_page))  # every chart has one
+    assert "how surprising" in notes[2] and "α" in notes[2]
+
+
+def test_canary_tables_give_units(canary, canary_page):
+    details = canary_page.split('<section id="details">')[1].split("Recording")[0]
+    cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", details)]
+    rows = [cells[i : i + 7] for i in range(0, len(cells), 7)]
+    by = {(r[0], r[1]): r for r in rows}
+    assert set(by) == {(j, m) for j in JUDGES for m in ("request-success-rate", "request-duration")}
+    verdicts = replay(canary).verdicts
+    ratio = verdicts["rolloutlab"].metrics[0]
+    assert by["rolloutlab", "request-success-rate"][3] == f"{ratio.estimate:.3g}× primary"
+    shift = verdicts["rolloutlab"].metrics[1]
+    assert by["rolloutlab", "request-duration"][3] == f"{shift.estimate:+.1%}"
+    assert by["kayenta", "request-duration"][3].endswith(" ms")
+    assert by["flagger", "request-success-rate"][3].endswith("%")
+
+
+def test_canary_traffic_split_is_per_bin(canary_page):
+    parts = outline(canary_page)
+    specs = [json.loads(s) for s in parts.specs.values()]
+    split = [s for s in specs if "to the canary (%)" in json.dumps(s)]
+    assert len(split) == 1 and "step-before" in json.dumps(split[0])
+    assert not any("share of requests (%)" in json.dumps(s) for s in specs)  # not cumulative
+
+
+def test_report_title(canary, tmp_path):
+    page = report(canary, path=tmp_path / "r.html", title="Checkout <canary>").read_text()
+    assert "<title>Checkout &lt;canary&gt;</title>" in page
+    assert "<h1>Checkout &lt;canary&gt;</h1>" in page
+
+
+@pytest.mark.parametrize("name", ["r.docx", "r", "r.svg"])
+def test_report_refuses_other_extensions(canary, tmp_path, name):
+    with pytest.raises(RolloutlabError, match=r"use a file name ending in \.html, \.pdf, \.png"):
+        report(canary, path=tmp_path / name)
+    assert not (tmp_path / name).exists()
+
+
+@pytest.mark.chromium
+@pytest.mark.parametrize(("suffix", "magic"), [(".pdf", b"%PDF-"), (".png", b"\x89PNG")])
+def test_report_prints_pdf_and_png_with_chromium(canary, tmp_path, suffix, magic):
+    chromium_binary()
+    path = report(canary, path=tmp_path / f"report{suffix}", judges=("rolloutlab",))
+    data = path.read_bytes()
+    assert data.startswith(magic) and len(data) > 20_000
+    if suffix == ".png":  # the whole page at 1280 px: as wide as that, far taller than a screen
+        width, height = struct.unpack(">II", data[16:24])
+        assert width == 1280 and height > 2000
+    else:
+        assert data.count(b"/Type /Page") - data.count(b"/Type /Pages") >= 2
+
+
+def test_report_without_chromium_says_how(canary, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no browser on the path: a fault made for real
+    with pytest.raises(StorageError, match="apt-get install chromium"):
+        report(canary, path=tmp_path / "r.pdf", judges=("rolloutlab",))
 
 
 def test_experiment_summary_is_written_for_a_product_team(experiment_page):

@@ -5,12 +5,21 @@ vl-convert's bundle (no CDN), the chart specs sit in JSON script blocks, and a s
 script renders them as SVG and writes any error into ``#rl-errors`` (which the
 headless-browser test reads). The plain-language summary comes first and, like the
 tables, is static HTML that reads fine without JavaScript.
+
+``report(..., path)`` writes HTML, or prints the same page with headless Chromium to PDF
+or to one full-page PNG, by the file name's extension.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +29,7 @@ import altair as alt
 import vl_convert as vlc
 
 from rolloutlab import _html
+from rolloutlab.errors import SpecError, StorageError
 from rolloutlab.experiments import experiment
 from rolloutlab.postmortem import DEFAULT_JUDGES, replay
 from rolloutlab.sources.recording import Recording, load
@@ -33,6 +43,10 @@ h1{font-size:22px;margin:8px 0 4px} h2{font-size:17px;margin:28px 0 8px;border-b
 p.rl-lead{font-size:16px;line-height:1.5} ul.rl-judges{line-height:1.9;padding-left:18px}
 figure{margin:12px 0 24px} figcaption{font-weight:600;margin-bottom:6px}
 #rl-errors{color:#c62828;white-space:pre-wrap}
+main table{max-width:100%} main td{overflow-wrap:break-word} main th,.rl-badge{white-space:nowrap}
+p.rl-note{color:#555;margin:0 0 6px;max-width:820px;line-height:1.45}
+dl.rl-terms{display:grid;grid-template-columns:max-content 1fr;gap:4px 14px;line-height:1.45}
+dl.rl-terms dt{font-weight:600} dl.rl-terms dd{margin:0}
 </style>"""
 
 # Runs before the bundle, so an error while loading it is recorded too.
@@ -70,6 +84,10 @@ _EMBED = """<script>
     }
   });
   Promise.all(jobs).then(function () {
+    var page = document.documentElement;  // for PNG export and the overflow test
+    document.body.dataset.pageHeight = String(page.scrollHeight);
+    document.body.dataset.pageWidth = String(page.scrollWidth);
+    document.body.dataset.viewWidth = String(page.clientWidth);
     document.body.dataset.chartsRendered =
       String(document.querySelectorAll('.rl-chart[data-rendered="1"]').length);
     show();
@@ -97,21 +115,26 @@ def _spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
     return spec
 
 
-def _figure(i: int, caption: str, chart: alt.TopLevelMixin) -> str:
+def _figure(i: int, caption: str, chart: alt.TopLevelMixin, note: str = "") -> str:
     spec = json.dumps(_spec(chart), separators=(",", ":")).replace("</", "<\\/")
+    note = f'<p class="rl-note">{_html.esc(note)}</p>' if note else ""
     return (
-        f"<figure><figcaption>{_html.esc(caption)}</figcaption>"
+        f"<figure><figcaption>{_html.esc(caption)}</figcaption>{note}"
         f'<div class="rl-chart" id="chart-{i}" data-spec="spec-{i}"></div>'
         f'<script type="application/json" id="spec-{i}">{spec}</script></figure>'
     )
 
 
 def _page(
-    title: str, summary: str, figures: Sequence[tuple[str, alt.TopLevelMixin]], details: str
+    title: str,
+    summary: str,
+    figures: Sequence[tuple[str, alt.TopLevelMixin] | tuple[str, alt.TopLevelMixin, str]],
+    details: str,
 ) -> str:
-    """A standalone page: title, summary, the charts (rendered offline), the details."""
+    """A standalone page: title, summary, the charts (rendered offline; each with a
+    caption and an optional note in plain words), the details."""
     made = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
-    body = "".join(_figure(i, caption, chart) for i, (caption, chart) in enumerate(figures))
+    body = "".join(_figure(i, *figure) for i, figure in enumerate(figures))
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -171,17 +194,128 @@ def render_canary(replay: Any, *, title: str | None = None) -> str:
         f"<p>{_html.esc(_traffic(recording))} "
         f"{'All judges agree.' if agree else 'The judges disagree:'}</p>"
         f'<ul class="rl-judges">{others}</ul>'
+        f"<p><b>The terms, in plain words</b></p>{_terms(CANARY_TERMS)}"
     )
     figures = [
-        ("Canary vs primary over time", charts.timeseries(recording, verdicts)),
-        ("Each judge's decision, tick by tick", charts.timeline(replay)),
-        (f"Sequential evidence ({lead.judge})", charts.evidence(lead)),
-        *((f"Per-metric scorecard ({v.judge})", charts.scorecard(v)) for v in verdicts),
-        ("Latency distribution", charts.latency_cdf(recording)),
-        ("Traffic split", charts.srm(recording)),
+        (
+            "Canary vs primary over time",
+            charts.timeseries(recording, verdicts),
+            "Each line is one variant. The orange shading is the share of traffic the canary "
+            "had (darker: more); the vertical lines mark when each judge decided.",
+        ),
+        (
+            "Each judge's decision, tick by tick",
+            charts.timeline(replay),
+            "A tick is one analysis interval: amber while a judge keeps watching, then green "
+            "(promote) or red (roll back) once it decides.",
+        ),
+        (
+            f"Sequential evidence ({lead.judge})",
+            charts.evidence(lead),
+            "Left: the p-value, how surprising the canary's numbers would be if it were no "
+            "worse than the primary; it rolls back when the line falls below α. Right: the "
+            "canary's estimate and the range still compatible with the data (the confidence "
+            "sequence), against no effect and the margin of harm tolerated.",
+        ),
+        *(
+            (
+                f"Per-metric scorecard ({v.judge})",
+                charts.scorecard(v),
+                "Each metric's estimate as a dot with its range as a bar: green passed, "
+                "red failed, amber not yet clear.",
+            )
+            for v in verdicts
+        ),
+        (
+            "Latency distribution",
+            charts.latency_cdf(recording),
+            "The share of requests answered within each latency: a canary curve to the right "
+            "of the primary's (wide, solid) is slower.",
+        ),
+        (
+            "Traffic split",
+            charts.split(recording),
+            "The canary's share of requests in each time bin against the weight it was "
+            "given: they should move together, step by step.",
+        ),
     ]
-    details = "".join(v._repr_html_() for v in verdicts) + recording._repr_html_()
-    return _page(title or _title(recording, "Canary report"), summary, figures, details)
+    details = _html.card("What each judge measured", _metrics_table(verdicts))
+    return _page(
+        title or _title(recording, "Canary report"),
+        summary,
+        figures,
+        details + recording._repr_html_(),
+    )
+
+
+#: The statistical words of the canary report, each with what it means.
+CANARY_TERMS = {
+    "p-value": "how surprising the canary's numbers would be if it were no worse than the "
+    "primary; small (below α) means the difference is real",
+    "α (alpha)": "the line a p-value must cross: the rate of false rollbacks the judge accepts",
+    "CS (confidence sequence)": "the range of effects still compatible with the data, at the "
+    "stated confidence, valid however often it is checked (92.5% CS: 92.5% confident)",
+    "interval": "the range of effects compatible with the data; ∞ means no upper bound yet",
+    "× primary (ratio)": "the canary's value divided by the primary's: 2× fails twice as often",
+    "latency shift": "how much slower (+) or faster (−) the canary answers, in % of the primary",
+    "overdispersed": "the counts vary more than chance alone would make them; the ranges are "
+    "widened to match",
+    "Kayenta score": "the share of metrics that passed (0–100); at or below the marginal score "
+    "the canary fails",
+    "failed checks / threshold": "Flagger's count of ticks where a metric missed its limit; at "
+    "the threshold it rolls back",
+    "sample-ratio mismatch (SRM)": "a test that the traffic was split as the weights said; a "
+    "mismatch means broken routing, and every comparison is suspect",
+}
+
+
+def _terms(terms: dict[str, str]) -> str:
+    """A glossary: each term beside its meaning."""
+    items = "".join(f"<dt>{_html.esc(k)}</dt><dd>{_html.esc(v)}</dd>" for k, v in terms.items())
+    return f'<dl class="rl-terms">{items}</dl>'
+
+
+def _measure(value: Any, unit: str) -> str:
+    """A judge's number in the unit people read: ``2.84× primary``, ``+3.1%``, ``97.9%``,
+    ``-6.2 ms``."""
+    unit = (unit or "").strip()
+    text = _html.num(value)
+    if text == _html.DASH:
+        return text
+    if unit == "ratio" or unit.endswith(" ratio") or unit == "×":
+        return f"{text}× primary"
+    if unit in ("latency shift", "relative change"):
+        return _html.percent(value, signed=True) if text not in ("∞", "−∞") else text
+    if unit == "%":
+        return f"{text}%"
+    return f"{text} {unit}" if unit else text
+
+
+def _metrics_table(verdicts: Sequence[Any]) -> str:
+    """Every judge's per-metric result in one table, numbers with their units."""
+    rows = []
+    for v in verdicts:
+        for m in v.metrics:
+            unit = getattr(m, "unit", "") or ""
+            ci = getattr(m, "ci", None)
+            lo_hi = (
+                f"{_measure(ci[0], unit)} to {_measure(ci[1], unit)}"
+                if isinstance(ci, tuple | list) and len(ci) == 2
+                else _html.DASH
+            )
+            rows.append(
+                (
+                    v.judge,
+                    m.name,
+                    _html.badge(m.classification),
+                    _measure(m.estimate, unit),
+                    lo_hi,
+                    _html.pvalue(m.p_value),
+                    m.reason,
+                )
+            )
+    columns = ("judge", "metric", "result", "canary", "range (interval)", "p-value", "why")
+    return _html.table(columns, rows, numeric=("canary", "range (interval)", "p-value"))
 
 
 def render_experiment(recording: Any, result: Any, *, title: str | None = None) -> str:
@@ -230,23 +364,109 @@ def report(
     *,
     path: str | Path = "report.html",
     judges: Iterable[str] = DEFAULT_JUDGES,
+    title: str | None = None,
 ) -> Path:
-    """Judge ``recording`` (a Recording or a file) and write the standalone HTML report.
+    """Judge ``recording`` (a Recording or a file) and write the standalone report:
+    HTML, or that page printed by headless Chromium to PDF or to one full-page PNG,
+    by ``path``'s extension (see :data:`REPORT_FORMATS`).
 
     A canary is replayed under each of ``judges``; an experiment (``meta['kind'] ==
     'experiment'``) gets the A/B analysis (``judges`` does not apply). ``spec`` is what
-    ``replay``/``experiment`` accept. Returns the path written.
+    ``replay``/``experiment`` accept; ``title`` heads the page (default: the kind of
+    report and the target). Returns the path written.
     """
+    path = Path(path)
+    kind = path.suffix.lower()
+    if kind not in REPORT_FORMATS:
+        raise SpecError(
+            f"{path}: cannot write a report as '{path.suffix or 'no extension'}'; "
+            f"use a file name ending in {', '.join(REPORT_FORMATS)}, e.g. report.html"
+        )
     if not isinstance(recording, Recording):
         recording = load(recording)
     if recording.meta.get("kind") == "experiment":
-        html = render_experiment(recording, experiment(recording, spec))
+        html = render_experiment(recording, experiment(recording, spec), title=title)
     else:
-        html = render_canary(replay(recording, spec, judges=tuple(judges)))
-    path = Path(path)
+        html = render_canary(replay(recording, spec, judges=tuple(judges)), title=title)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
+    if kind == ".html":
+        path.write_text(html, encoding="utf-8")
+    else:
+        _print_page(html, path)
     return path
+
+
+#: What ``report`` writes, by the file name's extension.
+REPORT_FORMATS = (".html", ".pdf", ".png")
+#: The page width a PNG is taken at (the report's layout is made to fit it).
+PNG_WIDTH = 1280
+CHROMIUM_TIMEOUT_S = 120
+_CHROMIUM_FLAGS = (
+    "--headless",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--virtual-time-budget=15000",  # lets every chart render before the print
+)
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if found := shutil.which(name):
+            return found
+    raise StorageError(
+        "a PDF or PNG report is printed by headless Chromium, which is not installed "
+        "(Debian: apt-get install chromium); or write the report as .html"
+    )
+
+
+def _print_page(html: str, path: Path) -> None:
+    """Print the report page with headless Chromium: a PDF, or a PNG of the whole page
+    (a first run measures its height)."""
+    with tempfile.TemporaryDirectory(prefix="rolloutlab-report-") as tmp:
+        page = Path(tmp) / "report.html"
+        page.write_text(html, encoding="utf-8")
+        if path.suffix.lower() == ".pdf":
+            _run_chromium(page, "--no-pdf-header-footer", f"--print-to-pdf={path.resolve()}")
+        else:
+            dom = _run_chromium(page, f"--window-size={PNG_WIDTH},1000", "--dump-dom")
+            height = re.search(r'data-page-height="(\d+)"', dom)
+            height_px = min(int(height[1]) if height else 4000, 16_000)
+            _run_chromium(
+                page, f"--window-size={PNG_WIDTH},{height_px}", f"--screenshot={path.resolve()}"
+            )
+    if not path.exists() or not path.stat().st_size:
+        raise StorageError(f"{path}: headless Chromium wrote nothing; write .html instead")
+
+
+def _run_chromium(page: Path, *flags: str) -> str:
+    """Chromium on ``page`` with a fresh profile and ``flags``; its stdout. Bounded, and
+    its whole process group is ended on the way out."""
+    sandbox = ("--no-sandbox",) if os.geteuid() == 0 else ()  # Chromium refuses root otherwise
+    args = [_chromium(), *_CHROMIUM_FLAGS, *sandbox, f"--user-data-dir={page.parent / 'profile'}"]
+    proc = subprocess.Popen(
+        [*args, *flags, page.as_uri()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=CHROMIUM_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise StorageError(
+            f"headless Chromium did not print {page.name} within {CHROMIUM_TIMEOUT_S} s"
+        ) from exc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if proc.returncode:
+        tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+        raise StorageError(f"headless Chromium failed ({proc.returncode}): {tail[0]}")
+    return out.decode("utf-8", "replace")
 
 
 def save_chart(chart: alt.TopLevelMixin, path: str | Path, *, scale: float = 2.0) -> Path:
