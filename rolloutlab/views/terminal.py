@@ -66,9 +66,10 @@ def _broken_pipe() -> None:
     raise BrokenPipeError("the reader of the output went away")
 
 
-def echo(text: str = "", *, style: str | None = None, file: IO[str] | None = None) -> None:
-    """One line (or paragraph), styled on a terminal; markup in ``text`` is not read."""
-    console(file).print(text, style=style, markup=False)
+def echo(text: str = "", *, file: IO[str] | None = None) -> None:
+    """One line (or paragraph: wrapped on a terminal, never when piped); markup in ``text``
+    is not read."""
+    console(file).print(text, markup=False)
 
 
 def print_table(
@@ -96,10 +97,10 @@ def print_table(
 
 def decision_line(decision: str, *, file: IO[str] | None = None, suffix: str = "") -> None:
     """``✖ ROLLBACK`` (coloured on a terminal, the word alone when piped) and ``suffix``."""
-    con = console(file)
-    style, symbol = STYLES.get(decision, ("bold", ""))
     from rich.text import Text
 
+    con = console(file)
+    style, symbol = STYLES.get(decision, ("bold", ""))
     head = f"{symbol} {decision.upper()}" if con.is_terminal and symbol else decision.upper()
     con.print(Text.assemble((head, style), suffix))
 
@@ -196,10 +197,12 @@ def ticks_frame(rec: Any) -> pl.DataFrame:
     edges = table.edges.get("latency_ms")
     for v in table.variants:
         requests = table.counter("requests", v)
-        columns[f"{v} requests"] = requests
-        with np.errstate(invalid="ignore", divide="ignore"):
-            errors = 100.0 * table.counter("errors", v) / requests
-        columns[f"{v} error %"] = np.where(requests > 0, errors, np.nan)
+        if "requests" in table.counters:
+            columns[f"{v} requests"] = requests
+        if "errors" in table.counters:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                errors = 100.0 * table.counter("errors", v) / requests
+            columns[f"{v} error %"] = np.where(requests > 0, errors, np.nan)
         if edges is not None:
             columns[f"{v} p99 ms"] = histogram_quantile(
                 0.99, edges, table.histogram("latency_ms", v)
