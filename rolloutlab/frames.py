@@ -454,10 +454,16 @@ def _bucketed(frame: pl.DataFrame, bucket_s: float | None) -> pl.DataFrame:
     return frame.with_columns(bucket.alias("bucket"))
 
 
-def _index(values: pl.Series, names: Sequence[object]) -> np.ndarray:
-    """Position of each value in ``names`` (-1 for a value not among them)."""
-    where = {name: i for i, name in enumerate(names)}
-    return np.array([where.get(v, -1) for v in values.to_list()], dtype=np.int64)
+def _positions(rows: pl.DataFrame, column: str, names: Sequence[object]) -> np.ndarray:
+    """Position of each value of ``rows[column]`` in ``names`` (all must be there)."""
+    lookup = pl.DataFrame(
+        {column: pl.Series(list(names), dtype=rows[column].dtype), "_pos": range(len(names))}
+    )
+    return (
+        rows.select(column)
+        .join(lookup, on=column, how="left", maintain_order="left")["_pos"]
+        .to_numpy()
+    )
 
 
 def counter_buckets(
@@ -469,12 +475,14 @@ def counter_buckets(
     bucket_s: float | None = None,
 ) -> np.ndarray:
     """Counter totals as an array (metrics, variants, buckets) over the buckets ``times``
-    (from :func:`time_buckets`); zero where nothing was recorded."""
+    (from :func:`time_buckets`); zero where nothing was recorded. A metric may be asked
+    for more than once (e.g. as a numerator and as a denominator)."""
+    distinct = list(dict.fromkeys(metrics))
     rows = (
         _bucketed(
             frame.filter(
                 (pl.col("kind") == "counter")
-                & pl.col("metric").is_in(list(metrics))
+                & pl.col("metric").is_in(distinct)
                 & pl.col("variant").is_in(list(variants))
             ),
             bucket_s,
@@ -482,12 +490,15 @@ def counter_buckets(
         .group_by("metric", "variant", "bucket")
         .agg(pl.col("value").sum())
     )
-    out = np.zeros((len(metrics), len(variants), len(times)))
-    for i, name in enumerate(metrics):  # a metric may be asked for twice (as two roles)
-        part = rows.filter(pl.col("metric") == name)
-        where = (_index(part["variant"], variants), _index(part["bucket"], times.to_list()))
-        np.add.at(out[i], where, part["value"].fill_null(0.0).to_numpy())
-    return out
+    out = np.zeros((len(distinct), len(variants), len(times)))
+    where = (
+        _positions(rows, "metric", distinct),
+        _positions(rows, "variant", variants),
+        _positions(rows, "bucket", times.to_list()),
+    )
+    np.add.at(out, where, rows["value"].fill_null(0.0).to_numpy())
+    position = {name: i for i, name in enumerate(distinct)}
+    return out[[position[m] for m in metrics]]
 
 
 def histogram_buckets(
@@ -515,8 +526,8 @@ def histogram_buckets(
     edges = np.sort(rows["le"].unique().to_numpy())
     cumulative = np.zeros((len(variants), len(times), len(edges)))
     where = (
-        _index(rows["variant"], variants),
-        _index(rows["bucket"], times.to_list()),
+        _positions(rows, "variant", variants),
+        _positions(rows, "bucket", times.to_list()),
         np.searchsorted(edges, rows["le"].to_numpy()),
     )
     np.add.at(cumulative, where, rows["value"].to_numpy())

@@ -59,6 +59,7 @@ from rolloutlab.stats.arrays import (
     batch_means_variance,
     cs_half_width,
     interval,
+    lift_and_se,
     quasi_poisson_dispersion,
     running_intersection,
     running_min,
@@ -397,7 +398,7 @@ def _compare(counts: Counts, roles: tuple[str, ...], metrics, spec: ExperimentSp
         x, mean_t, var_t = (np.zeros((*a.shape[:2], 1)) for a in (x, mean_t, var_t))
         enough, factor, last = np.zeros((x.shape[0], 1), bool), np.ones(x.shape), 0
     cells = (x[:, :1], mean_t[:, :1], var_t[:, :1], x[:, 1:], mean_t[:, 1:], var_t[:, 1:])
-    rel_t = welch_arrays(*cells, alpha=spec.alpha, relative=True)
+    lift_t, se_t, _ = lift_and_se(*cells, relative=True)
     n, mean, var = x[..., last], mean_t[..., last], var_t[..., last]
     now = tuple(c[..., last] for c in cells)
     absolute = welch_arrays(*now, alpha=spec.alpha)
@@ -408,7 +409,7 @@ def _compare(counts: Counts, roles: tuple[str, ...], metrics, spec: ExperimentSp
     rho2 = asymptotic_rho2(spec.alpha, spec.n_star)
     t = x[:, :1] + x[:, 1:]
     looks = np.broadcast_to((enough | (np.arange(x.shape[-1]) == last))[:, None], t.shape)
-    z_t = rel_t.estimate / rel_t.std_error
+    z_t = lift_t / se_t
     p_av_t = np.where(np.isfinite(z_t), always_valid_p(z_t, t, rho2), 1.0)
     p_av = np.where(ok, running_min(p_av_t, looks)[..., last], 1.0)
     p_fixed = np.where(ok, rel.p_value, 1.0)
@@ -416,9 +417,9 @@ def _compare(counts: Counts, roles: tuple[str, ...], metrics, spec: ExperimentSp
     # guardrails: one-sided p-value of "harm at least the margin"
     harm = np.array([_harm_sides(m) for m in metrics])  # (M, 2): increase, decrease
     margin = np.array([spec.margin(m) for m in metrics])
-    p_ni_t = _noninferiority_p(rel_t, margin, harm, t, rho2, sequential=True)
+    p_ni_t = _noninferiority_p(lift_t, se_t, None, margin, harm, t, rho2)
     p_ni_seq = running_min(p_ni_t, looks)[..., last]
-    p_ni_fixed = _noninferiority_p(rel, margin, harm, n[:, :1] + n[:, 1:], rho2, sequential=False)
+    p_ni_fixed = _noninferiority_p(rel.estimate, rel.std_error, rel.df, margin, harm, None, rho2)
     p_ni = np.where(ok, p_ni_seq if spec.sequential else p_ni_fixed, 1.0)
 
     # decision levels: goals consistent with their adjusted p, guardrails one-sided
@@ -428,17 +429,16 @@ def _compare(counts: Counts, roles: tuple[str, ...], metrics, spec: ExperimentSp
         if sequential == spec.sequential and goal.any():
             level[goal] = _adjusted_level(p[goal], spec.alpha, spec.correction)
     rel_ci = welch_arrays(*now, alpha=level, relative=True).ci
-    half_t = cs_half_width(t, level[..., None], rho2) * rel_t.std_error
-    rel_cs_t = running_intersection(interval(rel_t.estimate, half_t), looks)
-    plain_half = cs_half_width(t, spec.alpha, rho2) * rel_t.std_error
-    rel_cs_plain = running_intersection(interval(rel_t.estimate, plain_half), looks)[..., last, :]
+    half_t = cs_half_width(t, level[..., None], rho2) * se_t
+    rel_cs_t = running_intersection(interval(lift_t, half_t), looks)
+    plain_half = cs_half_width(t, spec.alpha, rho2) * se_t
+    rel_cs_plain = running_intersection(interval(lift_t, plain_half), looks)[..., last, :]
 
     mde, achieved, remaining = _power(rel.std_error, n[:, :1] + n[:, 1:], spec, rho2)
     blank = np.where(ok, 1.0, np.nan)
-    notes = tuple(
-        _variance_note(spec.variance, bool(enough[i, last]), float(np.max(factor[i, :, last])))
-        for i in range(len(metrics))
-    )
+    largest = factor[..., last].max(axis=1, initial=1.0).tolist()
+    used = enough[:, last].tolist()
+    notes = tuple(_variance_note(spec.variance, e, f) for e, f in zip(used, largest, strict=True))
     return Comparisons(
         times=counts.times,
         n=n,
@@ -463,7 +463,7 @@ def _compare(counts: Counts, roles: tuple[str, ...], metrics, spec: ExperimentSp
         n_remaining=remaining * blank,
         reason=reason,
         mean_t=mean_t,
-        rel_lift_t=rel_t.estimate,
+        rel_lift_t=lift_t,
         rel_cs_t=rel_cs_t,
     )
 
@@ -486,25 +486,26 @@ def _harm_sides(metric: MetricSpec) -> tuple[bool, bool]:
 
 
 def _noninferiority_p(
-    welch: Any,
+    estimate: np.ndarray,
+    se: np.ndarray,
+    df: np.ndarray | None,
     margin: np.ndarray,
     harm: np.ndarray,
-    t: np.ndarray,
+    t: np.ndarray | None,
     rho2: float,
-    *,
-    sequential: bool,
 ) -> np.ndarray:
     """One-sided p-value of "the harm is at least ``margin``" (small: not worse), the
-    larger over the harmful sides; always-valid (the CS's p halved) when ``sequential``."""
-    shape = (slice(None),) + (None,) * (welch.estimate.ndim - 1)
-    out = np.zeros(welch.estimate.shape)
+    larger over the harmful sides: Welch's t with ``df``, else always-valid at ``t``
+    units (the confidence sequence's p-value halved: one side of it)."""
+    shape = (slice(None),) + (None,) * (estimate.ndim - 1)
+    out = np.zeros(estimate.shape)
     for side, sign in ((0, 1.0), (1, -1.0)):
         with np.errstate(divide="ignore", invalid="ignore"):
-            z = (margin[shape] - sign * welch.estimate) / welch.std_error
-            if sequential:
+            z = (margin[shape] - sign * estimate) / se
+            if df is None:
                 p = np.where(z > 0, always_valid_p(z, t, rho2) / 2, 1.0)
             else:
-                p = stdtr(welch.df, -z)
+                p = stdtr(df, -z)
         p = np.where(np.isfinite(z), p, 1.0)
         out = np.where(harm[:, side][shape], np.maximum(out, p), out)
     return out
