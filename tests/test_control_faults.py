@@ -52,6 +52,13 @@ def make(kube: KubeEmulator, **options: Any) -> IstioRouter:
     return IstioRouter("podinfo", NS, client=kube.client(), backoff=0.001, **options)
 
 
+def loop(route: IstioRouter, **options: Any) -> Rollout:
+    """A rollout (plan 20, 40, 60) with no source: its first step and manual actions
+    do not fetch."""
+    spec = Spec(interval_s=60, step_weight=20, max_weight=60)
+    return Rollout(object(), route, spec, target="podinfo", namespace=NS, **options)  # type: ignore[arg-type]
+
+
 def test_a_lost_response_is_recorded_as_applied(kube: KubeEmulator, audit_log: AuditLog) -> None:
     kube.seed(VS, virtual_service())
     kube.lose("PATCH", delay=1.5)  # applied at once, answered after the 0.5 s timeout
@@ -95,13 +102,7 @@ def test_the_loop_believes_what_the_route_holds_when_the_audit_fails(
 ) -> None:
     kube.seed(VS, virtual_service())
     route = make(kube, audit=FailingOutcomes(tmp_path / "audit.jsonl"))
-    rollout = Rollout(
-        object(),  # type: ignore[arg-type]  # the first step does not fetch
-        route,
-        Spec(interval_s=60, step_weight=20, max_weight=60),
-        target="podinfo",
-        namespace=NS,
-    )
+    rollout = loop(route)
     record = rollout.step()  # start: writes the plan's first weight, 20
     assert record.error is not None and "audit log" in record.error
     assert make(kube).weights().canary == 20
@@ -163,14 +164,7 @@ def test_a_promotion_stopped_mid_way_is_recorded_and_believed(
     promoter = DeploymentCanary(
         "podinfo", NS, router=route, client=kube.client(), audit=audit_log, backoff=0.001
     )
-    rollout = Rollout(
-        object(),  # type: ignore[arg-type]  # promoting by hand does not fetch
-        route,
-        Spec(interval_s=60, step_weight=20, max_weight=60),
-        target="podinfo",
-        namespace=NS,
-        promoter=promoter,
-    )
+    rollout = loop(route, promoter=promoter)
     rollout.step()  # sees the route at 40 %
     with pytest.raises(ActuationError, match="stopped at step 'scale-canary-to-0'"):
         rollout.promote(reason="looks good")

@@ -125,17 +125,7 @@ class DeploymentCanary(ClusterActor):
                 f"Deployment {self.namespace}/{self.target}", canary, self.namespace
             )
         names = [name for name, _ in steps]
-        intent = self._audit.intent(
-            AuditRecord.now(
-                kind=self.kind,
-                namespace=self.namespace,
-                name=self.target,
-                action=action,
-                before={"done": []},
-                after={"done": names},
-                reason=reason,
-            )
-        )
+        intent = self._intent(self.canary_ref, action, {"done": []}, {"done": names}, reason)
         done: list[str] = []
         results: list[AuditRecord | Change] = []
         for step, run in steps:
@@ -212,17 +202,7 @@ class DeploymentCanary(ClusterActor):
             obj = self._kube.get(ref)
             body, planned = change(obj)
             if intent is None:
-                intent = self._audit.intent(
-                    AuditRecord.now(
-                        kind=self.kind,
-                        namespace=ref.namespace,
-                        name=ref.name,
-                        action=action,
-                        before=fields(obj),
-                        after=planned,
-                        reason=reason,
-                    )
-                )
+                intent = self._intent(ref, action, fields(obj), planned, reason)
             return obj, self._kube.patch(ref, body)
 
         try:
@@ -234,6 +214,22 @@ class DeploymentCanary(ClusterActor):
         assert intent is not None
         return self._audit.outcome(
             intent.resolved("applied", before=fields(before), after=fields(after))
+        )
+
+    def _intent(
+        self, ref: ObjectRef, action: str, before: Any, after: Any, reason: str
+    ) -> AuditRecord:
+        """Record, ahead of it, that ``action`` on ``ref`` goes from ``before`` to ``after``."""
+        return self._audit.intent(
+            AuditRecord.now(
+                kind=self.kind,
+                namespace=ref.namespace,
+                name=ref.name,
+                action=action,
+                before=before,
+                after=after,
+                reason=reason,
+            )
         )
 
 
