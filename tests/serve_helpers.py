@@ -126,3 +126,54 @@ def flagger_weight(name: str, weight: float, *, minutes: int = 90) -> str:
             labels = f'workload="{workload}",namespace="{NAMESPACE}"'
             lines.append(f"flagger_canary_weight{{{labels}}} {value:g} {t}")
     return "\n".join([*lines, "# EOF", ""])
+
+
+#: An Argo Rollout over the "good" canary's series (its canaryService and stableService name
+#: the workloads) with an AnalysisTemplate of Argo's docs' shape (a Prometheus success rate).
+ARGO_ROLLOUT = """apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata:
+  name: guestbook
+  namespace: shop
+spec:
+  strategy:
+    canary:
+      canaryService: good
+      stableService: good-primary
+      steps:
+        - setWeight: 10
+        - pause: {duration: 5m}
+        - setWeight: 20
+        - pause: {duration: 5m}
+        - setWeight: 30
+        - pause: {duration: 5m}
+        - setWeight: 40
+        - pause: {duration: 5m}
+        - setWeight: 50
+        - pause: {duration: 5m}
+      analysis:
+        templates:
+          - templateName: success-rate
+        args:
+          - name: service-name
+            value: good
+---
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: success-rate
+  namespace: shop
+spec:
+  args:
+    - name: service-name
+  metrics:
+    - name: success-rate
+      interval: 5m
+      successCondition: result[0] >= 0.95
+      provider:
+        prometheus:
+          address: http://prometheus:9090
+          query: >-
+            sum(rate(istio_requests_total{destination_workload="{{args.service-name}}",response_code!~"5.*"}[5m]))
+            / sum(rate(istio_requests_total{destination_workload="{{args.service-name}}"}[5m]))
+"""

@@ -29,6 +29,7 @@ import pytest
 import requests
 from kube_emulator import kube  # noqa: F401  (fixture)
 from serve_helpers import (
+    ARGO_ROLLOUT,
     NAMESPACE,
     Clock,
     flagger_weight,
@@ -63,9 +64,11 @@ def prometheus(prometheus_binary):
 
 @pytest.fixture(scope="module")
 def specs(tmp_path_factory):
-    return write_canaries(
+    folder = write_canaries(
         tmp_path_factory.mktemp("gitops"), ["good", "bad", "silent", "held", "held-blind"]
     )
+    (folder / "guestbook.yaml").write_text(ARGO_ROLLOUT)
+    return folder
 
 
 def make_app(url, specs, clock, state=":memory:"):
@@ -147,6 +150,28 @@ def test_argo_web_provider_and_verdict_return_the_verdict_as_json(service, clock
         requests.get(f"{service}/verdict/shop/good", headers=BEARER, timeout=30).json()["revision"]
         == "argo-1"
     )
+
+
+def test_an_argo_rollout_and_its_analysis_template_are_judged(service, clock):
+    """A Rollout and its AnalysisTemplate from the folder: the template's query rendered for
+    the canaryService and the stableService, judged canary against stable; what Argo's
+    web provider reads before there is evidence, and once there is."""
+
+    def ask(**params):
+        url = f"{service}/argo/namespaces/shop/rollouts/guestbook"
+        return requests.get(url, params=params, headers=BEARER, timeout=30)
+
+    clock.at(0)
+    first = ask(revision="6c8b9f")
+    assert first.status_code == 200 and first.json()["status"] == "pending"
+    assert first.json()["decision"] == "continue"  # successCondition != "rollback" holds
+    clock.at(30)  # the plan is done, the evidence is not yet: Argo's promotion gate waits
+    assert ask(revision="6c8b9f").json()["decision"] == "continue"
+    clock.at(90)
+    answer = ask(revision="6c8b9f").json()
+    assert answer["decision"] == "promote" and answer["window_start"].startswith("2026-01-12T10:00")
+    assert [m["name"] for m in answer["metrics"]] == ["success-rate"]
+    assert ask(revision="new-hash").json()["status"] == "pending"  # a new revision starts over
 
 
 def test_a_canary_with_no_data_is_never_promoted(service, clock):
