@@ -223,3 +223,14 @@ def test_save_chart_names_the_formats(canary, tmp_path):
 def test_report_file_is_reasonably_small(canary_page):
     # The bundle is ~0.9 MB; the data of all charts for an hour-long canary stays small.
     assert len(canary_page.encode()) < 2_500_000
+
+
+def test_cli_report_takes_a_title_and_refuses_other_extensions(canary, tmp_path, capsys):
+    from rolloutlab.cli import main
+
+    rec = str(canary.save(tmp_path / "rec.parquet"))
+    out = tmp_path / "r.html"
+    assert main(["report", rec, "--title", "Checkout", "-o", str(out)]) == 0
+    assert "<h1>Checkout</h1>" in out.read_text(encoding="utf-8")
+    assert main(["report", rec, "-o", str(tmp_path / "r.docx")]) == 2
+    assert ".html or .pdf or .png" in capsys.readouterr().err

@@ -217,7 +217,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", type=Path)
     _spec_name_option(p)
     _kube_spec_options(p)
-    p.add_argument("-o", "--output", type=Path, default=Path("report.html"))
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("report.html"),
+        help="report.html, report.pdf or report.png (PDF and PNG are printed by Chromium)",
+    )
+    p.add_argument("--title", help="the report's heading (default: the kind and the target)")
 
     p = command("run", _run, "Drive a live rollout: fetch, judge and step the weights.")
     connection_options(p)
@@ -657,7 +664,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 #: the report formats ``report -o`` writes, by the file name's extension
-REPORT_SUFFIXES = (".html",)
+REPORT_SUFFIXES = (".html", ".pdf", ".png")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -671,9 +678,11 @@ def _report(args: argparse.Namespace) -> int:
         from rolloutlab.views.fleet import fleet_report
 
         path = args.output if args.output != Path("report.html") else Path("fleet-report.html")
+        if path.suffix.lower() != ".html":
+            raise SpecError(f"-o {path}: the fleet report is written as .html only")
         print(f"wrote {fleet_report(open_results(args.fleet), path)}")
         return 0
-    print(f"wrote {report(_load(args), _spec(args), path=args.output)}")
+    print(f"wrote {report(_load(args), _spec(args), path=args.output, title=args.title)}")
     return 0
 
 
