@@ -32,7 +32,7 @@ BUNDLED_SEED = 7
 
 # Commands that live in their own module of this package: each defines
 # ``register(command)``, called with the same ``command(name, run, help)`` factory as below.
-COMMAND_MODULES: tuple[str, ...] = ("serve", "fleet", "watch", "audit")
+COMMAND_MODULES: tuple[str, ...] = ("serve", "fleet", "watch", "audit", "plan")
 
 
 #: exit status of a bug in rolloutlab (BSD's EX_SOFTWARE), and of output cut short by a
@@ -1120,7 +1120,9 @@ def _print_recording(rec, fmt: str = "table", *, ticks: bool = False) -> None:
     else:
         for key, value in facts.items():
             if key in terminal.FACT_LINES:
-                terminal.echo(f"{key + ':':11}{value}")
+                terminal.echo(
+                    f"- **{key}**: {value}" if fmt == "markdown" else f"{key + ':':11}{value}"
+                )
         terminal.echo()
         terminal.print_table(variants, fmt)
         if steps is not None:
