@@ -224,13 +224,15 @@ class AuditLog:
         return f"AuditLog({str(self.path)!r})"
 
     def append(self, record: AuditRecord) -> None:
-        """Add one record at the end of the file and fsync it (creating folders as needed).
+        """Add one record at the end of the file and fsync it (and its folder, when the file
+        is new; folders are created as needed).
 
         A torn last line is closed with a newline first, so the new record stands on a
         line of its own. OSError (disk full, permissions) propagates.
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(record.to_dict(), sort_keys=False, default=str) + "\n").encode()
+        created = not self.path.exists()
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             size = os.fstat(fd).st_size
@@ -242,6 +244,12 @@ class AuditLog:
             os.fsync(fd)
         finally:
             os.close(fd)
+        if created:  # the new file's name, too, must survive a crash
+            folder = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
 
     def read(self) -> AuditReading:
         """Every line of the file: records, and torn lines skipped (see :class:`AuditReading`)."""
