@@ -37,6 +37,8 @@ _LAZY = {
     "experiment": "rolloutlab.experiments",
     "ExperimentReport": "rolloutlab.experiments",
     "ExperimentSpec": "rolloutlab.experiments",
+    "plan": "rolloutlab.experiments",
+    "Plan": "rolloutlab.experiments",
     "replay": "rolloutlab.postmortem",
     "Replay": "rolloutlab.postmortem",
     # looking

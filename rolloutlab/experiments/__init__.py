@@ -2,5 +2,6 @@
 the Bayesian view and planning."""
 
 from rolloutlab.experiments.analysis import ExperimentReport, ExperimentSpec, experiment
+from rolloutlab.experiments.plan import Plan, plan
 
-__all__ = ["ExperimentReport", "ExperimentSpec", "experiment"]
+__all__ = ["ExperimentReport", "ExperimentSpec", "Plan", "experiment", "plan"]
