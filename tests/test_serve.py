@@ -348,3 +348,17 @@ def test_canaries_read_from_the_cluster(prometheus, kube):
         assert hook(url, "bad", "rollback", "kube-1").status_code == 200
         missing = hook(url, "good", "rollback", "kube-1")
     assert missing.status_code == 404 and "bad" in missing.json()["error"]
+
+
+def test_an_evaluation_reads_in_a_notebook_and_as_json(prometheus, specs):
+    clock = Clock().at(0)
+    engine = Engine(prometheus, FolderCatalog(specs), RevisionStore(), clock=clock)
+    engine.evaluate("shop", "bad", "nb-1")
+    clock.at(45)
+    evaluation = engine.evaluate("shop", "bad", "nb-1")
+    assert (
+        repr(evaluation) == "<Evaluation shop/bad@nb-1: rollback (judged) at 2026-01-12 10:45 UTC>"
+    )
+    html = evaluation._repr_html_()
+    assert "rollback" in html and "request-success-rate" in html and "step" in html
+    assert json.loads(json.dumps(evaluation.to_dict()))["decision"] == "rollback"

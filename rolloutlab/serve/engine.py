@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from rolloutlab import _html
 from rolloutlab.errors import EmptyResult, RolloutlabError
 from rolloutlab.judges import judge
 from rolloutlab.judges.verdict import Decision, MetricResult, Verdict
@@ -108,6 +109,27 @@ class Evaluation:
         if weight is None:
             return 0
         return sum(1 for w in self.plan if w <= weight + 1e-9)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Evaluation {self.namespace}/{self.name}@{self.revision}: {self.decision} "
+            f"({self.status}) at {self.tick_end:%Y-%m-%d %H:%M} UTC>"
+        )
+
+    @_html.never_raises
+    def _repr_html_(self) -> str:
+        """A card: decision badge, status, window, weight and step, why, per-metric table."""
+        facts = {
+            "status": self.status,
+            "window": f"{_html.when(self.window_start)} to {_html.when(self.tick_end)}",
+            "weight": "unknown" if self.weight is None else f"{self.weight:g}%",
+            "step": f"{self.step} of {len(self.plan)}",
+            "why": self.reason,
+        }
+        title = _html.Html(
+            f"{_html.badge(self.decision)} {_html.esc(self.namespace)}/{_html.esc(self.name)}"
+        )
+        return _html.card(title, _html.kv_table(facts), _html.metric_table(self.metrics))
 
     def state(self) -> CanaryState:
         """The series ``/metrics`` exports for this canary."""
