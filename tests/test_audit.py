@@ -78,6 +78,13 @@ def test_lines_written_before_outcomes_existed_read_as_applied(tmp_path: Path) -
     assert [c.outcome for c in changes] == ["applied", "applied"]  # two changes, not one
 
 
+def test_keys_from_a_newer_writer_are_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_text(json.dumps({**record().to_dict(), "cluster": "prod-eu"}) + "\n")
+    reading = AuditLog(path).read()
+    assert reading.torn == () and reading.entries[0].after == {"primary": 90, "canary": 10}
+
+
 def test_concurrent_writers_never_interleave(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "audit.jsonl")
     long_reason = "x" * 2000  # lines longer than a small buffer

@@ -145,8 +145,9 @@ class AuditRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AuditRecord:
-        """Inverse of :meth:`to_dict` (lines written before outcomes existed read as applied)."""
-        fields = dict(data)
+        """Inverse of :meth:`to_dict`. Lines written before outcomes existed read as applied;
+        keys this version does not know (a newer writer's) are left out."""
+        fields = {key: value for key, value in data.items() if key in JSON_ORDER}
         fields["before"] = fields.pop("from")
         fields["after"] = fields.pop("to")
         record = cls(**fields)
