@@ -26,6 +26,7 @@ from rolloutlab.views.fleet import render_fleet, tradeoff
 ROLLOUTS = 10
 JUDGES = ("flagger", "kayenta", "rolloutlab")
 GRID = {"threshold": [2, 5]}
+SUBSET = ("cart", "search")
 
 
 @pytest.fixture(scope="module")
@@ -201,9 +202,19 @@ def test_results_folder_refuses_other_candidates(fleet, reference):
         replay(fleet, judges=("flagger",), out=reference.folder, workers=1)
 
 
+def _subset(result) -> pl.DataFrame:
+    """The rows of the services the engine tests replay (half the fleet: less time)."""
+    return _decisions(result).filter(
+        pl.col("rollout").str.starts_with("cart") | pl.col("rollout").str.starts_with("search")
+    )
+
+
 def test_local_processes_give_the_same_rows(fleet, reference, tmp_path):
-    result = replay(fleet, judges=JUDGES, grid=GRID, workers=2, out=tmp_path / "two")
-    assert _decisions(result).equals(_decisions(reference))
+    result = replay(
+        fleet, judges=JUDGES, grid=GRID, workers=2, service=SUBSET, out=tmp_path / "two"
+    )
+    assert result.rows["service"].unique().sort().to_list() == list(SUBSET)
+    assert _decisions(result).equals(_subset(reference))
 
 
 def test_ray_gives_the_same_rows(fleet, reference, tmp_path, monkeypatch):
@@ -211,8 +222,11 @@ def test_ray_gives_the_same_rows(fleet, reference, tmp_path, monkeypatch):
     # a local Ray instance starts a GCS and a raylet; on a busy 2-core machine the
     # raylet can take longer than Ray's default 30 s wait to register
     monkeypatch.setenv("RAY_raylet_start_wait_time_s", "120")
-    result = replay(fleet, judges=JUDGES, grid=GRID, engine="ray", workers=2, out=tmp_path / "ray")
-    assert _decisions(result).equals(_decisions(reference))
+    result = replay(
+        fleet, judges=JUDGES, grid=GRID, engine="ray", workers=2, service=SUBSET, out=tmp_path / "r"
+    )
+    assert result.rows["service"].unique().sort().to_list() == list(SUBSET)
+    assert _decisions(result).equals(_subset(reference))
 
 
 def test_a_broken_recording_never_promotes(tmp_path):
@@ -315,3 +329,8 @@ def test_cli_add_replay_and_report(tmp_path, capsys):
     assert main(["report"]) == 2
     assert "a recording or --fleet" in capsys.readouterr().err
     assert os.path.exists(Path(folder) / "run.json")
+
+
+def test_a_judge_name_given_as_a_spec_is_refused(fleet):
+    with pytest.raises(SpecError, match="'flagger' is a judge, not a spec"):
+        replay(fleet, ["flagger"], workers=1)

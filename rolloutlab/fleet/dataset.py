@@ -103,9 +103,10 @@ class Fleet:
     ) -> pl.LazyFrame:
         """Every recording's rows, lazily, with ``service``, ``date`` and ``rollout`` columns.
 
-        Filters on ``service`` and on the start day prune whole partitions before any file
-        is opened (hive partitioning with predicate pushdown); ``since``/``until`` then
-        keep the rows whose timestamp is in ``[since, until)``.
+        ``service`` and the days of ``since``/``until`` prune whole partitions before any
+        file is opened (hive partitioning with predicate pushdown; a rollout's day is the
+        day it started); of the rollouts kept, the rows with a timestamp in
+        ``[since, until)`` are read.
         """
         if not self.index.height:
             raise DataError(f"{self.root}: the fleet dataset is empty. Add recordings first.")
@@ -120,8 +121,7 @@ class Fleet:
             days.append(pl.col("date") >= f"{to_utc(since, 'since'):%Y-%m-%d}")
         if until is not None:
             days.append(pl.col("date") <= f"{to_utc(until, 'until'):%Y-%m-%d}")
-        lazy = lazy.filter(_where(service, None, None, "timestamp"), *days)
-        lazy = lazy.filter(_where(None, since, until, "timestamp"))
+        lazy = lazy.filter(_where(service, since, until, "timestamp"), *days)
         rollout = pl.col("file").str.extract(r"rollout=([^/\\]+)\.parquet$")
         return lazy.with_columns(rollout.alias("rollout")).drop("file")
 

@@ -36,6 +36,7 @@ from rolloutlab.postmortem import (
 )
 from rolloutlab.postmortem import replay as replay_one
 from rolloutlab.sources.recording import load
+from rolloutlab.specs.model import JUDGE_NAMES
 
 RUN = "run.json"
 #: Results are written when this many rollouts are judged, or this many seconds passed.
@@ -93,6 +94,8 @@ def plan(
     defaults; a mapping names them) at each point of ``grid``, under each judge."""
     if isinstance(judges, str):
         judges = (judges,)
+    if specs is None or isinstance(specs, str | Path | Spec):
+        specs = [specs]
     named = dict(specs) if isinstance(specs, Mapping) else _names(list(specs))
     if not named or not judges:
         raise SpecError("fleet replay needs at least one spec and one judge.")
@@ -376,6 +379,11 @@ def _names(specs: list[Any]) -> dict[str, Any]:
         elif isinstance(raw, Spec):
             name = raw.name or f"spec{i + 1}"
         elif isinstance(raw, Path) or (isinstance(raw, str) and "\n" not in raw):
+            if raw in JUDGE_NAMES and not Path(raw).exists():
+                raise SpecError(
+                    f"specs: {raw!r} is a judge, not a spec. Pass judges=[{raw!r}, ...] "
+                    "(replay(dataset, judges=...)); specs are Spec objects, files or folders."
+                )
             name = Path(raw).stem
         else:
             name = f"spec{i + 1}"
