@@ -238,6 +238,25 @@ def test_a_half_promotion_that_cannot_be_undone_is_recorded_partial(
     }
 
 
+def test_a_lost_answer_is_not_sent_again(kube: KubeEmulator, audit_log: AuditLog) -> None:
+    # the /status patch is applied but answered after the client's timeout: the retry
+    # re-reads and sees it done, rather than sending the step index again (by then the
+    # controller may have moved on, and a resent index would move the Rollout back)
+    kube.seed(RO, rollout(pauseConditions=None, currentStepIndex=0))
+    kube.lose("PATCH", delay=1.5)
+    ro = ArgoRollout("podinfo", NS, client=kube.client(), audit=audit_log, timeout=0.5)
+    record = ro.promote(reason="x")
+    assert patches(kube) == [
+        ("status", {"status": {"pauseConditions": None, "currentStepIndex": 1}}),
+        ("", {"spec": {"paused": False}}),
+    ]
+    assert record.outcome == "applied" and record.after == {
+        "status.pauseConditions": None,
+        "status.currentStepIndex": 1,
+        "spec.paused": False,
+    }
+
+
 def test_abort_then_retry(kube: KubeEmulator, audit_log: AuditLog) -> None:
     kube.seed(RO, rollout())
     ro = make(kube, audit_log)

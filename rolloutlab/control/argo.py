@@ -186,23 +186,51 @@ class ArgoRollout(ClusterActor):
         are put back as they were and the error says so.
         """
         after = before
+        status_only = Patches(patches.status, {})
         if patches.status:
-            after = self._retrying(lambda: self._patch_status(patches.status), action)
+            after = self._once(
+                action, before, status_only, lambda: self._patch_status(patches.status)
+            )
             if after is None:  # no /status subresource: one patch of the main object
                 whole = {"status": patches.status}
                 if patches.spec:
                     whole["spec"] = patches.spec
-                return self._retrying(lambda: self._kube.patch(self.ref, whole), action)
+                return self._once(
+                    action, before, patches, lambda: self._kube.patch(self.ref, whole)
+                )
         if not patches.spec:
             return after
         try:
-            return self._retrying(
-                lambda: self._kube.patch(self.ref, {"spec": patches.spec}), action
+            return self._once(
+                action,
+                before,
+                Patches({}, patches.spec),
+                lambda: self._kube.patch(self.ref, {"spec": patches.spec}),
             )
         except ActuationError as exc:
             if patches.status:
                 self._undo_status(action, before, patches, exc)
             raise
+
+    def _once(
+        self, action: str, before: dict[str, Any], fields: Patches, send: Any
+    ) -> dict[str, Any] | None:
+        """``send()`` with retries, but never twice once it went through: a retry first
+        re-reads the Rollout, and if ``fields`` are no longer as ``before`` (the earlier
+        patch was applied and only its answer lost), takes that instead of sending again,
+        which could move back a step index the controller has since advanced."""
+        sent = False
+
+        def attempt() -> dict[str, Any] | None:
+            nonlocal sent
+            if sent:
+                now = self._kube.get(self.ref)
+                if _fields(now, fields) != _fields(before, fields):
+                    return now
+            sent = True
+            return send()
+
+        return self._retrying(attempt, action)
 
     def _patch_status(self, status: dict[str, Any]) -> dict[str, Any] | None:
         """Patch ``/status``; None if the cluster does not serve the subresource (404)."""
