@@ -362,3 +362,15 @@ def test_an_evaluation_reads_in_a_notebook_and_as_json(prometheus, specs):
     html = evaluation._repr_html_()
     assert "rollback" in html and "request-success-rate" in html and "step" in html
     assert json.loads(json.dumps(evaluation.to_dict()))["decision"] == "rollback"
+
+
+def test_canary_token_is_printed_for_the_webhook_metadata(tmp_path, capsys):
+    from rolloutlab.cli import main
+
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    argv = ["serve", "--token-file", str(token_file), "--canary-token", "shop/good"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip() == AUTH.canary_token("shop", "good")
+    assert main([*argv[:-1], "shop"]) == 2
+    assert "NAMESPACE/NAME" in capsys.readouterr().err

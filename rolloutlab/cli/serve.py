@@ -45,7 +45,13 @@ def register(command) -> None:
         help="SQLite file keeping each revision's window start across restarts",
     )
     p.add_argument("--judge", choices=JUDGE_NAMES, help="default: each spec's")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per Prometheus request")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=4.0,
+        help="seconds per Prometheus request (an evaluation makes two rounds: keep it under "
+        "half the webhooks' timeout, Flagger's default 10s)",
+    )
     p.add_argument(
         "--canary-token",
         metavar="NAMESPACE/NAME",
