@@ -560,7 +560,7 @@ def test_negative_increases_become_nan_with_a_warning() -> None:
         with pytest.warns(PartialDataWarning) as caught:
             rec = Prometheus(fake.url).fetch("istio", **ISTIO)
     text = str(caught[0].message)
-    assert "negative increases" in text and "read as NaN" in text
+    assert "negative or infinite increases" in text and "read as NaN" in text
     assert "variant 'canary' metric 'errors' at 2026-01-12T10:01:00Z–2026-01-12T10:05:00Z" in text
     errors = rec.frame.filter(pl.col("metric") == "errors").sort("variant", "timestamp")
     assert errors.filter(pl.col("variant") == "canary")["value"].is_nan().all()
@@ -597,7 +597,12 @@ def test_fetch_records_prometheus_warnings_as_partial_data(prometheus_binary) ->
         prom = Prometheus(server.url)
         with pytest.warns(PartialDataWarning, match="answered with warnings, the data may be"):
             got = prom.fetch(
-                "istio", target="podinfo", namespace="test", start=rec.start, end=rec.end
+                "istio",
+                target="podinfo",
+                namespace="test",
+                start=rec.start,
+                end=rec.end,
+                partial="keep",
             )
         with pytest.warns(PartialDataWarning, match="remote_read: error sending request"):
             raw = prom.query_range(

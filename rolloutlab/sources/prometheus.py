@@ -33,6 +33,7 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -48,7 +49,7 @@ from urllib3.poolmanager import PoolManager
 from urllib3.util.retry import Retry
 
 from rolloutlab import frames
-from rolloutlab.config import split_credentials
+from rolloutlab.config import redact_url, split_credentials
 from rolloutlab.durations import parse_duration
 from rolloutlab.errors import ConnectionFailed, DataError, EmptyResult, QueryError, SpecError
 from rolloutlab.sources.presets import Preset, Variants, get_preset, regex_escape
@@ -66,6 +67,7 @@ MAX_POINTS = 11_000
 #: Ranges longer than this many steps are split over the workers to run in parallel.
 SPLIT_POINTS = 1_000
 _CANONICAL_KINDS = {"requests": "counter", "errors": "counter", "latency_ms": "bucket"}
+_ERROR_BODY = re.compile(rb'\s*\{\s*"status"\s*:\s*"error"')
 _TEMPLATE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 Auth = str | tuple[str, str] | requests.auth.AuthBase | None
@@ -198,17 +200,97 @@ class DeadlineAdapter(HTTPAdapter):
         return watch_pools(super().proxy_manager_for(*args, **kwargs))
 
 
+@dataclass(frozen=True)
+class Timeout:
+    """How long a query may take (httpx style): ``total_s`` for the whole call (connect,
+    retries and their waits, headers, body) and ``connect_s`` to open a connection."""
+
+    total_s: float = 30.0
+    connect_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("total_s", "connect_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
+                raise SpecError(
+                    f"Timeout {name} must be a positive number of seconds, got {value!r}"
+                )
+
+
+@dataclass(frozen=True)
+class Retries:
+    """What a query retries: refused connections and the HTTP ``statuses`` (rate limits and
+    gateway errors; neither a rejected query nor an overloaded server's 503), at most
+    ``attempts`` times, after
+    ``backoff_s``, doubling. A ``Retry-After`` is honoured up to ``max_wait_s``; a server
+    asking for longer gets no retry, and the call fails at once with its status."""
+
+    attempts: int = 2
+    backoff_s: float = 0.1
+    statuses: tuple[int, ...] = (429, 502, 504)
+    max_wait_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        whole = isinstance(self.attempts, int) and not isinstance(self.attempts, bool)
+        if not whole or not 0 <= self.attempts <= 100:
+            raise SpecError(
+                f"Retries attempts must be a whole number 0..100, got {self.attempts!r}"
+            )
+        if not (0 <= self.backoff_s <= 60 and 0 <= self.max_wait_s <= 3600):
+            raise SpecError("Retries backoff_s (0..60) and max_wait_s (0..3600) are seconds")
+
+    def policy(self) -> Retry:
+        """The urllib3 retry policy that does this."""
+        return _BoundedRetry(
+            total=self.attempts,
+            connect=self.attempts,
+            read=False,
+            status=self.attempts,
+            backoff_factor=self.backoff_s,
+            status_forcelist=self.statuses,
+            allowed_methods=None,
+            raise_on_status=False,
+            retry_after_max=self.max_wait_s,
+        )
+
+
+class _BoundedRetry(Retry):
+    """urllib3's Retry, except that a ``Retry-After`` beyond ``retry_after_max`` (or one
+    that cannot be read) ends the retries: no waiting that long, no retrying sooner than
+    the server asked."""
+
+    def increment(
+        self, method: Any = None, url: Any = None, response: Any = None, **kw: Any
+    ) -> Any:
+        asked = response.headers.get("Retry-After") if response is not None else None
+        if asked is not None:
+            try:
+                wait = self.new(retry_after_max=math.inf).parse_retry_after(asked)
+            except urllib3.exceptions.InvalidHeader:
+                wait = math.inf
+            if wait > self.retry_after_max:
+                raise urllib3.exceptions.MaxRetryError(kw.get("_pool"), url, None)
+        return super().increment(method, url, response=response, **kw)
+
+
 class Prometheus:
     """A Prometheus-compatible query API at ``url``.
 
     ``auth`` is a bearer token (str), a ``(user, password)`` pair for basic auth, or any
     ``requests`` auth object; ``headers`` are sent with every request (e.g.
-    ``{"X-Scope-OrgID": "tenant"}``). ``timeout`` bounds each ``query_range`` request in
-    seconds, in total: connecting (at most ``min(timeout, 5)``), retries, headers and body;
-    ``retries`` re-tries refused connections and 502/504 gateway errors with a 0.1 s back-off; ``verify`` is ``requests``' TLS setting (bool or a
-    CA bundle path). ``max_workers`` queries run at once; ranges beyond ``max_points`` steps
-    are split into chunks, and ranges beyond ``SPLIT_POINTS`` steps into one chunk per worker
-    so the server evaluates them in parallel.
+    ``{"X-Scope-OrgID": "tenant"}``). ``timeout`` (seconds in total, or a :class:`Timeout`)
+    bounds each ``query_range`` call: connecting, retries, headers and body. ``retries``
+    (a number of attempts, or :class:`Retries`) re-tries refused connections, rate limits
+    (429, honouring a short ``Retry-After``) and gateway errors. ``verify`` is ``requests``'
+    TLS setting (bool or a CA bundle path). ``session`` is a ``requests.Session`` of your
+    own (proxies, certificates, adapters): the adapter for ``url`` is replaced by one that
+    obeys the timeout, and closing the Prometheus leaves the session open.
+    ``max_workers`` queries run at once; ranges beyond ``max_points`` steps are split into
+    chunks, and ranges beyond ``SPLIT_POINTS`` steps into one chunk per worker so the
+    server evaluates them in parallel.
+
+    Every failure is a :class:`~rolloutlab.errors.SourceError` carrying ``url``
+    (credentials redacted), ``query`` and, when the server answered, its HTTP ``status``.
     """
 
     def __init__(
@@ -217,9 +299,10 @@ class Prometheus:
         *,
         headers: Mapping[str, str] | None = None,
         auth: Auth = None,
-        timeout: float = 30.0,
-        retries: int = 2,
+        timeout: float | Timeout = 30.0,
+        retries: int | Retries = 2,
         verify: bool | str = True,
+        session: requests.Session | None = None,
         max_workers: int = 4,
         max_points: int = MAX_POINTS,
     ) -> None:
@@ -232,27 +315,22 @@ class Prometheus:
         url, credentials = split_credentials(url)
         auth = credentials if auth is None and credentials else auth
         self.url = url.rstrip("/")
-        self.timeout = float(timeout)
+        self.limits = timeout if isinstance(timeout, Timeout) else Timeout(total_s=timeout)
+        self.retries = retries if isinstance(retries, Retries) else Retries(attempts=retries)
+        self.timeout = float(self.limits.total_s)
         self.max_workers = max_workers
         self.max_points = max_points
-        session = requests.Session()
-        session.verify = verify
+        self._owns_session = session is None
+        if session is None:
+            session = requests.Session()
+            session.verify = verify
         session.headers.update(headers or {})
         if isinstance(auth, str):
             session.headers["Authorization"] = f"Bearer {auth}"
         elif auth is not None:
             session.auth = auth
-        retry = Retry(
-            total=retries,
-            connect=retries,
-            read=False,
-            status=retries,
-            backoff_factor=0.1,
-            status_forcelist=(502, 504),
-            allowed_methods=None,
-            raise_on_status=False,
-        )
-        self._timeouts = (min(self.timeout, 5.0), self.timeout)
+        retry = self.retries.policy()
+        self._timeouts = (min(self.timeout, self.limits.connect_s), self.timeout)
         self._session = session
         #: prometheus-api-client's client on the same session (auth, headers, retries,
         #: timeouts), for the rest of its API: ``prom.client.get_label_values("job")``.
@@ -266,8 +344,9 @@ class Prometheus:
         return f"Prometheus({self.url!r})"
 
     def close(self) -> None:
-        """Release the HTTP connections."""
-        self.client.close()
+        """Release the HTTP connections (a session passed in stays open: it is yours)."""
+        if self._owns_session:
+            self.client.close()
 
     def __enter__(self) -> Prometheus:
         return self
@@ -293,16 +372,16 @@ class Prometheus:
             body = self._get(query, chunk_start, chunk_end, step_s)
             try:
                 doc = json.loads(body)
-                result = doc["data"]["result"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise self._not_prometheus(exc) from None
+                self._check_success(doc, query)
+                for series in doc["data"]["result"]:
+                    key = tuple(sorted(series["metric"].items()))
+                    if key in merged:
+                        merged[key]["values"].extend(series["values"])
+                    else:
+                        merged[key] = {"metric": series["metric"], "values": list(series["values"])}
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+                raise self._not_prometheus(exc, query) from None
             notes += [note for note in response_warnings(doc) if note not in notes]
-            for series in result:
-                key = tuple(sorted(series["metric"].items()))
-                if key in merged:
-                    merged[key]["values"].extend(series["values"])
-                else:
-                    merged[key] = {"metric": series["metric"], "values": list(series["values"])}
         if notes:
             warnings.warn(
                 f"{self.url} answered with warnings, the data may be partial: "
@@ -320,7 +399,8 @@ class Prometheus:
         late = ConnectionFailed(
             f"Prometheus at {self.url} did not answer within {self.timeout:g} s in total "
             f"(connect, headers and body; query: {query}). Raise timeout= or fetch a shorter "
-            "range."
+            "range.",
+            **self._context(query),
         )
         try:
             with Deadline(self.timeout, late):
@@ -332,22 +412,39 @@ class Prometheus:
         except requests.exceptions.SSLError as exc:
             raise ConnectionFailed(
                 f"TLS failed talking to Prometheus at {self.url}: {_reason(exc)}. "
-                "Pass verify='/path/to/ca.pem' (or verify=False to skip the check)."
+                "Pass verify='/path/to/ca.pem' (or verify=False to skip the check).",
+                **self._context(query),
             ) from None
         except requests.exceptions.RequestException as exc:
             raise ConnectionFailed(
-                f"cannot reach Prometheus at {self.url}: {_reason(exc)}. "
-                "Check the URL and port, and that the server is running."
+                f"cannot reach Prometheus at {self.url}, or its answer was cut off: "
+                f"{_reason(exc)}. Check the URL and port, and that the server is running.",
+                **self._context(query),
             ) from None
         if response.status_code != 200:
             raise self._http_error(response, query)
         return response.content
 
-    def _not_prometheus(self, exc: Exception) -> QueryError:
+    def _context(self, query: str, status: int | None = None) -> dict[str, Any]:
+        """The attributes every SourceError of this client carries."""
+        return {"url": redact_url(self.url), "query": query, "status": status}
+
+    def _check_success(self, doc: Any, query: str) -> None:
+        """Refuse a 200 answer whose body says ``status: error`` (some proxies do that)."""
+        if isinstance(doc, Mapping) and doc.get("status") == "error":
+            raise QueryError(
+                f"Prometheus at {self.url} answered HTTP 200 with an error: "
+                f"{doc.get('errorType', 'error')}: {str(doc.get('error', ''))[:500]}.\n"
+                f"  query: {query}",
+                **self._context(query, 200),
+            )
+
+    def _not_prometheus(self, exc: Exception, query: str) -> QueryError:
         return QueryError(
             f"{self.url} answered query_range with something that is not a Prometheus API "
-            f"response ({exc}). Is the URL the Prometheus root (e.g. http://host:9090, or "
-            "http://mimir/prometheus)?"
+            f"response ({str(exc)[:300]}). Is the URL the Prometheus root (e.g. "
+            "http://host:9090, or http://mimir/prometheus), and does it need a login?",
+            **self._context(query, 200),
         )
 
     def _http_error(self, response: requests.Response, query: str) -> QueryError:
@@ -355,17 +452,20 @@ class Prometheus:
         status = response.status_code
         try:
             payload = response.json()
-            detail = f"{payload.get('errorType', 'error')}: {payload.get('error', '')}"
-        except (ValueError, AttributeError):
+            detail = f"{payload.get('errorType', 'error')}: {str(payload.get('error', ''))[:500]}"
+        except (ValueError, AttributeError, RecursionError):
             detail = response.text.strip()[:500] or response.reason
         hint = {
             401: " Check auth= (bearer token or user/password).",
             403: " Check auth= and headers= (e.g. X-Scope-OrgID for Mimir/Cortex).",
             404: " Is the URL the Prometheus root?",
+            429: f" The server is rate limiting (Retry-After: {response.headers.get('Retry-After', 'not given')}"
+            f"; waits up to {self.retries.max_wait_s:g} s are honoured): query less often.",
         }.get(status, "")
         what = "rejected the query" if 400 <= status < 500 else "failed"
         return QueryError(
-            f"Prometheus at {self.url} {what} (HTTP {status}): {detail}.{hint}\n  query: {query}"
+            f"Prometheus at {self.url} {what} (HTTP {status}): {detail}.{hint}\n  query: {query}",
+            **self._context(query, status),
         )
 
     # -- recordings --------------------------------------------------------------------
@@ -386,6 +486,7 @@ class Prometheus:
         names: Mapping[str, str] | None = None,
         aggregate: Aggregate = None,
         missing: Literal["warn", "raise"] = "warn",
+        partial: Literal["nan", "keep"] = "nan",
         progress: bool | None = None,
     ) -> Recording:
         """Fetch ``requests``, ``errors`` (counters) and ``latency_ms`` (buckets) per variant.
@@ -404,7 +505,9 @@ class Prometheus:
         Series of one query that map to the same variant (and ``le``) but differ in another
         label are refused with a :class:`QueryError` naming the labels (a custom query
         without ``sum by``, say), unless ``aggregate="sum"``. Prometheus' ``warnings`` (a
-        partial answer) give a :class:`PartialDataWarning` and ``meta["warnings"]``.
+        partial answer) give a :class:`PartialDataWarning` and ``meta["warnings"]``, and
+        the values of the metrics so answered read as NaN: a partial answer is no
+        evidence for a canary (``partial="keep"`` keeps them, e.g. to explore).
 
         Raises :class:`EmptyResult` naming each variant and metric with no data at all;
         steps missing for some variant/metric warn (:class:`PartialDataWarning`) or, with
@@ -412,6 +515,8 @@ class Prometheus:
         bucket increase (a broken exporter or proxy) becomes NaN, with a
         :class:`PartialDataWarning` naming it.
         """
+        if partial not in ("nan", "keep"):
+            raise SpecError(f"partial must be 'nan' or 'keep', got {partial!r}")
         step_s = parse_step(step)
         first, last = _grid(to_utc(start, "start"), to_utc(end, "end"), step_s)
         spec = _QuerySpec.build(
@@ -433,7 +538,18 @@ class Prometheus:
         tasks = [(metric, chunk) for metric in spec.queries for chunk in chunks]
         parts, notes_by_metric = self._run(tasks, spec, step_s, progress, aggregate)
         frame = pl.concat(parts, how="vertical") if parts else frames.empty()
-        frame = _negative_to_nan(frame, step_s, self.url)
+        frame = _invalid_to_nan(frame, step_s, self.url)
+        if notes_by_metric and partial == "nan":
+            warnings.warn(
+                f"{sorted(notes_by_metric)} from {self.url} read as NaN: a partial answer is "
+                "no evidence for a canary (pass partial='keep' to keep the values)",
+                PartialDataWarning,
+                stacklevel=2,
+            )
+            answered = pl.col("metric").is_in(list(notes_by_metric))
+            frame = frame.with_columns(
+                value=pl.when(answered).then(float("nan")).otherwise("value")
+            )
         notes = _check_coverage(frame, spec, first, last, step_s, self.url, missing)
         meta = {
             "format_version": frames.FORMAT_VERSION,
@@ -483,6 +599,9 @@ class Prometheus:
             metric, (chunk_start, chunk_end) = task
             query, kind = spec.queries[metric]
             body = self._get(query, chunk_start, chunk_end, step_s)
+            if _ERROR_BODY.match(body):  # HTTP 200 with an error, as some proxies answer
+                with contextlib.suppress(ValueError, RecursionError):
+                    self._check_success(json.loads(body), query)
             try:
                 parsed = response_to_frame(
                     body,
@@ -495,9 +614,9 @@ class Prometheus:
                     source=f"{self.url} ({metric})",
                 )
             except MergeRefused as exc:
-                raise QueryError(f"{exc}\n  query: {query}") from None
+                raise QueryError(f"{exc}\n  query: {query}", **self._context(query, 200)) from None
             except DataError as exc:
-                raise self._not_prometheus(exc) from None
+                raise self._not_prometheus(exc, query) from None
             unmatched.update(parsed.unmatched)
             for note in parsed.warnings:
                 if note not in notes.setdefault(metric, []):
@@ -693,14 +812,16 @@ def load_queries(path: str | Path) -> dict[str, Any]:
     return {"queries": dict(queries), **options}
 
 
-def _negative_to_nan(frame: pl.DataFrame, step_s: int, url: str) -> pl.DataFrame:
-    """Negative counter and bucket increases as NaN, with a PartialDataWarning naming them.
+def _invalid_to_nan(frame: pl.DataFrame, step_s: int, url: str) -> pl.DataFrame:
+    """Negative or infinite counter and bucket increases as NaN, with a PartialDataWarning
+    naming them.
 
-    Prometheus' own ``increase()`` never gives one (it allows for counter resets), so a
-    negative value is a broken exporter or proxy: invalid data, which a judge counts as a
-    failed check for that tick, rather than a fetch that fails validation as a whole.
+    Prometheus' own ``increase()`` never gives one (it allows for counter resets), so such
+    a value is a broken exporter or proxy: invalid data, which a judge counts as a failed
+    check for that tick, rather than a fetch that fails validation as a whole. Left as it
+    was, +Inf requests would make any error rate 0%.
     """
-    negative = (pl.col("kind") != "gauge") & (pl.col("value") < 0)
+    negative = (pl.col("kind") != "gauge") & ((pl.col("value") < 0) | pl.col("value").is_infinite())
     bad = frame.filter(negative)
     if bad.is_empty():
         return frame
@@ -710,8 +831,8 @@ def _negative_to_nan(frame: pl.DataFrame, step_s: int, url: str) -> pl.DataFrame
         for (variant, metric), rows in bad.group_by("variant", "metric", maintain_order=True)
     )
     warnings.warn(
-        f"invalid data from {url}: negative increases (counters and buckets only grow; a "
-        f"broken exporter or proxy?) read as NaN: {text}",
+        f"invalid data from {url}: negative or infinite increases (counters and buckets "
+        f"grow by finite amounts; a broken exporter or proxy?) read as NaN: {text}",
         PartialDataWarning,
         stacklevel=3,
     )
@@ -940,6 +1061,8 @@ __all__ = [
     "MAX_POINTS",
     "PartialDataWarning",
     "Prometheus",
+    "Retries",
+    "Timeout",
     "fetch",
     "load_queries",
     "parse_duration",
