@@ -199,7 +199,8 @@ def _cast_timestamp(frame: pl.DataFrame, source: str) -> pl.DataFrame:
         row = _first(outside)
         raise _fail(
             source,
-            f"timestamp {ts[row]} is outside {TIMESTAMP_RANGE[0]:%Y} to {TIMESTAMP_RANGE[1]:%Y}",
+            f"timestamp {ts.cast(pl.Int64)[row]} ({ts.dtype.time_unit} since 1970) is outside "
+            f"{TIMESTAMP_RANGE[0]:%Y} to {TIMESTAMP_RANGE[1]:%Y}",
             "Check the export: Unix seconds read as milliseconds, or a NaN time?",
             row,
         )

@@ -223,7 +223,7 @@ def response_to_frame(
             "le",
             pl.col("values").list.get(1).cast(pl.Float64).alias("value"),
         )
-    except (pl.exceptions.PolarsError, ValueError):
+    except (pl.exceptions.PolarsError, ValueError, IndexError):  # odd shapes: checked slowly
         return _slow_response_to_frame(
             body, label, variant_of, metric, kind, le_scale, aggregate, source
         )

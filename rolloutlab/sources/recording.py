@@ -334,6 +334,7 @@ def _load_parquet(path: Path) -> Recording:
 
     try:
         table = pq.read_table(path)
+        table.validate(full=True)  # invalid UTF-8 in a text column, which polars would panic on
         frame = pl.from_arrow(table)
     except (pa.ArrowException, OSError, pl.exceptions.PolarsError) as exc:
         raise DataError(f"{path}: not a readable Parquet file ({exc}).", source=str(path)) from None
