@@ -72,10 +72,12 @@ def test_weight_errors_are_one_line(kube, kubeconfig, audit_log, capsys):
     assert weights(kube) == [90, 10]
 
 
-def test_demo_live_rolls_back_a_bad_canary(prometheus_binary, capsys):
-    assert main(["demo", "--live", "--canary-errors", "5x", "--interval", "3"]) == 0
+def test_demo_live_rolls_back_a_bad_canary(prometheus_binary, tmp_path, capsys):
+    report = tmp_path / "live.html"
+    argv = ["demo", "--live", "--canary-errors", "5x", "--interval", "3", "-o", str(report)]
+    assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "rolled_back: rollback" in out
+    assert "rolled_back: rollback" in out and f"wrote {report}" in out
 
 
 def test_judge_json_is_the_verdict(tmp_path, capsys):
