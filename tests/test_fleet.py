@@ -96,6 +96,8 @@ def test_add_keeps_the_recording_and_refuses_a_duplicate(tmp_path):
         fleet.add([rec])
     fleet.add([rec], replace=True)
     assert fleet.index.height == 1
+    assert fleet.to_dict()["rollouts"][0]["start"] == "2026-01-12T10:01:00Z"
+    assert "1 rollouts" in repr(fleet) and "Fleet dataset" in fleet._repr_html_()
     with pytest.raises(DataError, match="cannot name a partition"):
         fleet.add([rec], service="bad/name")
 

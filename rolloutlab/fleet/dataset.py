@@ -202,6 +202,11 @@ class Fleet:
     def _write_index(self, index: pl.DataFrame) -> None:
         _atomic(self.root / INDEX, index.write_parquet)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the folder and the index's rows."""
+        rows = self.index.with_columns(pl.col("start", "end").dt.to_string("%Y-%m-%dT%H:%M:%SZ"))
+        return {"root": str(self.root), "rollouts": rows.to_dicts()}
+
     def __repr__(self) -> str:
         index = self.index
         services = index["service"].n_unique() if index.height else 0

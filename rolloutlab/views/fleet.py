@@ -44,50 +44,34 @@ def _points(table: pl.DataFrame) -> pl.DataFrame:
 def tradeoff(table: pl.DataFrame) -> alt.Chart:
     """Bad rollouts caught against good ones stopped (held back or rolled back), one
     point per candidate, coloured by judge; from :meth:`FleetReplay.calibration`."""
-    data = _points(table).to_pandas()
-    return (
-        alt.Chart(data)
-        .mark_point(filled=True, size=90)
-        .encode(
-            x=alt.X(
-                "good_stopped_share:Q",
-                title="good rollouts stopped (held back or rolled back)",
-                axis=alt.Axis(format="%"),
-                scale=alt.Scale(domain=[0, 1]),
-            ),
-            y=alt.Y(
-                "caught_share:Q",
-                title="bad rollouts caught (rolled back)",
-                axis=alt.Axis(format="%"),
-                scale=alt.Scale(domain=[0, 1]),
-            ),
-            color=alt.Color("judge:N", title="judge"),
-            tooltip=_TOOLTIP,
-        )
-        .properties(width=420, height=320, title="Catching bad releases vs stopping good ones")
+    x = alt.X(
+        "good_stopped_share:Q",
+        title="good rollouts stopped (held back or rolled back)",
+        axis=alt.Axis(format="%"),
+        scale=alt.Scale(domain=[0, 1]),
     )
+    return _against_caught(table, x, "Catching bad releases vs stopping good ones")
 
 
 def speed(table: pl.DataFrame) -> alt.Chart:
     """Median minutes to promote a good rollout against bad rollouts caught."""
-    data = _points(table).to_pandas()
+    x = alt.X("median_minutes_to_promote:Q", title="median minutes to promote a good rollout")
+    return _against_caught(table, x, "Release speed vs safety")
+
+
+def _against_caught(table: pl.DataFrame, x: alt.X, title: str) -> alt.Chart:
+    """One point per candidate at (``x``, share of bad rollouts caught), coloured by judge."""
+    y = alt.Y(
+        "caught_share:Q",
+        title="bad rollouts caught (rolled back)",
+        axis=alt.Axis(format="%"),
+        scale=alt.Scale(domain=[0, 1]),
+    )
     return (
-        alt.Chart(data)
+        alt.Chart(_points(table).to_pandas())
         .mark_point(filled=True, size=90)
-        .encode(
-            x=alt.X(
-                "median_minutes_to_promote:Q", title="median minutes to promote a good rollout"
-            ),
-            y=alt.Y(
-                "caught_share:Q",
-                title="bad rollouts caught",
-                axis=alt.Axis(format="%"),
-                scale=alt.Scale(domain=[0, 1]),
-            ),
-            color=alt.Color("judge:N", title="judge"),
-            tooltip=_TOOLTIP,
-        )
-        .properties(width=420, height=320, title="Release speed vs safety")
+        .encode(x=x, y=y, color=alt.Color("judge:N", title="judge"), tooltip=_TOOLTIP)
+        .properties(width=420, height=320, title=title)
     )
 
 
