@@ -91,7 +91,8 @@ def test_running_min_and_intersection_never_go_back():
 
 
 def _glm_dispersion(events, exposure):
-    """statsmodels: Poisson GLM with a factor per bucket and per arm, Pearson X² / df."""
+    """statsmodels: Poisson GLM with a factor per bucket and per arm; the squared response
+    residuals over the fitted counts, times observations over residual df."""
     arms, buckets = events.shape
     y = events.ravel()
     design = np.zeros((arms * buckets, buckets + arms - 1))
@@ -102,7 +103,8 @@ def _glm_dispersion(events, exposure):
             if a:
                 design[row, buckets + a - 1] = 1
     fit = sm.GLM(y, design, family=sm.families.Poisson(), offset=np.log(exposure.ravel())).fit()
-    return fit.pearson_chi2 / fit.df_resid
+    squares = np.sum(fit.resid_response**2) / np.sum(fit.fittedvalues)
+    return squares * y.size / fit.df_resid
 
 
 def test_quasi_poisson_dispersion_matches_a_statsmodels_glm_at_every_look():
@@ -110,14 +112,29 @@ def test_quasi_poisson_dispersion_matches_a_statsmodels_glm_at_every_look():
     buckets = 48
     diurnal = 1 + 0.5 * np.sin(np.arange(buckets) / 24 * 2 * np.pi)  # shared by the arms
     exposure = rng.poisson(3000, (3, buckets)).astype(float)
-    mean = exposure * 0.02 * diurnal * np.array([[1.0], [1.0], [1.0]])
+    mean = exposure * 0.02 * diurnal
     events = rng.negative_binomial(20, 20 / (20 + mean)).astype(float)  # overdispersed
     phi, dof = quasi_poisson_dispersion(events, exposure)
     for t in (12, 30, buckets):
         expected = _glm_dispersion(events[:, :t], exposure[:, :t])
-        assert phi[t - 1] == pytest.approx(expected, rel=0.02)
+        assert phi[t - 1] == pytest.approx(expected, rel=0.03)
         assert dof[t - 1] == (t - 1) * 2
     assert phi[-1] > 2  # NB(20) at ~60 events per bucket: var = mean (1 + mean / 20)
+
+
+def test_quasi_poisson_dispersion_is_the_variance_of_the_total():
+    rng = np.random.default_rng(6)
+    hours = 24 * 7
+    traffic = 1 + 0.5 * np.sin(np.arange(hours) / 24 * 2 * np.pi)  # busy and quiet hours
+    exposure = np.tile(np.round(2000 * traffic), (2, 1))
+    totals, phis = [], []
+    for _ in range(400):
+        mean = exposure * 0.05 * rng.gamma(3.0, 1 / 3.0, exposure.shape)  # var grows as mean^2
+        events = rng.poisson(mean).astype(float)
+        totals.append(events[1].sum() - events[0].sum())
+        phis.append(quasi_poisson_dispersion(events, exposure)[0][-1])
+    poisson_var = 2 * 0.05 * exposure[0].sum()
+    assert np.var(totals) / poisson_var == pytest.approx(np.mean(phis), rel=0.15)
 
 
 def test_quasi_poisson_reads_poisson_counts_as_no_overdispersion():

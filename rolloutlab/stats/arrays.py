@@ -129,12 +129,15 @@ def quasi_poisson_dispersion(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Overdispersion of counts per time bucket, at every look: (phi, degrees of freedom).
 
-    ``events``/``exposure`` are (..., arms, buckets). The model is quasi-Poisson (or
-    quasi-binomial with ``binomial``) with a rate per bucket shared by the arms
-    (diurnal swings, a campaign) times an effect per arm, so only variation *beyond*
-    those shows up: bursts and bots that hit one arm's buckets. ``phi`` is Pearson's
-    X² over ``(buckets - 1)(arms - 1)`` degrees of freedom, cumulative over the buckets
-    seen so far (one rate-per-bucket pass: exact for equal arms, close otherwise).
+    ``events``/``exposure`` are (..., arms, buckets). The model has a rate per bucket
+    shared by the arms (diurnal swings, a campaign) times an effect per arm, so only
+    variation *beyond* those counts: bursts and bots that hit one arm's buckets.
+    ``phi`` is the residuals' sum of squares over the Poisson (or, with ``binomial``,
+    binomial) variance summed over the same buckets, scaled by observations over the
+    ``(buckets - 1)(arms - 1)`` degrees of freedom: the variance of the *total* count
+    relative to the textbook one, whatever the shape of the noise (a sandwich estimate:
+    busy buckets weigh more, as they do in the total). Cumulative over the buckets seen
+    so far; one rate-per-bucket pass (exact for equal arms, close otherwise).
     """
     events = np.asarray(events, dtype=float)
     exposure = np.asarray(exposure, dtype=float)
@@ -145,16 +148,22 @@ def quasi_poisson_dispersion(
         spread = np.where(spread > 0, spread, 1.0)
         expected = exposure * rate  # under "no arm effect", per bucket
         live = expected > 0
-        s1 = np.cumsum(np.where(live, events**2 / (expected * spread), 0.0), axis=-1)
-        s2 = np.cumsum(np.where(live, events / spread, 0.0), axis=-1)
-        s3 = np.cumsum(np.where(live, expected / spread, 0.0), axis=-1)
-        y, g = np.cumsum(events, axis=-1), np.cumsum(expected, axis=-1)
-        theta = y / g  # each arm's effect so far
-        pearson = np.where(theta > 0, s1 / theta - 2 * s2 + theta * s3, 0.0).sum(axis=-2)
+        g = np.cumsum(expected, axis=-1)
+        theta = np.cumsum(events, axis=-1) / g  # each arm's effect so far
+        # sum of (y - theta g)^2 / spread, expanded into running sums
+        syy, syg, sgg = (
+            np.cumsum(np.where(live, a / spread, 0.0), axis=-1)
+            for a in (events**2, events * expected, expected**2)
+        )
+        squares = np.where(theta > 0, syy - 2 * theta * syg + theta**2 * sgg, 0.0).sum(axis=-2)
+        textbook = np.where(theta > 0, theta * g, 0.0).sum(axis=-2)
+    arms = events.shape[-2]
     buckets = np.cumsum(np.any(live, axis=-2), axis=-1)
-    dof = np.maximum(buckets - 1, 0) * (events.shape[-2] - 1)
+    dof = np.maximum(buckets - 1, 0) * (arms - 1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        phi = np.where(dof > 0, pearson / dof, np.nan)
+        phi = np.where(
+            (dof > 0) & (textbook > 0), squares / textbook * (buckets * arms) / dof, np.nan
+        )
     return phi, dof
 
 
