@@ -161,24 +161,29 @@ def test_report_refuses_other_extensions(canary, tmp_path, name):
     assert not (tmp_path / name).exists()
 
 
+@pytest.fixture(scope="module")
+def short_canary():
+    """Twenty minutes: enough for every chart, quick to print."""
+    return simulate("error-regression", duration_min=20, seed=2)
+
+
 @pytest.mark.chromium
-@pytest.mark.parametrize(("suffix", "magic"), [(".pdf", b"%PDF-"), (".png", b"\x89PNG")])
-def test_report_prints_pdf_and_png_with_chromium(canary, tmp_path, suffix, magic):
+def test_report_prints_pdf_and_png_with_chromium(short_canary, tmp_path):
     chromium_binary()
-    path = report(canary, path=tmp_path / f"report{suffix}", judges=("rolloutlab",))
-    data = path.read_bytes()
-    assert data.startswith(magic) and len(data) > 20_000
-    if suffix == ".png":  # the whole page at 1280 px: as wide as that, far taller than a screen
-        width, height = struct.unpack(">II", data[16:24])
-        assert width == 1280 and height > 2000
-    else:
-        assert data.count(b"/Type /Page") - data.count(b"/Type /Pages") >= 2
+    pdf = report(short_canary, path=tmp_path / "report.pdf", judges=("rolloutlab",))
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF-") and data.count(b"/Type /Page") - data.count(b"/Pages") >= 2
+    png = report(short_canary, path=tmp_path / "report.png", judges=("rolloutlab",))
+    data = png.read_bytes()
+    assert data.startswith(b"\x89PNG")
+    width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
+    assert width == 1280 and height > 2000  # the whole page at 1280 px, far taller than a screen
 
 
-def test_report_without_chromium_says_how(canary, tmp_path, monkeypatch):
+def test_report_without_chromium_says_how(short_canary, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no browser on the path: a fault made for real
     with pytest.raises(StorageError, match="apt-get install chromium"):
-        report(canary, path=tmp_path / "r.pdf", judges=("rolloutlab",))
+        report(short_canary, path=tmp_path / "r.pdf", judges=("rolloutlab",))
 
 
 def test_experiment_summary_is_written_for_a_product_team(experiment_page):
@@ -225,10 +230,10 @@ def test_report_file_is_reasonably_small(canary_page):
     assert len(canary_page.encode()) < 2_500_000
 
 
-def test_cli_report_takes_a_title_and_refuses_other_extensions(canary, tmp_path, capsys):
+def test_cli_report_takes_a_title_and_refuses_other_extensions(short_canary, tmp_path, capsys):
     from rolloutlab.cli import main
 
-    rec = str(canary.save(tmp_path / "rec.parquet"))
+    rec = str(short_canary.save(tmp_path / "rec.parquet"))
     out = tmp_path / "r.html"
     assert main(["report", rec, "--title", "Checkout", "-o", str(out)]) == 0
     assert "<h1>Checkout</h1>" in out.read_text(encoding="utf-8")
