@@ -56,8 +56,11 @@ def run(
 
 def _processes(task: Callable, items: Sequence[Any], workers: int) -> Iterator[tuple[Any, Any]]:
     # spawn, not fork: polars' thread pool does not survive a fork
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+    try:
         yield from _bounded(lambda item: pool.submit(task, item), items, workers, _futures)
+    finally:  # interrupted: drop the tasks not started, so the caller can save what is done
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _futures(pending: set) -> tuple[list, set]:
