@@ -115,14 +115,15 @@ def running(app, *, workers_log: str = "warning") -> Iterator[str]:
         thread.join(10)
 
 
-def flagger_weight(name: str, weight: float, *, minutes: int = 90) -> str:
+def flagger_weight(name: str, weight: float, *, minutes: int = 90, from_minute: int = 0) -> str:
     """Flagger's ``flagger_canary_weight{workload, namespace}`` series (pkg/metrics/recorder.go
     ``SetWeight``: ``<target>`` holds the canary's weight, ``<target>-primary`` the rest),
-    held at ``weight`` every minute from :data:`T0`."""
+    every minute from :data:`T0`: 0 before ``from_minute``, then held at ``weight``."""
     lines = ["# TYPE flagger_canary_weight gauge"]
     for minute in range(minutes + 1):
         t = int(T0.timestamp()) + 60 * minute
-        for workload, value in ((f"{name}-primary", 100 - weight), (name, weight)):
+        canary = weight if minute >= from_minute else 0
+        for workload, value in ((f"{name}-primary", 100 - canary), (name, canary)):
             labels = f'workload="{workload}",namespace="{NAMESPACE}"'
             lines.append(f"flagger_canary_weight{{{labels}}} {value:g} {t}")
     return "\n".join([*lines, "# EOF", ""])

@@ -57,7 +57,8 @@ def prometheus(prometheus_binary):
     without Flagger's own weight series."""
     texts = [openmetrics("good", seed=11), openmetrics("bad", errors_x=4.0, seed=12)]
     texts += [openmetrics(n, seed=13, weights=(90.0, 10.0)) for n in ("held", "held-blind")]
-    texts.append(flagger_weight("held", 10))
+    texts += [flagger_weight("held", 10), flagger_weight("late", 10, from_minute=10)]
+    texts.append(openmetrics("late", seed=14))
     with PrometheusServer(openmetrics=texts) as server:
         yield server.url
 
@@ -65,7 +66,7 @@ def prometheus(prometheus_binary):
 @pytest.fixture(scope="module")
 def specs(tmp_path_factory):
     folder = write_canaries(
-        tmp_path_factory.mktemp("gitops"), ["good", "bad", "silent", "held", "held-blind"]
+        tmp_path_factory.mktemp("gitops"), ["good", "bad", "silent", "held", "held-blind", "late"]
     )
     (folder / "guestbook.yaml").write_text(ARGO_ROLLOUT)
     return folder
@@ -292,6 +293,28 @@ def test_two_replicas_answer_the_same(prometheus, specs, tmp_path):
             assert answer_a.status_code == answer_b.status_code
             assert answer_a.json() == answer_b.json()
         assert answer_a.json()["decision"] == "rollback"
+
+
+def test_replicas_with_a_state_file_each_agree_through_flaggers_series(prometheus, specs):
+    """Without a shared file, the window starts where Flagger's flagger_canary_weight shows
+    the canary's traffic began: replicas (or a restart without the file) that first see the
+    revision at different times agree; while the weight is 0 nothing is stored."""
+    clock = Clock().at(5)  # "late" gets traffic from minute 10 on
+    a, b = make_app(prometheus, specs, clock), make_app(prometheus, specs, clock)
+    with running(a) as url_a, running(b) as url_b:
+        early = hook(url_a, "late", "confirm-traffic-increase", "late-1")
+        assert early.status_code == 200 and early.json()["status"] == "pending"
+        assert a.state.engine.store.get("shop", "late", "late-1") is None
+        clock.at(12)
+        hook(url_a, "late", "rollout", "late-1")  # replica A sees the revision first here
+        clock.at(40)
+        hook(url_b, "late", "rollout", "late-1")  # and replica B only now
+        clock.at(45)
+        for kind in HOOKS:
+            answer_a, answer_b = (hook(u, "late", kind, "late-1") for u in (url_a, url_b))
+            assert answer_a.status_code == answer_b.status_code
+            assert answer_a.json() == answer_b.json()
+    assert answer_a.json()["window_start"] == "2026-01-12T10:10:00+00:00"
 
 
 def test_prometheus_down_never_passes_a_promotion(specs):

@@ -29,6 +29,7 @@ from rolloutlab.judges import judge
 from rolloutlab.judges.verdict import Decision, MetricResult, Verdict
 from rolloutlab.serve.catalog import Canary
 from rolloutlab.serve.store import RevisionStore
+from rolloutlab.sources.flagger import queries as flagger_queries
 from rolloutlab.sources.flagger import with_flagger
 from rolloutlab.sources.prometheus import Prometheus
 from rolloutlab.sources.recording import Recording
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 Status = Literal["judged", "pending", "nodata", "unavailable"]
 #: Lock stripes for single-flight evaluation (concurrent evaluations of distinct canaries).
 FLIGHTS = 256
+#: What :meth:`Engine._traffic_since` says when Flagger gives the canary no traffic yet.
+NO_TRAFFIC = "no traffic"
 #: The revision of calls that name none (the verdict endpoint, an Argo template without one).
 DEFAULT_REVISION = "current"
 
@@ -232,7 +235,18 @@ class Engine:
         canary = self.catalog.get(namespace, name)
         revision = revision or self.store.latest(namespace, name) or DEFAULT_REVISION
         interval_s = canary.spec.interval_s
-        seen = self.store.start(namespace, name, revision, start or self.clock())
+        seen = self.store.get(namespace, name, revision)
+        if seen is None:
+            if start is None:
+                try:
+                    start = self._traffic_since(canary)
+                except RolloutlabError as exc:  # nothing stored: the next call asks again
+                    why = f"cannot judge: {str(exc).splitlines()[0]}"
+                    return self._unstarted(canary, revision, "unavailable", why)
+                if start is NO_TRAFFIC:
+                    why = "Flagger gives the canary no traffic yet (flagger_canary_weight 0)"
+                    return self._unstarted(canary, revision, "pending", why)
+            seen = self.store.start(namespace, name, revision, start or self.clock())
         window_start = _on_grid(seen, interval_s, math.ceil)
         tick_end = max(window_start, _on_grid(self.clock(), interval_s, math.floor))
         key = (namespace, name, revision)
@@ -253,6 +267,46 @@ class Engine:
                     self._cache.popitem(last=False)
                 self._latest[(namespace, name)] = result
         return result
+
+    def _traffic_since(self, canary: Canary) -> datetime | None | str:
+        """When the canary's traffic began, by Flagger's own ``flagger_canary_weight``: the
+        first sample of its last run above 0 (within the analysis' length), so replicas
+        and restarts without the state file agree on the window; :data:`NO_TRAFFIC` when
+        the weight is 0 now; None without the series (the first call then starts it)."""
+        spec = canary.spec
+        now = self.clock()
+        lookback = timedelta(seconds=spec.analysis_deadline_s() + 2 * spec.interval_s)
+        query = flagger_queries(canary.target, canary.namespace)["weight"]
+        with Prometheus(
+            self.url, headers=self.headers, auth=self.bearer, timeout=self.timeout_s
+        ) as prom:
+            series = prom.query_range(query, now - lookback, now, min(spec.interval_s, 60))
+        values = next(
+            (s["values"] for s in series if s["metric"].get("workload") == canary.target), []
+        )
+        if not values:
+            return None
+        if float(values[-1][1]) <= 0:
+            return NO_TRAFFIC
+        first = len(values) - 1
+        while first > 0 and float(values[first - 1][1]) > 0:
+            first -= 1
+        return datetime.fromtimestamp(float(values[first][0]), UTC)
+
+    def _unstarted(self, canary: Canary, revision: str, status: Status, why: str) -> Evaluation:
+        """An evaluation of a revision whose window has not begun (nothing stored)."""
+        now = _on_grid(self.clock(), canary.spec.interval_s, math.floor)
+        return Evaluation(
+            namespace=canary.namespace,
+            name=canary.name,
+            target=canary.target,
+            revision=revision,
+            status=status,
+            window_start=now,
+            tick_end=now,
+            plan=canary.spec.weight_plan(),
+            problem=why,
+        )
 
     def _cached(self, key: tuple[str, str, str], tick_end: datetime) -> Evaluation | None:
         with self._lock:

@@ -64,6 +64,20 @@ class RevisionStore:
         start = self._known[key] = datetime.fromtimestamp(start_s, UTC)
         return start
 
+    def get(self, namespace: str, name: str, revision: str) -> datetime | None:
+        """The stored start of ``revision``'s window, None when it was never seen."""
+        key = (namespace, name, revision)
+        if key in self._known:
+            return self._known[key]
+        with self._lock:
+            row = self._db.execute(
+                "SELECT start_s FROM revisions WHERE namespace=? AND name=? AND revision=?", key
+            ).fetchone()
+        if row is None:
+            return None
+        start = self._known[key] = datetime.fromtimestamp(row[0], UTC)
+        return start
+
     def latest(self, namespace: str, name: str) -> str | None:
         """The revision of this canary seen last (the one a call without one judges)."""
         with self._lock:
