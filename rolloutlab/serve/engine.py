@@ -1,9 +1,11 @@
 """Judge a live canary from Prometheus now: the evaluation behind every endpoint.
 
-An evaluation fetches the canary's metrics over its revision's analysis window (from the
-start kept in the :class:`~rolloutlab.serve.store.RevisionStore` to the last complete
-tick on the spec's epoch-aligned grid) and judges them, as the live loop does, but holds
-no state of its own: any replica with the same store gives the same answer. Results are
+An evaluation fetches the canary's metrics over its revision's analysis window (from its
+start to the last complete tick on the spec's epoch-aligned grid) and judges them, as the
+live loop does, on Flagger's own weight timeline when Prometheus has it. The start is
+where Flagger's ``flagger_canary_weight`` shows the canary's traffic began, else the first
+call naming the revision, and is kept in the :class:`~rolloutlab.serve.store.RevisionStore`;
+the engine holds no other state, so replicas give the same answer. Results are
 cached per tick, and concurrent calls for one tick wait for a single evaluation, so a
 burst of webhooks costs one fetch and one judgment.
 
