@@ -136,7 +136,7 @@ def plan(
     per_unit, dof = batch_means_variance(events, exposure)
     if dof[-1] + 1 >= MIN_DAYS and np.isfinite(per_unit[-1]):
         dispersion = max(1.0, float(per_unit[-1]) / base)
-        note = f"batch means over {dof[-1] + 1} daily buckets (x{dispersion:.2f} the binomial/poisson)"
+        note = f"batch means over {dof[-1] + 1} daily buckets (x{dispersion:.2f} the textbook)"
     else:
         dispersion, note = 1.0, f"binomial/poisson (fewer than {MIN_DAYS} days of baseline)"
     sd = math.sqrt(base * dispersion)
