@@ -11,9 +11,11 @@ LAB    := $(VENV)/.installed-notebook
 demo: $(BASE)
 	$(VENV)/bin/rolloutlab demo
 
-# JupyterLab on 127.0.0.1 in notebooks/ (it prints the URL with its token).
+# JupyterLab on 127.0.0.1 in notebooks/ (it prints the URL with its token; as root, in a
+# container, it needs --allow-root).
 lab: $(LAB)
-	cd notebooks && ../$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser
+	cd notebooks && ../$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 test: $(TEST) system-deps
 	$(PY) -m pytest
