@@ -37,15 +37,18 @@ def truth(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def calibration(rows: pl.DataFrame, grid_keys: Sequence[str] = ()) -> pl.DataFrame:
-    """One row per candidate: rollouts, bad, good, caught, escaped, good promoted / held
-    back / rolled back, the shares, errors, and median minutes to a decision (any) and
-    to a promotion of a good rollout (how much slower releases would be)."""
+    """One row per candidate: rollouts, promoted and rolled back (all of them), bad, good,
+    caught, escaped, good promoted / held back / rolled back, the shares, errors, and
+    median minutes to a decision (any) and to a promotion of a good rollout (how much
+    slower releases would be)."""
     bad, good = pl.col("bad").eq(True), pl.col("bad").eq(False)
     decision = pl.col("decision")
     minutes = pl.col("minutes_to_decision")
     keys = ["candidate", "spec", "judge", *(k for k in grid_keys if k in rows.columns)]
     table = rows.group_by(keys, maintain_order=True).agg(
         pl.len().alias("rollouts"),
+        (decision == "promote").sum().alias("promoted"),
+        (decision == "rollback").sum().alias("rolled_back"),
         bad.sum().alias("bad"),
         good.sum().alias("good"),
         (bad & (decision == "rollback")).sum().alias("caught"),

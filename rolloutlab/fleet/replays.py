@@ -25,7 +25,7 @@ from rolloutlab import _html
 from rolloutlab.errors import DataError, RolloutlabError, SpecError
 from rolloutlab.fleet import engines
 from rolloutlab.fleet.calibration import calibration, truth
-from rolloutlab.fleet.dataset import Fleet, _atomic
+from rolloutlab.fleet.dataset import INDEX, Fleet, _atomic
 from rolloutlab.judges import Spec
 from rolloutlab.postmortem import (
     DEFAULT_JUDGES,
@@ -176,6 +176,11 @@ def replay(
     ``labels`` is the team's labels CSV (default: ``labels.csv`` in the dataset).
     """
     fleet = dataset if isinstance(dataset, Fleet) else Fleet(Path(dataset))
+    if not (fleet.root / INDEX).exists():
+        raise DataError(
+            f"{fleet.root}: no fleet dataset here (no {INDEX}). Build one with "
+            "'rolloutlab fleet collect' or 'rolloutlab fleet add'."
+        )
     chosen = fleet.select(service=service, since=since, until=until)
     if chosen.is_empty():
         raise DataError(

@@ -115,6 +115,12 @@ def summary(table: pl.DataFrame) -> str:
     for r in table.sort("caught_share", "good_stopped_share", descending=[True, False]).iter_rows(
         named=True
     ):
+        if not r["bad"] + r["good"]:
+            lines.append(
+                f"{r['candidate']}: promotes {r['promoted']} and rolls back {r['rolled_back']} "
+                f"of {r['rollouts']} rollouts; none has a known outcome or label to score it."
+            )
+            continue
         caught = f"catches {r['caught']} of {r['bad']} bad rollouts"
         stopped = r["good_held_back"] + r["good_rolled_back"]
         held = f"stops {stopped} of {r['good']} good ones"
