@@ -33,6 +33,7 @@ bench: $(TEST) system-deps
 	$(PY) benchmarks/fetch.py
 	$(PY) benchmarks/decision_quality.py
 	$(PY) benchmarks/judge_speed.py
+	$(PY) benchmarks/fleet_replay.py
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
