@@ -458,7 +458,8 @@ def _fetch(args: argparse.Namespace) -> int:
             )
         except EmptyResult as exc:
             target, namespace = args.target or spec.target, args.namespace or spec.namespace
-            raise _no_data(exc, args, preset, target, namespace, start, end) from exc
+            asked = (target, namespace, {**dict(spec.names or ()), **names})
+            raise _no_data(exc, args, preset, asked, start, end) from exc
     else:
         if args.pod_template_hash:
             raise SpecError("--pod-template-hash fills the templates of a --spec: give --spec.")
@@ -482,7 +483,8 @@ def _fetch(args: argparse.Namespace) -> int:
             if args.queries or args.variant_label or args.variants:
                 raise
             preset = args.preset or "istio"
-            raise _no_data(exc, args, preset, args.target, args.namespace, start, end) from exc
+            asked = (args.target, args.namespace, names)
+            raise _no_data(exc, args, preset, asked, start, end) from exc
     from rolloutlab.views import terminal
 
     facts = terminal.recording_facts(rec)
@@ -495,29 +497,34 @@ LOOK_BACK = "30d"
 
 
 def _no_data(
-    exc: EmptyResult, args: argparse.Namespace, preset_name: str, target, namespace, start, end
+    exc: EmptyResult, args: argparse.Namespace, preset_name: str, asked: tuple, start, end
 ) -> EmptyResult:
-    """``exc`` when a preset's own series found nothing (not Flagger's, not a template's):
-    then what the server does hold, the workloads in the range, else when its data are
-    (within LOOK_BACK before --end)."""
+    """``exc`` unless a preset's own series found nothing (not Flagger's, not a
+    template's); then a message naming what was ``asked`` (target, namespace, Flagger's
+    names) and what the server does hold: the workloads in the range, else when its data
+    are (within LOOK_BACK before --end)."""
     from rolloutlab.sources.presets import PRESETS
 
     if not str(exc).startswith("no data for variant") or preset_name not in PRESETS:
         return exc
-    where = (PRESETS[preset_name], target, namespace, start, end)
-    return EmptyResult(_what_exists(exc, args, *where))
+    return EmptyResult(_what_exists(exc, args, PRESETS[preset_name], asked, start, end))
 
 
-def _what_exists(exc, args, preset, target, namespace, start, end) -> str:
+def _what_exists(exc, args, preset, asked: tuple, start, end) -> str:
     """The no-data message: what was asked, and what the server holds instead."""
     from rolloutlab.sources.prometheus import Prometheus
 
     fixed = {k: v for k, v in preset.labels.items() if "{" not in v}
     keys = [k for k, v in preset.labels.items() if "{" in v] + [preset.variant_label]
     selector = preset.requests + "{" + ",".join(f'{k}="{v}"' for k, v in fixed.items()) + "}"
-    asked = f"{target or '(no --target)'} in namespace {namespace or '(no --namespace)'}"
+    target, namespace, names = asked
+    named = ", ".join(f'{k}="{v}"' for k, v in names.items())
+    workload = f"{target or '(no --target)'} in namespace {namespace or '(no --namespace)'}"
     span = f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
-    headline = f"no {preset.name} data for {asked} between {span} on {args.url}."
+    headline = (
+        f"no {preset.name} data for {workload}{f' ({named})' if named else ''} between {span} "
+        f"on {args.url}."
+    )
     at = end.replace(microsecond=0)
     range_s = max(int((end - start).total_seconds()), 1)
     try:
