@@ -521,10 +521,8 @@ def _what_exists(exc, args, preset, asked: tuple, start, end) -> str:
     named = ", ".join(f'{k}="{v}"' for k, v in names.items())
     workload = f"{target or '(no --target)'} in namespace {namespace or '(no --namespace)'}"
     span = f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
-    headline = (
-        f"no {preset.name} data for {workload}{f' ({named})' if named else ''} between {span} "
-        f"on {args.url}."
-    )
+    # (no URL here: it may hold credentials; the library's own message has it redacted)
+    headline = f"no {preset.name} data for {workload}{f' ({named})' if named else ''} in {span}."
     at = end.replace(microsecond=0)
     range_s = max(int((end - start).total_seconds()), 1)
     try:
