@@ -1195,10 +1195,11 @@ def _compact_missing(text: str) -> str:
 
 
 def _fail(name: str, message: str, debug: bool) -> None:
-    """One line on stderr; the traceback before it with ``--debug``."""
+    """One line on stderr (a message's line breaks become spaces); the traceback before it
+    with ``--debug``."""
     if debug:
         traceback.print_exc()
-    print(f"{name}: {message}", file=sys.stderr)
+    print(f"{name}: {' '.join(message.split())}", file=sys.stderr)
 
 
 def _broken_pipe() -> int:
