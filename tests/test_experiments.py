@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -363,3 +364,24 @@ def test_bayesian_view_uses_the_documented_prior():
     assert abs(shrunk["credible_high"] - shrunk["credible_low"]) < 0.05
     assert shrunk["chance_to_beat_control"] < flat["chance_to_beat_control"]
     assert flat["credible_low"] < flat["rel_lift"] < flat["credible_high"]
+
+
+def test_experiment_command_prints_the_sentence_and_the_table_in_words(capsys):
+    from rolloutlab.cli import main
+
+    data = Path(__file__).resolve().parents[1] / "data" / "ab.parquet"
+    assert main(["experiment", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("B raises conversion by")
+    assert "beats control" in out and "not worse (by more than 10%)" in out
+
+
+def test_new_settings_are_checked():
+    with pytest.raises(SpecError, match="variance"):
+        ExperimentSpec(variance="bootstrap")
+    with pytest.raises(SpecError, match="guardrail_margin"):
+        ExperimentSpec(guardrail_margin=0.0)
+    with pytest.raises(SpecError, match="prior_var"):
+        ExperimentSpec(prior_var=-1.0)
+    with pytest.raises(SpecError, match="bucket_s"):
+        ExperimentSpec(bucket_s=0)
