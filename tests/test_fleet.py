@@ -174,6 +174,22 @@ def test_replay_equals_a_post_mortem_of_each_recording(fleet, reference):
                 )
 
 
+def test_recorded_weights_as_a_post_mortem_follows_them(fleet, tmp_path):
+    result = replay(
+        fleet, judges=("flagger",), weights="recorded", service="cart", workers=1, out=tmp_path
+    )
+    for rollout, decision, minutes in result.rows.select(
+        "rollout", "decision", "minutes_to_decision"
+    ).iter_rows():
+        alone = postmortem_replay(
+            rolloutlab.load(fleet.path(rollout)), Spec(), judges=("flagger",), weights="recorded"
+        )
+        assert (decision, minutes) == (
+            alone.decisions["flagger"].decision,
+            alone.decisions["flagger"].minutes,
+        )
+
+
 def test_interrupted_run_resumes_where_it_stopped(fleet, reference, tmp_path):
     out = tmp_path / "run"
     script = (

@@ -59,6 +59,11 @@ def register(command) -> None:
         metavar="FIELD=V1,V2",
         help="what-if values of a spec field, e.g. --grid threshold=2,5 --grid margin=0,0.1",
     )
+    r.add_argument(
+        "--weights",
+        choices=("plan", "recorded"),
+        help="Flagger steps each candidate's plan (default), or follows each recording's weights",
+    )
     r.add_argument("--service", action="append", help="only these services (repeatable)")
     r.add_argument("--since", help="only rollouts started from this UTC time")
     r.add_argument("--until", help="only rollouts started before this UTC time")
@@ -118,6 +123,7 @@ def _replay(args: argparse.Namespace) -> int:
         specs=args.spec or [None],
         judges=tuple(args.judge or DEFAULT_JUDGES),
         grid=_grid(args.grid),
+        weights=args.weights,
         out=args.out,
         engine=args.engine,
         workers=args.workers,

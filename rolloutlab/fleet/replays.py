@@ -168,8 +168,10 @@ def replay(
     """Judge every rollout of ``dataset`` under every candidate; one row per rollout × candidate.
 
     ``specs``, ``grid`` and ``judges`` make the candidates (see :func:`plan`; ``grid`` as
-    ``Replay.what_if``: ``{"threshold": [2, 5], "margin": [0, 0.1]}``); ``weights`` as the
-    post-mortem replay's. ``service``/``since``/``until`` pick rollouts from the index.
+    ``Replay.what_if``: ``{"threshold": [2, 5], "margin": [0, 0.1]}``). ``weights``: Flagger
+    steps each candidate's own plan (``"plan"``, the default: what the candidate would have
+    done) or follows each recording's weights (``"recorded"``). ``service``, ``since`` and
+    ``until`` pick rollouts from the index.
     Results go to ``out`` (default ``<dataset>/replays/<hash of the candidates>``) as
     rollouts are judged; a rerun skips what is there. ``engine`` is ``local`` (processes,
     ``workers`` of them, default every core) or ``ray`` (``address`` joins a cluster).
