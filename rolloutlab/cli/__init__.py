@@ -1038,11 +1038,9 @@ def _field_value(raw: str, hint: Any) -> Any:
     if origin is tuple:
         if not isinstance(value, list):
             return _INVALID
-        items = [
-            _field_value(json.dumps(v) if not isinstance(v, str) else v, args[0]) for v in value
-        ]
-        fixed = len(args) == 2 and args[1] is not Ellipsis
-        if _INVALID in items or (fixed and len(items) != len(args)):
+        items = [_field_value(v if isinstance(v, str) else json.dumps(v), args[0]) for v in value]
+        fixed = Ellipsis not in args
+        if any(i is _INVALID for i in items) or (fixed and len(items) != len(args)):
             return _INVALID
         return tuple(items)
     if origin is dict:
@@ -1060,14 +1058,10 @@ def _type_words(hint: Any) -> str:
     from datetime import datetime
 
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if (
-        typing.get_origin(hint) is not tuple
-        and len(args) == 1
-        and type(None) in typing.get_args(hint)
-    ):
+    if type(None) in typing.get_args(hint):
         return f"{_type_words(args[0])} or none"
     if typing.get_origin(hint) is tuple:
-        count = "" if args[-1] is Ellipsis else f"{len(args)} "
+        count = "" if Ellipsis in args else f"{len(args)} "
         return f"a list of {count}{_type_words(args[0]).removeprefix('a ')}s"
     if typing.get_origin(hint) is dict:
         return 'a JSON object like {"key": 1}'
