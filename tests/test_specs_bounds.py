@@ -104,3 +104,12 @@ def test_merge_keys_are_not_duplicates_and_sane_specs_still_load():
     assert docs == [{"base": {"x": 1, "y": 2}, "over": {"x": 1, "y": 3}}]
     spec = Spec.from_yaml("interval: 1s\nstepWeight: 0.1\n")
     assert spec.interval_s == 1.0 and spec.step_weight == 0.1
+
+
+def test_a_scalar_where_a_mapping_belongs_is_a_spec_error():
+    rollout = (
+        "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {name: app}\n"
+        "spec: {strategy: {canary: {steps: [{setWeight: 10}, {pause: 1}]}}}\n"
+    )
+    with pytest.raises(SpecError, match=r"Rollout app .*: a field has the wrong shape"):
+        Spec.from_yaml(rollout)

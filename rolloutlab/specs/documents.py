@@ -170,8 +170,9 @@ def load_yaml(text: str, where: str) -> list[Any]:
             f"{where}: {len(text)} characters, more than the {MAX_DOCUMENT_BYTES} a spec may "
             "have. Check that this is the right file."
         )
-    loader = _BoundedLoader(text, where)
+    loader = None
     try:
+        loader = _BoundedLoader(text, where)  # its reader refuses unprintable characters
         docs = []
         while loader.check_data():
             docs.append(loader.get_data())
@@ -186,7 +187,8 @@ def load_yaml(text: str, where: str) -> list[Any]:
     except (ValueError, RecursionError, OverflowError) as exc:  # a scalar PyYAML cannot make
         raise SpecError(f"{where}: a value cannot be read ({str(exc)[:200]}).") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_text(path: Path) -> str:

@@ -70,12 +70,23 @@ def spec_from_documents(docs: Sequence[Document], *, source: str, name: str | No
     if len(mains) != 1:
         raise SpecError(_not_one(docs, mains, source, name))
     main = mains[0]
-    if _is_canary(main):
-        spec = canary_with_templates(main, [d for d in docs if _is_flagger_template(d)])
-    elif _is_rollout(main):
-        spec = rollout_spec(main, [d for d in docs if _is_argo_template(d)])
-    else:
-        spec = _from_rolloutlab(main.data)
+    try:
+        if _is_canary(main):
+            spec = canary_with_templates(main, [d for d in docs if _is_flagger_template(d)])
+        elif _is_rollout(main):
+            spec = rollout_spec(main, [d for d in docs if _is_argo_template(d)])
+        else:
+            spec = _from_rolloutlab(main.data)
+    except SpecError:
+        raise
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError, OverflowError) as exc:
+        # the readers name what they check; this names what slipped past them, so that a
+        # manifest of the wrong shape is still a SpecError and never a traceback
+        raise SpecError(
+            f"{main.label}: a field has the wrong shape ({type(exc).__name__}: "
+            f"{str(exc)[:200]}). Compare it with the {main.kind or 'rolloutlab spec'} "
+            "reference: a mapping where one is expected, a list where a list is."
+        ) from None
     return _within_bounds(spec, main.where)
 
 

@@ -163,10 +163,13 @@ def _choice(options: Sequence[str]) -> Parser:
 def _weights(value: Any, path: str) -> tuple[float, ...]:
     if not isinstance(value, list | tuple):
         raise _fail(path, f"expected a list of weights like [5, 10, 25], got {_show(value)}", "")
+    if len(value) > 100 / MIN_STEP_WEIGHT:
+        raise _fail(path, f"{len(value)} weights", f"Give at most {100 / MIN_STEP_WEIGHT:.0f}.")
     parse = _number(10, lo=0, hi=100, open_lo=True)
     steps = tuple(parse(v, f"{path}[{i}]") for i, v in enumerate(value))
     if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
-        raise _fail(path, f"weights {list(steps)} do not increase", "List them in rising order.")
+        shown = ", ".join(f"{w:g}" for w in steps[:10]) + (", …" if len(steps) > 10 else "")
+        raise _fail(path, f"weights [{shown}] do not increase", "List them in rising order.")
     return steps
 
 
