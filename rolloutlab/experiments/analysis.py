@@ -785,7 +785,7 @@ class ExperimentReport:
             j = self.arms.index(self.winner)
             low, high = self._interval()[goal, j]
             verb = "raises" if c.rel_lift[goal, j] > 0 else "lowers"
-            chance = _chance(self.posterior.chance_to_win[goal, j])
+            chance = chance_words(self.posterior.chance_to_win[goal, j])
             head = (
                 f"{self.winner} {verb} {name} by {abs(c.rel_lift[goal, j]):.1%} "
                 f"({kind}interval {low:+.1%} to {high:+.1%}: {meaning}; chance "
@@ -906,7 +906,7 @@ def _and(names: tuple[str, ...]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _chance(x: float) -> str:
+def chance_words(x: float) -> str:
     """A probability in words-friendly form: never a flat 100% or 0%."""
     return ">99.9%" if x > 0.999 else "<0.1%" if x < 0.001 else f"{x:.1%}"
 

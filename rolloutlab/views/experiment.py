@@ -13,19 +13,34 @@ import numpy as np
 import polars as pl
 
 from rolloutlab import _html
-from rolloutlab.experiments.analysis import STATUS_BADGE, STATUS_TONE, ExperimentReport
+from rolloutlab.experiments.analysis import (
+    STATUS_BADGE,
+    STATUS_TONE,
+    ExperimentReport,
+    chance_words,
+)
 from rolloutlab.views.charts import WIDTH
 
 #: What the table's terms mean, shown under it.
 GLOSSARY = (
-    ("interval", "the range the true lift lies in with {level} confidence"),
+    (
+        "interval",
+        "the range the true lift lies in with {level} confidence (for a guardrail, its harmful "
+        "end is a one-sided {level} bound)",
+    ),
     (
         "always-valid",
         "stays correct however often you look, so checking daily does not fake a winner",
     ),
-    ("p", "how surprising the data would be if the arms were the same (small: a real effect)"),
+    (
+        "p",
+        "for a goal, how surprising the data would be if the arms were the same; for a "
+        "guardrail, if the harm were as large as its margin (small: a real effect, or safely "
+        "within the margin)",
+    ),
     ("guardrail", "a metric that must not get worse by more than its margin (one-sided test)"),
     ("chance to beat control", "Bayesian probability (flat prior) that the arm is better"),
+    ("expected loss", "the lift lost on average if the arm is shipped and is in fact worse"),
 )
 
 
@@ -66,7 +81,7 @@ def details(report: ExperimentReport) -> _html.Html:
             *(s["metric"], s["role"], s["arm"], s["control"], s["arm value"], s["lift"]),
             s["interval"],
             s["p"],
-            _html.percent(t["chance_to_beat_control"], 1),
+            chance_words(t["chance_to_beat_control"]),
             _html.percent(t["expected_loss"], 2),
             s["status"],
         )
@@ -79,7 +94,7 @@ def details(report: ExperimentReport) -> _html.Html:
         "role",
         "arm",
         "control",
-        "arm",
+        "arm value",
         "lift",
         kind,
         "p",
