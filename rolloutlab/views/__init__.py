@@ -1,7 +1,7 @@
 """Charts, notebook displays and reports: where people look at rollouts and experiments.
 
 Chart functions return altair charts (they never display them); :func:`report` writes
-one standalone HTML file; :func:`save_chart` writes a chart as PNG or SVG.
+one standalone report (HTML, or PDF/PNG printed by Chromium); :func:`save_chart` writes a chart as PNG or SVG.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from rolloutlab.views.charts import (
     latency_cdf,
     lift,
     scorecard,
+    split,
     srm,
     timeline,
     timeseries,
@@ -26,6 +27,7 @@ __all__ = [
     "report",
     "save_chart",
     "scorecard",
+    "split",
     "srm",
     "timeline",
     "timeseries",
