@@ -6,7 +6,11 @@ The server is backfilled with two simulated rollouts of podinfo in Istio's metri
 Flagger's controller exports for them (names, labels and values as SetStatus and
 SetWeight write them in fluxcd/flagger pkg/metrics/recorder.go, commit
 0743ef72b359dcf669a82ae28c2383334d14d8ab: status 0 while progressing, 2 failed, 1
-otherwise; ``name`` is the targetRef name).
+otherwise; ``name`` is the targetRef name), and Argo Rollouts' ``rollout_phase`` for a
+Rollout of the same name (one series per phase, 1 for the current one, as
+``collectRollouts`` writes them in argoproj/argo-rollouts controller/metrics/rollouts.go,
+commit 25d623c7e805bf1093c1a3ff58d1b969cfbdf2e1): Paused between steps, the first
+rollout aborted, the second completed.
 """
 
 from __future__ import annotations
@@ -55,7 +59,72 @@ spec:
 
 def flagger_series() -> str:
     """Flagger's status and weight for podinfo every 30 s from 09:50 to 12:30."""
-    status, weight = [], []
+
+    def write(s: int, value: int, w: int) -> list[str]:
+        return [
+            f'flagger_canary_status{{name="podinfo",namespace="test"}} {value} {s}',
+            f'flagger_canary_weight{{workload="podinfo",namespace="test"}} {w} {s}',
+            f'flagger_canary_weight{{workload="podinfo-primary",namespace="test"}} {100 - w} {s}',
+        ]
+
+    lines = series(write)
+    return "\n".join(
+        [
+            "# TYPE flagger_canary_status gauge",
+            *(x for x in lines if x.startswith("flagger_canary_status")),
+            "# TYPE flagger_canary_weight gauge",
+            *(x for x in lines if x.startswith("flagger_canary_weight")),
+            "# EOF",
+            "",
+        ]
+    )
+
+
+ARGO_ROLLOUT = """apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: podinfo, namespace: test}
+spec:
+  strategy:
+    canary:
+      canaryService: podinfo
+      stableService: podinfo-primary
+      trafficRouting: {istio: {virtualService: {name: podinfo}}}
+      analysis:
+        templates: [{templateName: success-ratio}]
+        args: [{name: workload, value: podinfo}]
+      steps:
+      - setWeight: 10
+      - pause: {duration: 2m}
+      - setWeight: 30
+      - pause: {duration: 2m}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: success-ratio, namespace: test}
+spec:
+  args: [{name: workload}]
+  metrics:
+  - name: success-ratio
+    interval: 1m
+    successCondition: result[0] >= 0.99
+    failureLimit: 1
+    provider:
+      prometheus:
+        address: http://prometheus.istio-system:9090
+        query: >-
+          sum(rate(istio_requests_total{reporter="destination",
+          destination_workload="{{args.workload}}",response_code!~"5.*"}[1m]))
+          / sum(rate(istio_requests_total{reporter="destination",
+          destination_workload="{{args.workload}}"}[1m]))
+"""
+#: Argo Rollouts' phases (controller/metrics/rollouts.go): the first rollout was aborted
+ARGO_ENDS = {2: "Abort", 1: "Completed"}
+ARGO_PHASES = ("Completed", "Progressing", "Paused", "Timeout", "Error", "Abort")
+
+
+def series(write) -> list[str]:
+    """``write(t, phase_or_status, weight)`` lines every 30 s from 09:50 to 12:30."""
+    lines = []
     t = DAY + timedelta(hours=9, minutes=50)
     value, w = 1, 0
     while t <= DAY + timedelta(hours=12, minutes=30):
@@ -64,23 +133,24 @@ def flagger_series() -> str:
                 value, w = 0, min(30, 10 * (1 + int((t - first).total_seconds() // 120)))
             elif last < t <= last + timedelta(seconds=30):
                 value, w = ended, 0
-        s = int(t.timestamp())
-        status.append(f'flagger_canary_status{{name="podinfo",namespace="test"}} {value} {s}')
-        weight.append(f'flagger_canary_weight{{workload="podinfo",namespace="test"}} {w} {s}')
-        weight.append(
-            f'flagger_canary_weight{{workload="podinfo-primary",namespace="test"}} {100 - w} {s}'
-        )
+        lines += write(int(t.timestamp()), value, w)
         t += timedelta(seconds=30)
-    return "\n".join(
-        [
-            "# TYPE flagger_canary_status gauge",
-            *status,
-            "# TYPE flagger_canary_weight gauge",
-            *weight,
-            "# EOF",
-            "",
+    return lines
+
+
+def argo_series() -> str:
+    """Argo's rollout_phase for the Rollout podinfo: Paused between steps, as it is."""
+
+    def write(s: int, value: int, w: int) -> list[str]:
+        between_steps = "Paused" if s % 120 >= 60 else "Progressing"
+        phase = ARGO_ENDS[value] if value else between_steps
+        return [
+            f'rollout_phase{{namespace="test",name="podinfo",strategy="canary",phase="{p}"}} '
+            f"{int(p == phase)} {s}"
+            for p in ARGO_PHASES
         ]
-    )
+
+    return "\n".join(["# TYPE rollout_phase gauge", *series(write), "# EOF", ""])
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +165,7 @@ def server(prometheus_binary):
         to_openmetrics(rec, preset="istio", target="podinfo", namespace="test")
         for rec in (bad, good)
     ]
-    with PrometheusServer(openmetrics=[*texts, flagger_series()]) as prom:
+    with PrometheusServer(openmetrics=[*texts, flagger_series(), argo_series()]) as prom:
         yield prom
 
 
@@ -167,3 +237,19 @@ def test_collect_replay_report_end_to_end(server, canary, tmp_path, capsys):
     html = tmp_path / "fleet.html"
     assert main(["report", "--fleet", folder, "-o", str(html)]) == 0
     assert 'data-charts="2"' in html.read_text()
+
+
+def test_collect_finds_argo_rollouts_in_rollout_phase(server, tmp_path):
+    spec = tmp_path / "rollout.yaml"
+    spec.write_text(ARGO_ROLLOUT)
+    out = tmp_path / "fleet"
+    added = collect(server.url, spec, out, since="4h", until="2026-01-12T13:00:00Z")
+    rows = added.sort("start")
+    assert rows["outcome"].to_list() == ["failed", "succeeded"]
+    assert rows["service"].to_list() == ["podinfo", "podinfo"]
+    for row, (first, last, _) in zip(rows.iter_rows(named=True), ROLLOUTS, strict=True):
+        assert first - timedelta(minutes=1) <= row["start"] <= first
+        assert row["end"] == last + timedelta(minutes=1)
+        rec = Fleet(out).load(row["rollout"])
+        ratio = rec.frame.filter(pl.col("metric") == "success-ratio")
+        assert set(ratio["variant"]) == {"primary", "canary"}

@@ -15,16 +15,20 @@ def register(command) -> None:
 
     c = sub.add_parser(
         "collect",
-        help="find every rollout in Flagger's series and record each one",
-        description="Find every rollout in Flagger's flagger_canary_status (else weight) "
-        "series and record each one into the dataset; rerun to resume.",
+        help="find every rollout in Flagger's or Argo's series and record each one",
+        description="Find every rollout of the Canaries and Rollouts in --spec in Flagger's "
+        "flagger_canary_status (else weight) or Argo's rollout_phase series, and record each "
+        "one into the dataset; rerun to resume.",
     )
     c.set_defaults(fleet_run=_collect)
     c.add_argument("--url", required=True, help="Prometheus-compatible server")
     c.add_argument(
-        "--spec", type=Path, required=True, help="Canary/Rollout with its templates (file/folder)"
+        "--spec",
+        type=Path,
+        required=True,
+        help="Canaries/Rollouts with their templates (file or GitOps folder)",
     )
-    c.add_argument("--spec-name", metavar="NAME", help="one Canary of several in --spec")
+    c.add_argument("--spec-name", metavar="NAME", help="only this Canary or Rollout of --spec")
     c.add_argument("--since", default="90d", help="how far back: a duration (90d) or UTC time")
     c.add_argument("--until", default="now", help="UTC time (default: now)")
     c.add_argument("--step", default="1m", help="step of each recording")

@@ -1,13 +1,20 @@
-"""Find every past rollout in Flagger's own series and record each one into a fleet dataset.
+"""Find every past rollout in Flagger's or Argo Rollouts' own series and record each one.
 
 Flagger sets ``flagger_canary_status{name, namespace}`` to 0 while a canary is
 progressing, 2 when it failed and 1 otherwise (``SetStatus`` in fluxcd/flagger
 pkg/metrics/recorder.go, commit 0743ef72b359dcf669a82ae28c2383334d14d8ab), with ``name``
-the canary's targetRef name. A rollout is a run of 0s; the first value after it is the
-outcome. Where the status series is missing, a run of canary weight above 0
+the canary's targetRef name. Argo Rollouts' controller sets
+``rollout_phase{namespace, name, strategy, phase}`` to 1 for the Rollout's current phase
+(Progressing, Paused, Completed, Abort, Timeout, Error, InvalidSpec; ``collectRollouts``
+in argoproj/argo-rollouts controller/metrics/rollouts.go, commit
+25d623c7e805bf1093c1a3ff58d1b969cfbdf2e1). A rollout is a run of progressing (Flagger's 0,
+Argo's Progressing or Paused); what follows it is the outcome (Flagger's 1 or Argo's
+Completed: succeeded; Flagger's 2 or Argo's Abort, Timeout or Error: failed). Where
+Flagger's status series is missing, a run of canary weight above 0
 (``flagger_canary_weight``) is a rollout with an unknown outcome. Each rollout is then
-fetched as ``rolloutlab fetch --spec ... --flagger`` would, a few at once; a rerun skips
-the rollouts already in the dataset, so an interrupted collection resumes.
+fetched as ``rolloutlab fetch --spec ...`` would (with ``--flagger`` for a Canary), a few
+at once; a rerun skips the rollouts already in the dataset, so an interrupted collection
+resumes.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
@@ -26,6 +33,7 @@ from rolloutlab.errors import EmptyResult, SpecError
 from rolloutlab.fleet.dataset import FLAGGER_STATUS, Fleet, Outcome
 from rolloutlab.fleet.engines import progress_bar
 from rolloutlab.sources import flagger
+from rolloutlab.sources.presets import promql_string
 from rolloutlab.sources.prometheus import Prometheus, to_utc
 from rolloutlab.specs.documents import read_documents
 from rolloutlab.specs.fetch import fetch_for_spec
@@ -44,10 +52,34 @@ class Episode:
     outcome: Outcome
 
 
+#: Argo's ``rollout_phase`` phases as Flagger's status values (0 progressing, 1
+#: succeeded, 2 failed; anything else is read as an unknown end)
+ARGO_PHASES = {"Progressing": 0, "Paused": 0, "Completed": 1, "Abort": 2, "Timeout": 2, "Error": 2}
+Controller = Literal["flagger", "argo"]
+
+
 def find_rollouts(
-    prometheus: Prometheus, *, target: str, namespace: str, start: Any, end: Any, step: Any
+    prometheus: Prometheus,
+    *,
+    target: str,
+    namespace: str,
+    start: Any,
+    end: Any,
+    step: Any,
+    controller: Controller = "flagger",
 ) -> list[Episode]:
-    """The rollouts of canary ``target`` in ``namespace`` between ``start`` and ``end``."""
+    """The rollouts of ``target`` (a Flagger Canary's targetRef, or an Argo Rollout's name)
+    in ``namespace`` between ``start`` and ``end``."""
+    if controller == "argo":
+        query = (
+            f"max by (phase) (rollout_phase{{namespace={promql_string(namespace)}, "
+            f"name={promql_string(target)}}})"
+        )
+        return list(
+            _status_runs(
+                _argo_status(prometheus.query_range(query, start, end, step)), target, namespace
+            )
+        )
     queries = flagger.queries(target, namespace)
     status = prometheus.query_range(queries["status"], start, end, step)
     if status:
@@ -61,6 +93,17 @@ def find_rollouts(
         Episode(e.target, e.namespace, e.start, e.end, "unknown")
         for e in _status_runs(values, target, namespace)
     ]
+
+
+def _argo_status(series: list) -> list[tuple[Any, float]]:
+    """One ``(unix, status)`` per step from the per-phase series: the phase at 1."""
+    at: dict[float, float] = {}
+    for one in series:
+        status = ARGO_PHASES.get(one.get("metric", {}).get("phase"), 3)
+        for t, v in one["values"]:
+            if float(v) == 1:
+                at[float(t)] = status
+    return sorted(at.items())
 
 
 def _status_runs(values: list, target: str, namespace: str) -> Iterator[Episode]:
@@ -103,24 +146,34 @@ def collect(
     start = _since(since, end)
     step_s = parse_duration(step, "step")
     fleet = Fleet(Path(output))
-    specs = {n: Spec.load(spec, name=n) for n in _canaries(Path(spec), name)}
+    mains = _mains(Path(spec), name)
     episodes = []
     with Prometheus(url, timeout=timeout) as prom:
-        for canary, s in specs.items():
+        for main, controller in mains.items():
+            s = Spec.load(spec, name=main)
             if not (s.target and s.namespace):
                 raise SpecError(
-                    f"{spec}: Canary {canary!r} names no targetRef or namespace; collect needs both "
-                    "to find its rollouts in Flagger's series."
+                    f"{spec}: {main!r} names no target or namespace; collect needs both to find "
+                    "its rollouts in the controller's series."
                 )
             found = find_rollouts(
-                prom, target=s.target, namespace=s.namespace, start=start, end=end, step=step
+                prom,
+                target=s.target,
+                namespace=s.namespace,
+                start=start,
+                end=end,
+                step=step,
+                controller=controller,
             )
-            episodes += [(canary, e) for e in found if e.outcome != "progressing"]
-    todo = [(c, e) for c, e in episodes if not _known(fleet, e, step_s)]
+            episodes += [(main, e) for e in found if e.outcome != "progressing"]
+    todo = [(m, e) for m, e in episodes if not _known(fleet, e, step_s)]
     added = []
     bar = progress_bar(progress, len(episodes), len(episodes) - len(todo), "fleet collect")
     with ThreadPoolExecutor(concurrency) as pool:
-        jobs = [pool.submit(_record, url, spec, c, e, step, step_s, timeout) for c, e in todo]
+        jobs = [
+            pool.submit(_record, url, spec, m, mains[m] == "flagger", e, step, step_s, timeout)
+            for m, e in todo
+        ]
         try:
             for job in as_completed(jobs):
                 added.append(fleet.add([job.result()]))
@@ -135,19 +188,26 @@ def collect(
 
 
 def _record(
-    url: str, spec: Any, canary: str | None, e: Episode, step: Any, step_s: float, timeout: float
+    url: str,
+    spec: Any,
+    main: str,
+    with_flagger: bool,
+    e: Episode,
+    step: Any,
+    step_s: float,
+    timeout: float,
 ) -> Any:
-    """One rollout's recording: the spec's metrics and Flagger's series, one step before
-    the first progressing step to the step that ended it."""
+    """One rollout's recording: the spec's metrics (and Flagger's series for a Canary), one
+    step before the first progressing step to the step that ended it."""
     try:
         rec = fetch_for_spec(
             url,
             spec,
-            name=canary,
+            name=main,
             start=e.start - timedelta(seconds=step_s),
             end=e.end + timedelta(seconds=step_s),
             step=step,
-            flagger=True,
+            flagger=with_flagger,
             timeout=timeout,
         )
     except EmptyResult as exc:
@@ -166,19 +226,22 @@ def _known(fleet: Fleet, e: Episode, step_s: float) -> bool:
     return overlapping.height > 0
 
 
-def _canaries(path: Path, name: str | None) -> list[str | None]:
-    """The Canaries to collect: ``name``, else every Canary in the file or folder."""
-    if name is not None:
-        return [name]
+def _mains(path: Path, name: str | None) -> dict[str, Controller]:
+    """The Canaries and Rollouts to collect (``name`` only, if given) and their controller."""
     if not path.exists():
-        raise SpecError(f"{path}: no such file or folder of Canary manifests.")
-    names = [d.name for d in read_documents(path) if d.kind == "Canary"]
-    if not names:
+        raise SpecError(f"{path}: no such file or folder of Canary or Rollout manifests.")
+    kinds = {"Canary": "flagger", "Rollout": "argo"}
+    mains = {
+        d.name: kinds[d.kind]
+        for d in read_documents(path)
+        if d.kind in kinds and d.name and name in (None, d.name)
+    }
+    if not mains:
         raise SpecError(
-            f"{path}: no Flagger Canary found; collect reads Flagger's series "
-            "(flagger_canary_status), so it needs the Canary manifests."
+            f"{path}: no Flagger Canary or Argo Rollout{f' named {name!r}' if name else ''} "
+            "found; collect reads their controllers' series, so it needs their manifests."
         )
-    return names
+    return mains
 
 
 def _since(value: Any, end: datetime) -> datetime:
