@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
+from rolloutlab._yaml import MAX_DOCUMENT_BYTES, load_yaml
 from rolloutlab.errors import SpecError
 from rolloutlab.specs import Spec
-from rolloutlab.specs.documents import MAX_DOCUMENT_BYTES, load_yaml
 
 #: A "billion laughs" like the issue's 415 bytes: 9**9 "lol"s once its aliases are expanded.
 BOMB = """\
@@ -113,3 +113,15 @@ def test_a_scalar_where_a_mapping_belongs_is_a_spec_error():
     )
     with pytest.raises(SpecError, match=r"Rollout app .*: a field has the wrong shape"):
         Spec.from_yaml(rollout)
+
+
+def test_a_queries_file_is_read_within_the_same_bounds(tmp_path):
+    from rolloutlab.sources.prometheus import load_queries
+
+    path = tmp_path / "queries.yaml"
+    path.write_text(BOMB)
+    with pytest.raises(SpecError, match="aliases"):
+        load_queries(path)
+    path.write_text("queries:\n  requests: a\n  requests: b\n")
+    with pytest.raises(SpecError, match="key 'requests' is given twice"):
+        load_queries(path)

@@ -49,6 +49,7 @@ from urllib3.poolmanager import PoolManager
 from urllib3.util.retry import Retry
 
 from rolloutlab import frames
+from rolloutlab._yaml import load_yaml, read_text
 from rolloutlab.config import redact_url, split_credentials
 from rolloutlab.durations import parse_duration
 from rolloutlab.errors import ConnectionFailed, DataError, EmptyResult, QueryError, SpecError
@@ -794,15 +795,9 @@ def load_queries(path: str | Path) -> dict[str, Any]:
     ``{{ step }}``, ``{{ namespace }}``, ``{{ target }}``, ``{{ variant_label }}`` and
     ``{{ variant_selector }}``.
     """
-    import yaml
-
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read queries file ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML ({exc})") from None
+    docs = load_yaml(read_text(path), str(path))
+    doc = docs[0] if len(docs) == 1 else None
     if not isinstance(doc, Mapping):
         raise SpecError(f"{path}: expected a mapping with 'queries:'")
     options = {k: doc[k] for k in ("variant_label", "variants") if k in doc}
