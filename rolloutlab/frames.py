@@ -9,6 +9,7 @@ A recording holds one row per observation::
                                   bucket (increase of a histogram bucket, cumulative by le)
     le         float | null       bucket upper bound (inf allowed); null for other kinds
     value      float
+    segment    str | null         optional: an experiment's segment (region, platform, plan)
 
 Validation happens once, at the boundary (loading, fetching); everything after it
 may assume a valid frame.
@@ -50,6 +51,8 @@ def empty() -> pl.DataFrame:
 TIMESTAMP_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 #: The columns that identify an observation: no two rows may share them.
 KEY = ("timestamp", "variant", "metric", "le")
+#: The optional column naming an experiment's segment (null: not segmented, e.g. gauges).
+SEGMENT = "segment"
 
 
 def _fail(source: str, what: str, fix: str, row: int | None = None) -> DataError:
@@ -70,7 +73,10 @@ def validate(frame: pl.DataFrame, *, source: str = "<frame>") -> pl.DataFrame:
             f"missing column(s) {missing}; found {frame.columns}",
             f"A recording needs exactly the columns {list(COLUMNS)}.",
         )
-    frame = frame.select(COLUMNS)
+    segmented = SEGMENT in frame.columns  # optional: an experiment's segment (region, plan)
+    frame = frame.select(*COLUMNS, *([SEGMENT] if segmented else []))
+    if segmented:
+        frame = frame.with_columns(pl.col(SEGMENT).cast(pl.String))
     frame = _cast_timestamp(frame, source)
     for name in ("variant", "metric", "kind"):
         dtype = frame[name].dtype
@@ -132,11 +138,12 @@ def validate(frame: pl.DataFrame, *, source: str = "<frame>") -> pl.DataFrame:
             "if these are raw counter readings, convert them with rolloutlab.frames.increments().",
             row,
         )
-    if frame.select(KEY).is_duplicated().any():
+    key = [*KEY, SEGMENT] if segmented else list(KEY)
+    if frame.select(key).is_duplicated().any():
         rows = (
             frame.with_row_index("row")
-            .filter(pl.struct(KEY).is_duplicated())
-            .group_by(KEY, maintain_order=True)
+            .filter(pl.struct(key).is_duplicated())
+            .group_by(key, maintain_order=True)
             .agg(pl.col("row"))
             .row(0, named=True)
         )

@@ -46,7 +46,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 from scipy.special import stdtr
-from scipy.stats import norm
+from scipy.stats import chi2, norm
 
 from rolloutlab import _html, frames
 from rolloutlab.errors import SpecError
@@ -266,7 +266,7 @@ class Counts:
 
 
 def _counts(
-    recording: Recording, metrics: tuple[MetricSpec, ...], arms: list[str], bucket_s: float | None
+    frame: pl.DataFrame, metrics: tuple[MetricSpec, ...], arms: list[str], bucket_s: float | None
 ) -> Counts:
     """Count every metric per arm and time bucket; latency as the slow share."""
     missing = [m.name for m in metrics if m.kind != "latency" and m.denominator is None]
@@ -275,7 +275,6 @@ def _counts(
             f"metric(s) {missing} need a denominator in an experiment, e.g. "
             "denominator='visitors', so arms of different sizes compare as rates."
         )
-    frame = recording.frame
     times = frames.time_buckets(frame, bucket_s)
     names = [m.metric for m in metrics] + [m.denominator or "" for m in metrics]
     both = frames.counter_buckets(frame, names, arms, times, bucket_s=bucket_s)
@@ -601,6 +600,7 @@ class ExperimentReport:
     beat_control: tuple[str, ...] = ()
     runner_up: str | None = None
     title: str | None = None
+    segment_table: pl.DataFrame | None = None
 
     # -- decisions ------------------------------------------------------------------
 
@@ -640,6 +640,42 @@ class ExperimentReport:
             prior_var=self.spec.prior_var,
             alpha=self.spec.alpha,
         )
+
+    @property
+    def segments(self) -> pl.DataFrame:
+        """One row per segment, metric and arm (empty when the recording has no
+        ``segment`` column): the lift in the segment with its interval (unadjusted; the
+        always-valid one when sequential), what it shows there, and the heterogeneity
+        test of the metric and arm (Cochran's Q over the segments, Benjamini-Hochberg
+        over metrics × arms: ``differs`` when the effect is not the same everywhere)."""
+        return self.segment_table if self.segment_table is not None else pl.DataFrame()
+
+    def _segment_words(self, goal: int) -> str:
+        """'B wins in eu (+8.1%), loses in us (-4.0%)' for each arm whose goal effect
+        differs between segments."""
+        table = self.segments
+        if table.is_empty():
+            return ""
+        name = self.metrics[goal].name
+        parts = []
+        for arm in self.arms:
+            rows = table.filter((pl.col("metric") == name) & (pl.col("arm") == arm))
+            if rows.is_empty() or not rows["differs"][0]:
+                continue
+            order = {"wins": 0, "loses": 1}
+            found = sorted(
+                rows.select("segment", "shows", "rel_lift").iter_rows(),
+                key=lambda row: order.get(row[1], 2),
+            )
+            said = ", ".join(
+                f"{verb if verb in order else 'shows ' + verb} in {segment} ({lift:+.1%})"
+                for segment, verb, lift in found
+            )
+            p = rows["heterogeneity_p_adjusted"][0]
+            parts.append(f"{arm} {said} (the segments differ: p={p:.2g})")
+        if not parts:
+            return f" The effect on {name} is consistent across segments."
+        return f" By segment, on {name}: " + "; ".join(parts) + "."
 
     # -- views ----------------------------------------------------------------------
 
@@ -803,7 +839,8 @@ class ExperimentReport:
         else:
             head = self._no_winner_words(goal, name)
         guard = self._guardrail_words()
-        text = f"{head}. {guard} The traffic split is as planned."
+        segments = self._segment_words(goal)
+        text = f"{head}.{segments} {guard} The traffic split is as planned."
         return text[0].upper() + text[1:]
 
     def _no_winner_words(self, goal: int, name: str) -> str:
@@ -881,6 +918,7 @@ class ExperimentReport:
                 "variance": self.spec.variance,
                 "guardrails": self.guardrails,
                 "results": self.table().to_dicts(),
+                "segments": self.segments.to_dicts(),
             }
         )
 
@@ -942,7 +980,7 @@ def experiment(
     metrics = tuple(espec.goals or ()) + tuple(espec.guardrails or ())
     roles = ("goal",) * len(espec.goals or ()) + ("guardrail",) * len(espec.guardrails or ())
     everyone = [control, *arms]
-    counts = _counts(recording, metrics, everyone, espec.bucket_s)
+    counts = _counts(recording.frame, metrics, everyone, espec.bucket_s)
     comparisons = _compare(counts, roles, metrics, espec)
     goal = np.array([r == "goal" for r in roles])
     p_adj = np.full(comparisons.p_value.shape, np.nan)
@@ -979,7 +1017,68 @@ def experiment(
             if "worse" in states.values()
         },
     )
-    return replace(report, **_decide(report, counts))
+    report = replace(report, **_decide(report, counts))
+    return replace(report, segment_table=_segments(recording.frame, report))
+
+
+def _segments(frame: pl.DataFrame, report: ExperimentReport) -> pl.DataFrame | None:
+    """The segment table (see :attr:`ExperimentReport.segments`), or None."""
+    if frames.SEGMENT not in frame.columns:
+        return None
+    names = sorted(frame[frames.SEGMENT].drop_nulls().unique().to_list())
+    if len(names) < 2:
+        return None
+    spec, everyone = report.spec, [report.control, *report.arms]
+    per = []
+    for name in names:
+        part = frame.filter(pl.col(frames.SEGMENT) == name)
+        counts = _counts(part, report.metrics, everyone, spec.bucket_s)
+        per.append(_compare(counts, report.roles, report.metrics, spec))
+    lift = np.stack([c.rel_lift for c in per])  # (S, M, A)
+    se = np.stack([c.rel_se for c in per])
+    bounds = np.stack(
+        [c.rel_cs_unadjusted if spec.sequential else c.rel_ci_unadjusted for c in per]
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(np.isfinite(lift) & (se > 0), 1 / se**2, 0.0)
+        pooled = (w * np.nan_to_num(lift)).sum(axis=0) / w.sum(axis=0)
+        q = (w * np.nan_to_num(lift - pooled) ** 2).sum(axis=0)
+    df = (w > 0).sum(axis=0) - 1
+    p = np.where(df > 0, chi2.sf(q, np.maximum(df, 1)), 1.0)
+    p = np.where(np.isfinite(p), p, 1.0)
+    p_adj = _adjust(p, "bh")
+    rows = []
+    for s, segment in enumerate(names):
+        c = per[s]
+        for i, m in enumerate(report.metrics):
+            good = report._good_sign(i)
+            for j, arm in enumerate(report.arms):
+                low, high = bounds[s, i, j]
+                shows = "no clear effect"
+                if low > 0 or high < 0:  # the interval excludes zero
+                    better = good * (low + high) > 0
+                    words = ("wins", "loses") if report.roles[i] == "goal" else ("better", "worse")
+                    shows = words[0] if better else words[1]
+                rows.append(
+                    {
+                        "segment": segment,
+                        "metric": m.name,
+                        "role": report.roles[i],
+                        "arm": arm,
+                        "n_control": c.n[i, 0],
+                        "n_arm": c.n[i, j + 1],
+                        "control_mean": c.mean[i, 0],
+                        "arm_mean": c.mean[i, j + 1],
+                        "rel_lift": c.rel_lift[i, j],
+                        "rel_low": low,
+                        "rel_high": high,
+                        "shows": shows,
+                        "heterogeneity_p": p[i, j],
+                        "heterogeneity_p_adjusted": p_adj[i, j],
+                        "differs": bool(p_adj[i, j] <= spec.alpha),
+                    }
+                )
+    return pl.DataFrame(rows)
 
 
 def _guardrails(report: ExperimentReport) -> dict[str, dict[str, str]]:

@@ -200,3 +200,34 @@ def rate_over_time(report: ExperimentReport, metric: str | None = None) -> alt.C
 def _pct(x: Any) -> float | None:
     x = float(x)
     return 100 * x if np.isfinite(x) else None
+
+
+def segment_forest(report: ExperimentReport, metric: str | None = None) -> alt.Chart:
+    """Forest plot: the lift of each arm in each segment with its interval, against the
+    no-effect line (default the goal); says so when the recording has no segments."""
+    _, name = _over_time(report, metric)
+    table = report.segments
+    if table.is_empty():
+        return (
+            alt.Chart(pl.DataFrame({"text": ["no segment column in this recording"]}))
+            .mark_text()
+            .encode(text="text:N")
+        )
+    data = table.filter(pl.col("metric") == name).select(
+        "segment",
+        "arm",
+        "shows",
+        *(pl.col(c).mul(100.0).alias(c) for c in ("rel_lift", "rel_low", "rel_high")),
+    )
+    colors = _html.treatment_colors(report.arms)
+    color = alt.Color("arm:N", scale=alt.Scale(domain=list(colors), range=list(colors.values())))
+    base = alt.Chart(data).encode(y=alt.Y("segment:N", title=None), yOffset="arm:N", color=color)
+    rule = base.mark_rule().encode(x=alt.X("rel_low:Q", title=f"{name}: lift (%)"), x2="rel_high:Q")
+    point = base.mark_point(filled=True).encode(
+        x="rel_lift:Q",
+        tooltip=["segment:N", "arm:N", "shows:N", alt.Tooltip("rel_lift:Q", format=".2f")],
+    )
+    zero = alt.Chart(pl.DataFrame({"x": [0.0]})).mark_rule(color="#888").encode(x="x:Q")
+    return alt.layer(zero, rule, point).properties(
+        width=WIDTH - 140, height=alt.Step(24), title=f"{name} by segment"
+    )

@@ -330,6 +330,11 @@ def render_experiment(recording: Any, result: Any, *, title: str | None = None) 
         ("Lift per metric", charts.lift(result)),
         ("Lift over time", experiment_views.lift_over_time(result)),
         ("Goal rate per arm over time", experiment_views.rate_over_time(result)),
+        *(
+            [("Lift by segment", experiment_views.segment_forest(result))]
+            if not result.segments.is_empty()
+            else []
+        ),
         ("Traffic split", charts.srm(recording, planned=_planned(result))),
         (
             "Guardrails over time",
