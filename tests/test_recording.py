@@ -257,3 +257,84 @@ def test_a_real_write_past_the_file_size_limit_keeps_the_old_file(tmp_path, name
     assert run.returncode == 0, run.stderr
     assert "StorageError:" in run.stdout and "unchanged" in run.stdout
     _assert_intact(path, old)
+
+
+# -- nothing coerced, nothing raw ----------------------------------------------------------
+
+
+def _table(**columns):
+    import pyarrow as pa
+
+    base = {
+        "timestamp": pa.array([1768212000, 1768212060], pa.timestamp("s", "UTC")),
+        "variant": pa.array(["primary", "canary"]),
+        "metric": pa.array(["requests", "requests"]),
+        "kind": pa.array(["counter", "counter"]),
+        "le": pa.array([None, None], pa.float64()),
+        "value": pa.array([1.0, 2.0]),
+    }
+    return pa.table({**base, **columns})
+
+
+@pytest.mark.parametrize(
+    ("columns", "expected"),
+    [
+        ({"value": [True, False]}, "column 'value' holds Boolean values, not numbers"),
+        ({"value": [datetime(2026, 1, 1), datetime(2026, 1, 2)]}, "'value' holds Datetime"),
+        ({"variant": [["a"], ["b"]]}, "column 'variant' has type List"),
+        (
+            {"kind": ["bucket", "bucket"], "le": [float("nan"), 5.0]},
+            "row 1: bucket bound le=nan",
+        ),
+        ({"kind": ["bucket", "bucket"], "le": [-5.0, 5.0]}, "row 1: bucket bound le=-5"),
+        ({"variant": ["canary", "canary"], "timestamp": [datetime(2026, 1, 1, tzinfo=UTC)] * 2},
+         r"canary 'requests' at 2026-01-01T00:00:00Z is given twice \(rows 1 and 2\)"),
+    ],
+)  # fmt: skip
+def test_parquet_values_are_refused_not_coerced(tmp_path, columns, expected):
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "r.parquet"
+    pq.write_table(_table(**columns), path)
+    with pytest.raises(DataError, match=expected) as info:
+        load(path)
+    assert info.value.source == str(path)
+
+
+def test_a_duplicate_csv_row_is_refused_where_it_would_have_been_summed(tmp_path):
+    # the case: a healthy canary with its error rows tripled was rolled back
+    text = GOOD_CSV + "2026-01-01T10:01:00Z,canary,requests,counter,,100\n"
+    with pytest.raises(DataError, match=r"rows 2 and 6") as info:
+        load(write(tmp_path, text))
+    assert info.value.row == 2
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param([-(2**62), 0], id="year 1823 in ns"),
+        pytest.param([2**62, 0], id="ms past datetime range"),
+    ],
+)
+def test_timestamps_outside_1970_2200_are_refused_before_any_conversion(tmp_path, raw):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    unit = "ns" if raw[0] < 0 else "ms"
+    path = tmp_path / "r.parquet"
+    pq.write_table(_table(timestamp=pa.array(raw, pa.timestamp(unit, "UTC"))), path)
+    with pytest.raises(DataError, match="is outside 1970 to 2200"):
+        load(path)
+
+
+def test_invalid_utf8_in_parquet_and_a_folder_are_data_errors(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    broken = pa.array([b"\xff\xfe", b"canary"], pa.binary()).view(pa.string())
+    pq.write_table(_table(variant=broken), tmp_path / "r.parquet")
+    with pytest.raises(DataError, match="Invalid UTF8"):
+        load(tmp_path / "r.parquet")
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(DataError, match="is a folder"):
+        load(tmp_path / "dir.csv")
