@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from fake_prometheus import FakePrometheus, prom_text
 
-from rolloutlab.errors import ConnectionFailed, EmptyResult, QueryError, SourceError
+from rolloutlab.errors import ConnectionFailed, EmptyResult, QueryError, SourceError, SpecError
 from rolloutlab.judges import judge
 from rolloutlab.judges.spec import MetricSpec, Spec
 from rolloutlab.sources.prometheus import Prometheus, Retries, Timeout
@@ -316,3 +316,19 @@ def test_broken_data_is_flagged_and_no_judge_promotes(change, flag):
 def test_missing_series_are_an_empty_result_naming_the_variant(change, text):
     with Scripted(data(change)) as server, pytest.raises(EmptyResult, match=text):
         fetch(client(server.url))
+
+
+@pytest.mark.parametrize(
+    ("make", "text"),
+    [
+        (lambda: Timeout(total_s=0), "total_s must be a positive number"),
+        (lambda: Timeout(connect_s=math.inf), "connect_s must be a positive number"),
+        (lambda: Retries(attempts=-1), "attempts must be a whole number"),
+        (lambda: Retries(max_wait_s=1e9), "max_wait_s"),
+        (lambda: Prometheus("http://u:secret@host:9090", timeout=-1), "total_s"),
+    ],
+)
+def test_client_settings_are_checked(make, text):
+    with pytest.raises(SpecError, match=text) as info:
+        make()
+    assert "secret" not in str(info.value)
