@@ -13,6 +13,7 @@ import hashlib
 import json
 import tempfile
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
@@ -286,7 +287,8 @@ def open_results(
 
 
 class Results:
-    """A results folder: ``run.json`` (the candidates) and ``part-NNNNNN.parquet`` files."""
+    """A results folder: ``run.json`` (the candidates) and ``part-<id>.parquet`` files,
+    each written whole (a rollout's rows are always in one part)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -334,7 +336,9 @@ class Results:
         parts = [pl.read_parquet(p) for p in self.parts()]
         if not parts:
             return pl.DataFrame(schema=RESULT_SCHEMA)
-        return pl.concat(parts, how="diagonal_relaxed")
+        # two runs sharing a folder may both judge a rollout: its rows are the same
+        rows = pl.concat(parts, how="diagonal_relaxed")
+        return rows.unique(subset=["rollout", "candidate"], keep="first", maintain_order=True)
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         self._buffer.extend(rows)
@@ -345,7 +349,6 @@ class Results:
     def flush(self) -> None:
         """Write the buffered rollouts as one new part (atomically)."""
         if self._buffer:
-            number = len(self.parts())
             frame = pl.DataFrame(
                 self._buffer, schema_overrides=RESULT_SCHEMA, infer_schema_length=None
             )
@@ -353,7 +356,7 @@ class Results:
                 pl.lit(None, t).alias(c) for c, t in RESULT_SCHEMA.items() if c not in frame.columns
             ]
             frame = frame.with_columns(missing)
-            _atomic(self.folder / f"part-{number:06d}.parquet", frame.write_parquet)
+            _atomic(self.folder / f"part-{uuid.uuid4().hex}.parquet", frame.write_parquet)
         self._buffer, self._pending, self._since = [], 0, time.monotonic()
 
 
