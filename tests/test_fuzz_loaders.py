@@ -205,7 +205,7 @@ def text_of(doc: Any) -> str:
     return doc if isinstance(doc, str) else json.dumps(doc, default=str)
 
 
-@fuzz(1200)
+@fuzz(900)
 @given(SHAPES)
 def test_query_range_json_loads_or_is_refused(doc):
     path = WORKDIR / "fuzz.json"

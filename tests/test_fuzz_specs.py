@@ -180,7 +180,7 @@ SPEC_TEXT = st.one_of(
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # ManifestWarning: what is left out
-@fuzz(700)
+@fuzz(500)
 @given(SPEC_TEXT)
 def test_any_spec_text_loads_within_bounds_or_is_refused(text):
     try:
@@ -191,3 +191,13 @@ def test_any_spec_text_loads_within_bounds_or_is_refused(text):
     assert len(spec.weight_plan()) <= 1_000
     for interval in (spec.interval_s, *(m.interval_s for m in spec.metrics)):
         assert MIN_INTERVAL_S <= interval <= MAX_DURATION_S
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@fuzz(200)
+@given(st.one_of(NATIVE, CANARY.map(lambda docs: docs[0]), ROLLOUT.map(lambda docs: docs[0])))
+def test_any_spec_mapping_loads_or_is_refused(data):
+    try:
+        Spec.load(data)
+    except RolloutlabError as exc:
+        assert str(exc) and len(str(exc)) < 10_000

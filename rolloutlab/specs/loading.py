@@ -24,7 +24,8 @@ the metric can be fetched per variant. Templates of providers rolloutlab cannot 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,24 +71,30 @@ def spec_from_documents(docs: Sequence[Document], *, source: str, name: str | No
     if len(mains) != 1:
         raise SpecError(_not_one(docs, mains, source, name))
     main = mains[0]
-    try:
+    with _shape_errors(main):
         if _is_canary(main):
             spec = canary_with_templates(main, [d for d in docs if _is_flagger_template(d)])
         elif _is_rollout(main):
             spec = rollout_spec(main, [d for d in docs if _is_argo_template(d)])
         else:
             spec = _from_rolloutlab(main.data)
+    return _within_bounds(spec, main.where)
+
+
+@contextmanager
+def _shape_errors(doc: Document) -> Iterator[None]:
+    """Turn what slipped past the readers' own checks into a SpecError naming ``doc``, so
+    that a manifest of the wrong shape is never a traceback."""
+    try:
+        yield
     except SpecError:
         raise
     except (AttributeError, TypeError, KeyError, IndexError, ValueError, OverflowError) as exc:
-        # the readers name what they check; this names what slipped past them, so that a
-        # manifest of the wrong shape is still a SpecError and never a traceback
         raise SpecError(
-            f"{main.label}: a field has the wrong shape ({type(exc).__name__}: "
-            f"{str(exc)[:200]}). Compare it with the {main.kind or 'rolloutlab spec'} "
+            f"{doc.label}: a field has the wrong shape ({type(exc).__name__}: "
+            f"{str(exc)[:200]}). Compare it with the {doc.kind or 'rolloutlab spec'} "
             "reference: a mapping where one is expected, a list where a list is."
         ) from None
-    return _within_bounds(spec, main.where)
 
 
 def _within_bounds(spec: Spec, where: str) -> Spec:
@@ -150,11 +157,13 @@ def spec_from_mapping(data: Any) -> Spec:
     if not isinstance(data, Mapping):
         raise SpecError(f"expected a mapping for the spec, got {type(data).__name__}.")
     kind, api = data.get("kind"), str(data.get("apiVersion", ""))
-    if kind == "Canary" or (api.startswith(FLAGGER_API) and kind != FLAGGER_TEMPLATE):
-        return _within_bounds(canary_spec(data), "<dict>")
     if data.get("kind") or data.get("apiVersion"):
+        if kind == "Canary" or (api.startswith(FLAGGER_API) and kind != FLAGGER_TEMPLATE):
+            with _shape_errors(Document(data, "<dict>")):
+                return _within_bounds(canary_spec(data), "<dict>")
         return spec_from_documents([Document(data, "<dict>")], source="<dict>")
-    return _within_bounds(_from_rolloutlab(data), "<dict>")
+    with _shape_errors(Document(data, "<dict>")):
+        return _within_bounds(_from_rolloutlab(data), "<dict>")
 
 
 def load_text(text: str, *, source: str = "<yaml>", name: str | None = None) -> Spec:
