@@ -39,14 +39,14 @@ def parse_duration(value: Any, name: str = "duration", *, allow_zero: bool = Fal
     seconds = _seconds(value)
     if seconds is None:
         raise SpecError(
-            f"{name}: expected a duration like '1m' or '30s', got {value!r}. Use a number of "
+            f"{name}: expected a duration like '1m' or '30s', got {value!r:.60}. Use a number of "
             "seconds or units h, m, s, ms (d, w, y as in Prometheus), e.g. '1m30s'."
         )
-    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+    if seconds > MAX_SECONDS:  # inf too
+        raise SpecError(f"{name}: {value!r:.60} is longer than 100 years; check the unit.")
+    if math.isnan(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
         rule = "zero or positive" if allow_zero else "positive"
         raise SpecError(f"{name}: the duration must be {rule}, got {value!r:.60}.")
-    if seconds > MAX_SECONDS:
-        raise SpecError(f"{name}: {value!r:.60} is longer than 100 years; check the unit.")
     return seconds
 
 
@@ -54,7 +54,7 @@ def _seconds(value: Any) -> float | None:
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) if abs(value) < 1e300 else math.inf
+        return math.inf if abs(value) >= 1e300 else float(value)  # 10**400: no OverflowError
     if not isinstance(value, str) or not value.strip() or len(value) > 100:
         return None
     text = value.strip()

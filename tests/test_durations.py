@@ -59,3 +59,20 @@ def test_any_sum_of_parts_is_read_exactly(parts):
     text = "".join(f"{n}{unit}" for n, unit in parts)
     seconds = sum(n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[u] for n, u in parts)
     assert parse_duration(text, allow_zero=True) == pytest.approx(seconds, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1e300, "longer than 100 years"),
+        ("1e300", "longer than 100 years"),
+        ("876001h", "longer than 100 years"),
+        (10**400, "longer than 100 years"),
+        (float("inf"), "longer than 100 years"),
+        (float("nan"), "must be positive"),
+        ("1s" * 60, "expected a duration"),  # over 100 characters: not read at all
+    ],
+)
+def test_absurd_durations_are_spec_errors(value, expected):
+    with pytest.raises(SpecError, match=expected):
+        parse_duration(value, "interval")
