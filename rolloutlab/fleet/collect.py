@@ -42,7 +42,7 @@ from rolloutlab.specs.model import Spec
 
 @dataclass(frozen=True)
 class Episode:
-    """One rollout found in Flagger's series: the first and last progressing step, and how
+    """One rollout found in its controller's series: the first and last progressing step, how
     it ended (``progressing`` when it had not ended by the end of the range)."""
 
     target: str
