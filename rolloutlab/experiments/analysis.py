@@ -1021,23 +1021,44 @@ def experiment(
     return replace(report, segment_table=_segments(recording.frame, report))
 
 
+#: Joins a segment and a metric name into the name of their pair.
+_SEP = "\x1f"
+
+
 def _segments(frame: pl.DataFrame, report: ExperimentReport) -> pl.DataFrame | None:
-    """The segment table (see :attr:`ExperimentReport.segments`), or None."""
+    """The segment table (see :attr:`ExperimentReport.segments`), or None.
+
+    Every (segment, metric) pair is counted and compared as one metric of its own
+    (``segment/metric`` names), so all segments go through one vectorised pass."""
     if frames.SEGMENT not in frame.columns:
         return None
     names = sorted(frame[frames.SEGMENT].drop_nulls().unique().to_list())
     if len(names) < 2:
         return None
     spec, everyone = report.spec, [report.control, *report.arms]
-    per = []
-    for name in names:
-        part = frame.filter(pl.col(frames.SEGMENT) == name)
-        counts = _counts(part, report.metrics, everyone, spec.bucket_s)
-        per.append(_compare(counts, report.roles, report.metrics, spec))
-    lift = np.stack([c.rel_lift for c in per])  # (S, M, A)
-    se = np.stack([c.rel_se for c in per])
-    bounds = np.stack(
-        [c.rel_cs_unadjusted if spec.sequential else c.rel_ci_unadjusted for c in per]
+    tagged = frame.filter(pl.col(frames.SEGMENT).is_not_null()).with_columns(
+        pl.concat_str(frames.SEGMENT, pl.lit(_SEP), "metric").alias("metric")
+    )
+    metrics = tuple(
+        replace(
+            m,
+            metric=f"{segment}{_SEP}{m.metric}",
+            denominator=m.denominator and f"{segment}{_SEP}{m.denominator}",
+        )
+        for segment in names
+        for m in report.metrics
+    )
+    c = _compare(
+        _counts(tagged, metrics, everyone, spec.bucket_s),
+        report.roles * len(names),
+        metrics,
+        spec,
+    )
+    size, m_count, a_count = len(names), len(report.metrics), len(report.arms)
+    lift = c.rel_lift.reshape(size, m_count, a_count)
+    se = c.rel_se.reshape(size, m_count, a_count)
+    bounds = (c.rel_cs_unadjusted if spec.sequential else c.rel_ci_unadjusted).reshape(
+        size, m_count, a_count, 2
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         w = np.where(np.isfinite(lift) & (se > 0), 1 / se**2, 0.0)
@@ -1047,38 +1068,38 @@ def _segments(frame: pl.DataFrame, report: ExperimentReport) -> pl.DataFrame | N
     p = np.where(df > 0, chi2.sf(q, np.maximum(df, 1)), 1.0)
     p = np.where(np.isfinite(p), p, 1.0)
     p_adj = _adjust(p, "bh")
-    rows = []
-    for s, segment in enumerate(names):
-        c = per[s]
-        for i, m in enumerate(report.metrics):
-            good = report._good_sign(i)
-            for j, arm in enumerate(report.arms):
-                low, high = bounds[s, i, j]
-                shows = "no clear effect"
-                if low > 0 or high < 0:  # the interval excludes zero
-                    better = good * (low + high) > 0
-                    words = ("wins", "loses") if report.roles[i] == "goal" else ("better", "worse")
-                    shows = words[0] if better else words[1]
-                rows.append(
-                    {
-                        "segment": segment,
-                        "metric": m.name,
-                        "role": report.roles[i],
-                        "arm": arm,
-                        "n_control": c.n[i, 0],
-                        "n_arm": c.n[i, j + 1],
-                        "control_mean": c.mean[i, 0],
-                        "arm_mean": c.mean[i, j + 1],
-                        "rel_lift": c.rel_lift[i, j],
-                        "rel_low": low,
-                        "rel_high": high,
-                        "shows": shows,
-                        "heterogeneity_p": p[i, j],
-                        "heterogeneity_p_adjusted": p_adj[i, j],
-                        "differs": bool(p_adj[i, j] <= spec.alpha),
-                    }
-                )
-    return pl.DataFrame(rows)
+    low, high = bounds[..., 0], bounds[..., 1]
+    good = np.array([report._good_sign(i) for i in range(m_count)])[None, :, None]
+    goal = np.array([r == "goal" for r in report.roles])[None, :, None]
+    better = good * (low + high) > 0
+    shows = np.where(
+        (low > 0) | (high < 0),
+        np.where(goal, np.where(better, "wins", "loses"), np.where(better, "better", "worse")),
+        "no clear effect",
+    )
+    cells = size * m_count * a_count
+    seg, met, arm = np.unravel_index(np.arange(cells), (size, m_count, a_count))
+    n, mean = c.n.reshape(size, m_count, -1), c.mean.reshape(size, m_count, -1)
+    return pl.DataFrame(
+        {
+            "segment": np.array(names, dtype=object)[seg],
+            "metric": [report.metrics[i].name for i in met],
+            "role": [report.roles[i] for i in met],
+            "arm": np.array(report.arms, dtype=object)[arm],
+            "n_control": n[seg, met, 0],
+            "n_arm": n[seg, met, arm + 1],
+            "control_mean": mean[seg, met, 0],
+            "arm_mean": mean[seg, met, arm + 1],
+            "rel_lift": lift.ravel(),
+            "rel_low": low.ravel(),
+            "rel_high": high.ravel(),
+            "shows": shows.ravel(),
+            "heterogeneity_p": np.broadcast_to(p, lift.shape).ravel(),
+            "heterogeneity_p_adjusted": np.broadcast_to(p_adj, lift.shape).ravel(),
+            "differs": np.broadcast_to(p_adj <= spec.alpha, lift.shape).ravel(),
+        },
+        strict=False,
+    )
 
 
 def _guardrails(report: ExperimentReport) -> dict[str, dict[str, str]]:
