@@ -385,3 +385,17 @@ def test_new_settings_are_checked():
         ExperimentSpec(prior_var=-1.0)
     with pytest.raises(SpecError, match="bucket_s"):
         ExperimentSpec(bucket_s=0)
+
+
+def test_a_qualifying_arm_shown_worse_than_a_blocked_one_does_not_win():
+    rng = np.random.default_rng(13)
+    data = binomial_arms(rng, [0.10, 0.104, 0.13], visitors=3000)
+    data["requests"] = data["visitors"]
+    data["errors"] = rng.binomial(data["requests"], np.array([[0.01], [0.01], [0.015]]))
+    rec = arrays_recording(data, arms=("A", "B", "C"))
+    report = experiment(rec)
+    assert report.guardrails["C"]["error-rate"] == "worse"
+    assert report.guardrails["B"]["error-rate"] == "not worse"
+    assert report.beat_control == ("C", "B") and report.winner is None
+    assert (report.leader, report.runner_up) == ("B", "C")
+    assert "C (+" in report.summary() and "held back by a guardrail" in report.summary()

@@ -577,8 +577,10 @@ class ExperimentReport:
     arm's primary-goal interval lies inside ``± equivalence_margin``) or ``invalid``
     (sample-ratio mismatch: the split differs from the plan, so no lift can be
     trusted). ``beat_control``: the arms shown better than the control on the primary
-    goal. ``guardrails``: per arm, each guardrail's ``worse``, ``not worse`` or
-    ``unproven``; ``worse`` keeps, per arm, the guardrails shown worse.
+    goal; without a winner, ``leader`` is the best arm that passes its guardrails and
+    ``runner_up`` the arm it is not yet told apart from (or that does better but is held
+    back by a guardrail). ``guardrails``: per arm, each guardrail's ``worse``, ``not
+    worse`` or ``unproven``; ``worse`` keeps, per arm, the guardrails shown worse.
     """
 
     control: str
@@ -598,6 +600,7 @@ class ExperimentReport:
     worse: dict[str, tuple[str, ...]] = field(default_factory=dict)
     guardrails: dict[str, dict[str, str]] = field(default_factory=dict)
     beat_control: tuple[str, ...] = ()
+    leader: str | None = None
     runner_up: str | None = None
     title: str | None = None
     segment_table: pl.DataFrame | None = None
@@ -845,13 +848,19 @@ class ExperimentReport:
 
     def _no_winner_words(self, goal: int, name: str) -> str:
         c = self.comparisons
-        if len(self.beat_control) > 1 and self.runner_up:
-            best = self.beat_control[0]
+        if self.leader and self.runner_up:
+            lead = f"{self.leader} ({c.rel_lift[goal, self.arms.index(self.leader)]:+.1%})"
+            other = f"{self.runner_up} ({c.rel_lift[goal, self.arms.index(self.runner_up)]:+.1%})"
+            held = set(self.guardrails.get(self.runner_up, {}).values()) - {"not worse"}
+            if held:
+                return (
+                    f"no winner yet on {name}: {_and(self.beat_control)} beat {self.control}; "
+                    f"{lead} passes its guardrails, but {other} does better and is held back "
+                    "by a guardrail"
+                )
             return (
                 f"no winner yet on {name}: {_and(self.beat_control)} beat {self.control}; "
-                f"the best, {best} ({c.rel_lift[goal, self.arms.index(best)]:+.1%}), is not "
-                f"yet distinguishable from {self.runner_up} "
-                f"({c.rel_lift[goal, self.arms.index(self.runner_up)]:+.1%})"
+                f"the best, {lead}, is not yet distinguishable from {other}"
             )
         if self.beat_control:
             arm = self.beat_control[0]
@@ -1147,13 +1156,17 @@ def _decide(report: ExperimentReport, counts: Counts) -> dict[str, Any]:
     ]
     if clear:
         best = clear[0]
+        # not shown worse than any arm that beats the control, and shown better than
+        # every other arm that qualifies
+        stronger = [j for j in beat if j != best and _better(report, counts, goal, j, best)]
         rivals = [j for j in clear[1:] if not _better(report, counts, goal, best, j)]
-        if not rivals:
+        if not stronger and not rivals:
             return {"status": "winner", "winner": report.arms[best], "beat_control": beat_names}
         return {
             "status": "no-winner-yet",
             "beat_control": beat_names,
-            "runner_up": report.arms[rivals[0]],
+            "leader": report.arms[best],
+            "runner_up": report.arms[(stronger or rivals)[0]],
         }
     ok = np.equal(c.reason[goal], None)
     if (
