@@ -912,6 +912,8 @@ class ExperimentReport:
                 "status": self.status,
                 "winner": self.winner,
                 "beat_control": list(self.beat_control),
+                "leader": self.leader,
+                "runner_up": self.runner_up,
                 "summary": self.summary(),
                 "control": self.control,
                 "arms": list(self.arms),
