@@ -13,14 +13,15 @@ import csv
 import io
 import json
 import math
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from hypothesis import HealthCheck, given, settings
+import pytest
+from fuzzing import fuzz
+from hypothesis import given
 from hypothesis import strategies as st
 
 from rolloutlab.errors import RolloutlabError
@@ -28,19 +29,12 @@ from rolloutlab.frames import COLUMNS
 from rolloutlab.sources.promjson import response_to_frame
 from rolloutlab.sources.recording import Recording, load
 
-FUZZ = settings(
-    derandomize=True,  # seeded: the same examples every run
-    database=None,
-    deadline=timedelta(seconds=5),  # a hang fails the example
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fuzz")
 
 
-def fuzz(examples: int) -> settings:
-    return settings(FUZZ, max_examples=examples)
-
-
-WORKDIR = Path(tempfile.mkdtemp(prefix="rolloutlab-fuzz-"))
 BASE = datetime(2026, 1, 12, 10, tzinfo=UTC)
 
 
@@ -83,8 +77,8 @@ def nasty_csv(draw) -> bytes:
 
 @fuzz(500)
 @given(nasty_csv())
-def test_csv_loads_or_is_refused(data):
-    path = WORKDIR / "fuzz.csv"
+def test_csv_loads_or_is_refused(workdir, data):
+    path = workdir / "fuzz.csv"
     path.write_bytes(data)
     loads_or_refuses(path)
 
@@ -101,8 +95,8 @@ ROW = st.tuples(
 
 @fuzz(250)
 @given(st.lists(ROW, max_size=20, unique_by=lambda r: r[:3] + (r[4],)))
-def test_a_valid_csv_loads_as_written(rows):
-    path = WORKDIR / "valid.csv"
+def test_a_valid_csv_loads_as_written(workdir, rows):
+    path = workdir / "valid.csv"
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
@@ -152,9 +146,9 @@ ARRAYS = [
     st.binary(max_size=4),
     st.integers(0, 10**6),
 )
-def test_parquet_loads_or_is_refused(choice, damage, junk, at):
+def test_parquet_loads_or_is_refused(workdir, choice, damage, junk, at):
     table = pa.table({name: ARRAYS[i] for name, i in zip(COLUMNS, choice, strict=True)})
-    path = WORKDIR / "fuzz.parquet"
+    path = workdir / "fuzz.parquet"
     pq.write_table(table, path)
     if damage:  # a torn or flipped file
         data = path.read_bytes()
@@ -207,8 +201,8 @@ def text_of(doc: Any) -> str:
 
 @fuzz(900)
 @given(SHAPES)
-def test_query_range_json_loads_or_is_refused(doc):
-    path = WORKDIR / "fuzz.json"
+def test_query_range_json_loads_or_is_refused(workdir, doc):
+    path = workdir / "fuzz.json"
     path.write_text(text_of(doc), errors="surrogatepass")
     loads_or_refuses(path)
     with contextlib.suppress(RolloutlabError):
@@ -234,12 +228,12 @@ def test_query_range_json_loads_or_is_refused(doc):
         min_size=1,
     )
 )
-def test_a_valid_response_loads_as_written(series):
+def test_a_valid_response_loads_as_written(workdir, series):
     result = [
         {"metric": {"variant": name}, "values": [[t, repr(v)] for t, v in sorted(points.items())]}
         for name, points in series.items()
     ]
-    path = WORKDIR / "valid.json"
+    path = workdir / "valid.json"
     path.write_text(
         json.dumps({"status": "success", "data": {"resultType": "matrix", "result": result}})
     )

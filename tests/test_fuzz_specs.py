@@ -9,28 +9,16 @@ anything absurdly.
 from __future__ import annotations
 
 import math
-from datetime import timedelta
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from fuzzing import fuzz
+from hypothesis import given
 from hypothesis import strategies as st
 
 from rolloutlab.errors import RolloutlabError
 from rolloutlab.specs import Spec
 from rolloutlab.specs.schema import MAX_DURATION_S, MIN_INTERVAL_S
-
-FUZZ = settings(
-    derandomize=True,  # seeded: the same examples every run
-    database=None,
-    deadline=timedelta(seconds=5),  # a hang fails the example
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-
-
-def fuzz(examples: int) -> settings:
-    return settings(FUZZ, max_examples=examples)
-
 
 SCALARS = st.one_of(
     st.sampled_from(

@@ -334,9 +334,9 @@ def _load_parquet(path: Path) -> Recording:
 
     try:
         table = pq.read_table(path)
-        table.validate(full=True)  # invalid UTF-8 in a text column, which polars would panic on
+        table.validate(full=True)  # invalid UTF-8 in text or names, which polars panics on
         frame = pl.from_arrow(table)
-    except (pa.ArrowException, OSError, pl.exceptions.PolarsError) as exc:
+    except (pa.ArrowException, OSError, UnicodeDecodeError, pl.exceptions.PolarsError) as exc:
         raise DataError(f"{path}: not a readable Parquet file ({exc}).", source=str(path)) from None
     raw = (table.schema.metadata or {}).get(META_KEY)
     meta = _parse_meta(raw, path) if raw else {}
