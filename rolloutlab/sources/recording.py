@@ -334,11 +334,14 @@ def _load_parquet(path: Path) -> Recording:
 
     try:
         table = pq.read_table(path)
-        table.validate(full=True)  # invalid UTF-8 in text or names, which polars panics on
-        frame = pl.from_arrow(table)
+        raw = (table.schema.metadata or {}).get(META_KEY)
+        # Polars panics (an exception `except Exception` misses) on invalid UTF-8 in text
+        # values, column names, time zones or field metadata: have pyarrow decode them all.
+        table.validate(full=True)
+        table.schema.to_string(show_field_metadata=True, show_schema_metadata=False)
+        frame = pl.from_arrow(table.replace_schema_metadata(None))
     except (pa.ArrowException, OSError, UnicodeDecodeError, pl.exceptions.PolarsError) as exc:
         raise DataError(f"{path}: not a readable Parquet file ({exc}).", source=str(path)) from None
-    raw = (table.schema.metadata or {}).get(META_KEY)
     meta = _parse_meta(raw, path) if raw else {}
     _check_version(meta, path)
     return Recording(frame, meta, source=str(path))
