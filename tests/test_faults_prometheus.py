@@ -332,3 +332,14 @@ def test_client_settings_are_checked(make, text):
     with pytest.raises(SpecError, match=text) as info:
         make()
     assert "secret" not in str(info.value)
+
+
+def test_the_url_an_error_carries_holds_no_credentials():
+    with Scripted(status(401, b"Unauthorized\n")) as server:
+        host = server.url.removeprefix("http://")
+        prom = client(f"http://ann:s3cret@{host}")
+        with pytest.raises(QueryError) as info:
+            prom.query_range(QUERY, START, END, "60s")
+    assert info.value.status == 401
+    assert info.value.url == server.url
+    assert "s3cret" not in str(info.value) and "s3cret" not in repr(vars(info.value))
