@@ -23,6 +23,7 @@ test: $(TEST) system-deps
 lint: $(TEST)
 	$(VENV)/bin/ruff check rolloutlab tests benchmarks
 	$(VENV)/bin/ruff format --check rolloutlab tests benchmarks
+	$(VENV)/bin/mypy rolloutlab
 
 # Regenerate the bundled recordings in data/ (seeded: the same files every time).
 data: $(BASE)
