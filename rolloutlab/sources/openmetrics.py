@@ -18,7 +18,8 @@ with labels ``namespace``, ``target`` and ``variant``, one series per variant.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -61,10 +62,12 @@ def to_openmetrics(
     if frame.is_empty():
         raise DataError("cannot write an empty recording as OpenMetrics")
     step_s = recording.step_s or frames.step_seconds(frame) or 60.0
-    t_first = frame["timestamp"].min()
+    # A validated, non-empty recording's timestamps are datetimes; polars types min() widely.
+    t_first = cast(datetime, frame["timestamp"].min())
+    t_last = cast(datetime, frame["timestamp"].max())
     offset = 0.0 if start is None else (to_utc(start, "start") - t_first).total_seconds()
     first = t_first.timestamp() + offset
-    n_steps = int(round((frame["timestamp"].max() - t_first).total_seconds() / step_s)) + 1
+    n_steps = int(round((t_last - t_first).total_seconds() / step_s)) + 1
     step_index = (
         ((pl.col("timestamp") - pl.lit(t_first)).dt.total_microseconds() / (step_s * 1e6))
         .round()
@@ -181,7 +184,10 @@ class _Writer:
             # Errors take the slowest bins first (any split with these margins reads back).
             above = np.cumsum(bins[:, ::-1], axis=1)[:, ::-1] - bins
             error_bins = np.clip(data["errors"][:, None] - above, 0.0, bins)
-            parts = ((p.ok_code, bins - error_bins), (p.error_code, error_bins))
+            parts: tuple[tuple[str | None, np.ndarray], ...] = (
+                (p.ok_code, bins - error_bins),
+                (p.error_code, error_bins),
+            )
         else:
             parts = ((None, bins),)
         edges = [_num(e * 1.0 / p.le_to_ms) if np.isfinite(e) else "+Inf" for e in data["edges"]]

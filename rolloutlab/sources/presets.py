@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from rolloutlab.errors import SpecError
 
@@ -268,7 +268,20 @@ _PODS = {
     "canary": "{target}-" + _POD_RE,
 }
 _POD_NAMES = {"primary": "{target}-primary-5d8c7b9f4-p{pod}", "canary": "{target}-6f9b8c7d5-p{pod}"}
-_ENVOY = {
+
+
+class _EnvoyFields(TypedDict):
+    """The Preset fields every Envoy-based preset shares."""
+
+    requests: str
+    latency: str
+    code_label: str
+    error_regex: str
+    ok_code: str
+    error_code: str
+
+
+_ENVOY: _EnvoyFields = {
     "requests": "envoy_cluster_upstream_rq",
     "latency": "envoy_cluster_upstream_rq_time_bucket",
     "code_label": "envoy_response_code",
@@ -512,7 +525,9 @@ def flagger_names(canary: Mapping[str, Any]) -> dict[str, str]:
     ``service`` is ``spec.service.name``, ``ingress`` ``spec.ingressRef.name`` and ``route``
     ``spec.routeRef.name``, each only when set (the preset falls back to the target, as
     Flagger does). Knative's revisions are not in the manifest: pass them yourself."""
-    spec = canary.get("spec") if isinstance(canary.get("spec"), Mapping) else canary
+    spec = canary.get("spec")
+    if not isinstance(spec, Mapping):
+        spec = canary
     fields = {"service": "service", "ingress": "ingressRef", "route": "routeRef"}
     names = {}
     for key, field_name in fields.items():

@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 import requests
 
@@ -76,7 +77,7 @@ class PrometheusServer:
         self.port: int | None = None
         self._dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log = None
+        self._log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -94,6 +95,13 @@ class PrometheusServer:
     def data_dir(self) -> Path | None:
         """The temporary TSDB directory (removed on stop)."""
         return self._dir / "data" if self._dir else None
+
+    @property
+    def _root(self) -> Path:
+        """The temporary directory of a started server."""
+        if self._dir is None:
+            raise SourceError("PrometheusServer is not started; use it in a 'with' block")
+        return self._dir
 
     def __enter__(self) -> PrometheusServer:
         return self.start()
@@ -130,7 +138,7 @@ class PrometheusServer:
         if isinstance(item, Path):
             path = item
         else:
-            path = self._dir / f"backfill-{i}.om"
+            path = self._root / f"backfill-{i}.om"
             path.write_text(item)
         proc = subprocess.run(
             [
@@ -167,7 +175,7 @@ class PrometheusServer:
     def _launch(self, prometheus: Path, config: Path, data: Path) -> bool:
         """Start on a fresh port; False if the port was taken meanwhile (retry)."""
         self.port = free_port()
-        self._log = open(self._dir / "prometheus.log", "wb")  # noqa: SIM115 (closed in stop)
+        self._log = open(self._root / "prometheus.log", "wb")  # noqa: SIM115 (closed in stop)
         self._proc = subprocess.Popen(
             [
                 str(prometheus),
