@@ -12,6 +12,7 @@ import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -101,7 +102,7 @@ def welch_on_blocks(
             "infinite values in a series", relative=relative, approximate=True
         )
     block = max(1, math.ceil(block_factor * integrated_autocorr_time(c).tau))
-    mark = {"approximate": True, "block_size": block}
+    mark: dict[str, Any] = {"approximate": True, "block_size": block}
     if min(c.size, t.size) < 2 * block:
         return WelchResult.neutral(
             f"series too short for two blocks of {block} points", relative=relative, **mark

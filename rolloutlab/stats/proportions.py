@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from scipy.stats import beta as beta_dist
 from scipy.stats import binomtest
@@ -86,13 +87,13 @@ def poisson_rates(
     kt = round(check_count(treatment_count, "treatment_count"))
     xc = check_count(control_exposure, "control_exposure")
     xt = check_count(treatment_exposure, "treatment_exposure")
-    sizes = {"control_count": kc, "treatment_count": kt}
+    sizes: dict[str, Any] = {"control_count": kc, "treatment_count": kt}
     if xc == 0 or xt == 0:
         group = "control" if xc == 0 else "treatment"
         return RateRatioResult.neutral(
             f"no exposure in the {group}", estimate=1.0, ci=(0.0, math.inf), **sizes
         )
-    rates = {"rate_control": kc / xc, "rate_treatment": kt / xt}
+    rates: dict[str, Any] = {"rate_control": kc / xc, "rate_treatment": kt / xt}
     total = kc + kt
     if total == 0:
         return RateRatioResult.neutral(

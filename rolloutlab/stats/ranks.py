@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.stats import norm, rankdata
@@ -156,7 +157,7 @@ def mann_whitney(
     alpha = check_alpha(alpha)
     y = finite_values(control, "control")
     x = finite_values(treatment, "treatment")
-    sizes = {"n_control": int(y.size), "n_treatment": int(x.size)}
+    sizes: dict[str, Any] = {"n_control": int(y.size), "n_treatment": int(x.size)}
     for name, values in (("control", y), ("treatment", x)):
         if values.size == 0:
             return MannWhitneyResult.neutral(f"no values in the {name}", **sizes)
@@ -237,7 +238,7 @@ def mann_whitney_binned(
             f"bucket count vectors must be 1-D and of equal length, got {c.shape} and {t.shape}"
         )
     n_c, n_t = float(np.sum(c)), float(np.sum(t))
-    sizes = {"n_control": n_c, "n_treatment": n_t}
+    sizes: dict[str, Any] = {"n_control": n_c, "n_treatment": n_t}
     if np.isnan(n_c + n_t):
         return BinnedMannWhitneyResult.neutral("bucket counts contain NaN", estimate=0.5, **sizes)
     if np.any(c < 0) or np.any(t < 0) or not np.isfinite(n_c + n_t):

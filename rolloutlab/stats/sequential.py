@@ -396,6 +396,7 @@ class PoissonRatioBatch:
 
     def _plug_in(self, c, x, e, y, null, idle, score) -> np.ndarray:
         """Add the tick to the plug-in e-process; returns log(e_mixture + e_plug-in)."""
+        assert self.recent is not None and self.dispersion is not None  # robust and recent
         rc, rx, rk, ry = self.recent
         with np.errstate(divide="ignore", invalid="ignore"):
             theta = (rc + 0.5) * ry / ((rk + 0.5) * rx)
@@ -427,6 +428,7 @@ class PoissonRatioBatch:
         The residual's variance adds the estimate's own (``Var log theta ~ 1/C + 1/K``)
         to the binomial's, so a ratio still uncertain is not read as overdispersion.
         """
+        assert self.dispersion is not None  # robust only
         sc, sx, sk, sy = self.sums
         known = (sc > 0) & (sk > 0) & ~idle
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -604,7 +606,7 @@ class PoissonRatioSequential:
 # ---------------------------------------------------------------------------------------
 
 
-def half_normal_log_e(score: Numeric, information: Numeric, tau: float) -> Numeric:
+def half_normal_log_e(score: Numeric, information: Numeric, tau: Numeric) -> Numeric:
     """log e-value of the normal likelihood ratio mixed over a half-normal(tau) effect.
 
     For a score ``S`` with ``Var(S) = I`` and mean ``I * delta`` (delta > 0 under the
@@ -690,7 +692,7 @@ class TickContrast:
         phi = self.dispersion.phi
         a, b = self.weighted
         score = self.sides * (b - self.nulls * a) / phi
-        return half_normal_log_e(score, a / phi, self.tau)
+        return np.asarray(half_normal_log_e(score, a / phi, self.tau))
 
     def half_width(self, alpha: Numeric) -> np.ndarray:
         """Half-width of the two-sided normal-mixture confidence sequence (inf before data)."""
@@ -819,7 +821,7 @@ def _conjmix_log_e(n: Numeric, s2_sum: Numeric, rho2: float) -> Numeric:
     return rho2 * s2_sum / (2 * grow) - 0.5 * np.log(grow)
 
 
-def _conjmix_margin(n: Numeric, rho2: float, alpha: float) -> Numeric:
+def _conjmix_margin(n: Numeric, rho2: float, alpha: Numeric) -> Numeric:
     """Unit-variance half-width of the asymptotic confidence sequence at sample size n."""
     grow = n * rho2 + 1
     return np.sqrt(2 * grow / (n**2 * rho2) * np.log(np.sqrt(grow) / alpha))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.stats import beta as beta_dist
@@ -48,7 +49,7 @@ def srm(
         raise DataError(
             f"need one count per planned share, got {counts.tolist()} for {shares.tolist()}"
         )
-    fields = {"df": shares.size - 1, "planned_shares": tuple(shares.tolist())}
+    fields: dict[str, Any] = {"df": shares.size - 1, "planned_shares": tuple(shares.tolist())}
     if np.any(np.isnan(counts)):
         return SRMResult.neutral("counts contain NaN", estimate=1.0, ci=(0.0, math.inf), **fields)
     if not np.all(np.isfinite(counts)) or np.any(counts < 0):
