@@ -439,7 +439,7 @@ SERIES = {"metric": {"variant": "canary"}, "values": [[1768212060, "1"]]}
             response(
                 [{"metric": {"__name__": "x_bucket", "le": "NaN"}, "values": [[1, "1"], [2, "2"]]}]
             ),
-            "",
+            "bucket bound le=nan",
         ),
         (response([{**SERIES, "values": [[1768212060, "1"], [1768212060, "2"]]}]), "given twice"),
         (
