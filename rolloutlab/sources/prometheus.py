@@ -222,9 +222,9 @@ class Timeout:
 class Retries:
     """What a query retries: refused connections and the HTTP ``statuses`` (rate limits and
     gateway errors; neither a rejected query nor an overloaded server's 503), at most
-    ``attempts`` times, after
-    ``backoff_s``, doubling. A ``Retry-After`` is honoured up to ``max_wait_s``; a server
-    asking for longer gets no retry, and the call fails at once with its status."""
+    ``attempts`` times, after ``backoff_s``, doubling. A ``Retry-After`` is honoured up to
+    ``max_wait_s``; a server asking for longer gets no retry, and the call fails at once
+    with its status. The whole call stays within :class:`Timeout` ``total_s``."""
 
     attempts: int = 2
     backoff_s: float = 0.1
