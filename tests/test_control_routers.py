@@ -342,7 +342,8 @@ def test_unreachable_server_is_an_actuation_error(audit_log: AuditLog) -> None:
         r.set_weight(10, reason="x")
 
 
-@pytest.mark.parametrize("weight", [-1, 101, 12.5, math.nan, "10", True, None])
+# 10**400 is too large for a float: it used to escape as a raw OverflowError.
+@pytest.mark.parametrize("weight", [-1, 101, 12.5, math.nan, "10", True, None, 10**400, -(10**400)])
 def test_bad_weight_is_refused_before_any_request(
     kube: KubeEmulator, audit_log: AuditLog, weight: Any
 ) -> None:

@@ -14,13 +14,16 @@ either case.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from rolloutlab.control.audit import AuditRecord
 from rolloutlab.control.kube import ClusterActor, ObjectRef, Resource, kubernetes
 from rolloutlab.control.routers import Weights, check_reason
 from rolloutlab.errors import ActuationError
+
+T = TypeVar("T")
 
 ROLLOUT = Resource("argoproj.io", "v1alpha1", "rollouts", "Rollout")
 
@@ -188,16 +191,17 @@ class ArgoRollout(ClusterActor):
         after = before
         status_only = Patches(patches.status, {})
         if patches.status:
-            after = self._once(
+            status_after = self._once(
                 action, before, status_only, lambda: self._patch_status(patches.status)
             )
-            if after is None:  # no /status subresource: one patch of the main object
+            if status_after is None:  # no /status subresource: one patch of the main object
                 whole = {"status": patches.status}
                 if patches.spec:
                     whole["spec"] = patches.spec
                 return self._once(
                     action, before, patches, lambda: self._kube.patch(self.ref, whole)
                 )
+            after = status_after
         if not patches.spec:
             return after
         try:
@@ -213,15 +217,15 @@ class ArgoRollout(ClusterActor):
             raise
 
     def _once(
-        self, action: str, before: dict[str, Any], fields: Patches, send: Any
-    ) -> dict[str, Any] | None:
+        self, action: str, before: dict[str, Any], fields: Patches, send: Callable[[], T]
+    ) -> T | dict[str, Any]:
         """``send()`` with retries, but never twice once it went through: a retry first
         re-reads the Rollout, and if ``fields`` are no longer as ``before`` (the earlier
         patch was applied and only its answer lost), takes that instead of sending again,
         which could move back a step index the controller has since advanced."""
         sent = False
 
-        def attempt() -> dict[str, Any] | None:
+        def attempt() -> T | dict[str, Any]:
             nonlocal sent
             if sent:
                 now = self._kube.get(self.ref)

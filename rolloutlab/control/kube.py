@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rolloutlab.control.audit import AuditLog, Auditor, AuditRecord, OnChange
+from rolloutlab.control.audit import AuditLog, Auditor, AuditRecord, OnChange, Outcome
 from rolloutlab.errors import ActuationError, ConflictError, ValidationFailed
 from rolloutlab.sources.prometheus import Deadline, watch_pools
 
@@ -29,6 +29,7 @@ JSON_PATCH = "application/json-patch+json"
 TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 
 T = TypeVar("T")
+JsonPatch = list[dict[str, Any]]  # named here: inside Kube, ``list`` is Kube.list
 
 
 def kubernetes() -> ModuleType:
@@ -160,7 +161,7 @@ class Kube:
     def patch(
         self,
         ref: ObjectRef,
-        body: dict[str, Any] | list[dict[str, Any]],
+        body: dict[str, Any] | JsonPatch,
         *,
         dry_run: bool = False,
         status: bool = False,
@@ -347,5 +348,7 @@ class ClusterActor:
                     "unknown", after=None, note=f"{error}; re-reading the object failed: {exc}"
                 )
             )
-        outcome = "failed" if now == intent.before else "applied" if now == planned else "partial"
+        outcome: Outcome = (
+            "failed" if now == intent.before else "applied" if now == planned else "partial"
+        )
         return self._audit.outcome(intent.resolved(outcome, after=now, note=str(error)))

@@ -237,7 +237,7 @@ class Service:
     def stop(self) -> None:
         """Stop serving and join every thread (idle connections time out within a second)."""
         self.closing = True
-        if self._server is None:
+        if self._server is None or self._thread is None:  # never started, or stopped
             return
         self._server.shutdown()
         self._thread.join()
@@ -485,7 +485,7 @@ class LiveDemo:
                 return
             time.sleep(0.25)
         raise SourceError(
-            f"Prometheus at {self.prometheus.url} did not scrape the demo services within "
+            f"Prometheus at {self.source.url} did not scrape the demo services within "
             f"{self.ready_timeout_s:g} s"
         )
 

@@ -74,8 +74,18 @@ _ADVICE = {
 class Source(Protocol):
     """Where the loop gets its data: :class:`rolloutlab.sources.prometheus.Prometheus`."""
 
-    def fetch(self, preset: Any, *, start: Any, end: Any, step: Any, **options: Any) -> Recording:
-        """Both variants' per-step increments for ``[start, end]`` on the step grid."""
+    def fetch(
+        self,
+        preset: Any,
+        *,
+        start: Any,
+        end: Any,
+        step: Any,
+        target: str | None,
+        namespace: str | None,
+    ) -> Recording:
+        """Both variants' per-step increments for ``[start, end]`` on the step grid, for the
+        workload ``target`` in ``namespace``."""
         ...
 
     def query_range(self, query: str, start: Any, end: Any, step: Any) -> list[Any]:
@@ -529,15 +539,18 @@ class Rollout:
         )
         self.failures = 0
         if state.decision != "continue":
-            return self._act(tick, state.decision, current)
-        return self._act(
-            tick, "advance" if not hold and self.next_weight(current) else "hold", current
-        )
+            return self._act(tick, state, state.decision, 0, current)
+        advance_to = None if hold else self.next_weight(current)
+        if advance_to is None:
+            return self._act(tick, state, "hold", current, current)
+        return self._act(tick, state, "advance", advance_to, current)
 
-    def _act(self, tick: _Tick, action: Action, current: int) -> TickRecord:
-        """Carry out ``action`` (or only advise it when not acting), and record the step."""
-        target = {"advance": self.next_weight(current), "hold": current}.get(action, 0)
-        why = f"tick {tick.k}: {self.judge.name} says {tick.state.decision}"
+    def _act(
+        self, tick: _Tick, state: TickState, action: Action, target: int, current: int
+    ) -> TickRecord:
+        """Carry out ``action`` towards canary weight ``target`` (or only advise it when not
+        acting), and record the step judged ``state``."""
+        why = f"tick {tick.k}: {self.judge.name} says {state.decision}"
         if not self.acting:
             if action in ("promote", "rollback"):
                 self._notify(action, f"{why}; advice only ({self._not_acting()})")
@@ -546,7 +559,7 @@ class Rollout:
             if action == "advance":
                 self._write(target, why)
             elif action in ("promote", "rollback"):
-                self._finish(action, f"{why}: {self.judge.explain(tick.state)}")
+                self._finish(action, f"{why}: {self.judge.explain(state)}")
         except ActuationError as exc:
             return self._failure(tick.now, tick, current, f"router: {action} failed: {exc}")
         return tick.record(action, self._timeline[-1][1], applied=True, failures=self.failures)

@@ -90,14 +90,19 @@ def check_weight(value: object) -> int:
     """``value`` as a whole percent in 0..100, or ValidationFailed saying why not."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValidationFailed(f"canary weight must be a number in 0..100, got {value!r}")
-    if math.isnan(value) or not 0 <= value <= 100:
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float is out of range too
+        number = math.inf
+    if math.isnan(number) or not 0 <= number <= 100:
         raise ValidationFailed(f"canary weight must be in 0..100 percent, got {value!r}")
-    if value != int(value):
+    whole = int(number)
+    if value != whole:
         raise ValidationFailed(
             f"canary weight must be a whole percent (routers take integers), got {value!r}; "
             "round it first"
         )
-    return int(value)
+    return whole
 
 
 def check_reason(reason: object) -> str:
