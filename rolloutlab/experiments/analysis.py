@@ -66,6 +66,7 @@ from rolloutlab.stats.arrays import (
     welch_arrays,
 )
 from rolloutlab.stats.bayes import gaussian_posterior
+from rolloutlab.stats.multiple import Method
 from rolloutlab.stats.sequential import asymptotic_rho2
 
 Status = Literal["winner", "no-winner-yet", "no-detectable-difference", "invalid"]
@@ -403,7 +404,7 @@ def _compare(counts: Counts, roles: tuple[str, ...], metrics, spec: ExperimentSp
     absolute = welch_arrays(*now, alpha=spec.alpha)
     rel = welch_arrays(*now, alpha=spec.alpha, relative=True)
     reason = _reasons(n, mean, rel.std_error)
-    ok = np.equal(reason, None)
+    ok = _no_reason(reason)
 
     rho2 = asymptotic_rho2(spec.alpha, spec.n_star)
     t = x[:, :1] + x[:, 1:]
@@ -478,6 +479,12 @@ def _reasons(n: np.ndarray, mean: np.ndarray, se: np.ndarray) -> np.ndarray:
     return reason
 
 
+def _no_reason(reason: np.ndarray) -> np.ndarray:
+    """Where a comparison has a result: its reason (see :func:`_reasons`) is None."""
+    # numpy's stubs do not accept None as an operand; elementwise on object arrays it is
+    return np.equal(reason, None)  # type: ignore[call-overload]
+
+
 def _harm_sides(metric: MetricSpec) -> tuple[bool, bool]:
     """Whether an increase, and whether a decrease, of ``metric`` is harmful."""
     direction = metric.direction_or("increase")
@@ -494,14 +501,14 @@ def _noninferiority_p(
     rho2: float,
 ) -> np.ndarray:
     """One-sided p-value of "the harm is at least ``margin``" (small: not worse), the
-    larger over the harmful sides: Welch's t with ``df``, else always-valid at ``t``
-    units (the confidence sequence's p-value halved: one side of it)."""
+    larger over the harmful sides: always-valid at ``t`` units when given (the confidence
+    sequence's p-value halved: one side of it), else Welch's t with ``df``."""
     shape = (slice(None),) + (None,) * (estimate.ndim - 1)
     out = np.zeros(estimate.shape)
     for side, sign in ((0, 1.0), (1, -1.0)):
         with np.errstate(divide="ignore", invalid="ignore"):
             z = (margin[shape] - sign * estimate) / se
-            if df is None:
+            if t is not None:
                 p = np.where(z > 0, always_valid_p(z, t, rho2) / 2, 1.0)
             else:
                 p = stdtr(df, -z)
@@ -510,7 +517,7 @@ def _noninferiority_p(
     return out
 
 
-def _adjusted_level(p: np.ndarray, alpha: float, method: str) -> np.ndarray:
+def _adjusted_level(p: np.ndarray, alpha: float, method: Method) -> np.ndarray:
     """The per-comparison level at which each p-value meets its adjusted p-value:
     ``alpha * p / p_adjusted`` (an interval at this level excludes zero exactly when
     the adjusted p-value is at most ``alpha``); ``alpha / m`` where p is zero."""
@@ -520,7 +527,7 @@ def _adjusted_level(p: np.ndarray, alpha: float, method: str) -> np.ndarray:
     return np.clip(level, 1e-300, alpha)
 
 
-def _adjust(p: np.ndarray, method: str) -> np.ndarray:
+def _adjust(p: np.ndarray, method: Method) -> np.ndarray:
     if p.size == 0:
         return p.copy()
     return np.asarray(adjust(p.ravel(), method)).reshape(p.shape)
@@ -611,7 +618,7 @@ class ExperimentReport:
         """Goals only: the adjusted p-value (always-valid when sequential) is at most alpha."""
         p = self.p_always_valid_adjusted if self.spec.sequential else self.p_adjusted
         goal = np.array([r == "goal" for r in self.roles])[:, None]
-        return goal & (p <= self.spec.alpha) & np.equal(self.comparisons.reason, None)
+        return goal & (p <= self.spec.alpha) & _no_reason(self.comparisons.reason)
 
     def _interval(self) -> np.ndarray:
         """The decision interval per metric and arm (M, A, 2)."""
@@ -689,9 +696,9 @@ class ExperimentReport:
         rows = np.arange(m_count).repeat(a_count)
         cols = np.tile(np.arange(a_count), m_count)
         post = self.posterior
-        sign = np.array([self._good_sign(i) for i in rows])
+        sign = np.array([self._good_sign(int(i)) for i in rows])
         sig = self._significant()
-        status = [self._words(i, j) for i, j in zip(rows, cols, strict=True)]
+        status = [self._words(int(i), int(j)) for i, j in zip(rows, cols, strict=True)]
         flat = {
             "abs_ci": c.abs_ci,
             "rel_ci": c.rel_ci,
@@ -1118,7 +1125,7 @@ def _guardrails(report: ExperimentReport) -> dict[str, dict[str, str]]:
     above zero), ``not worse`` (harm shown below the margin) or ``unproven``."""
     out: dict[str, dict[str, str]] = {}
     bounds = report._interval()
-    ok = np.equal(report.comparisons.reason, None)
+    ok = _no_reason(report.comparisons.reason)
     for j, arm in enumerate(report.arms):
         states = {}
         for i, m in enumerate(report.metrics):
@@ -1170,7 +1177,7 @@ def _decide(report: ExperimentReport, counts: Counts) -> dict[str, Any]:
             "leader": report.arms[best],
             "runner_up": report.arms[(stronger or rivals)[0]],
         }
-    ok = np.equal(c.reason[goal], None)
+    ok = _no_reason(c.reason[goal])
     if (
         not beat
         and np.all(ok)

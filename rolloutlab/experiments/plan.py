@@ -126,7 +126,8 @@ def plan(
         frame, [goal.metric, goal.denominator], sorted(set(frame["variant"])), times, bucket_s=DAY_S
     ).sum(axis=1)  # all variants of the baseline together, per day
     events, exposure = counts
-    if exposure.sum() <= 0 or events.sum() <= 0:
+    start, end = recording.start, recording.end
+    if start is None or end is None or exposure.sum() <= 0 or events.sum() <= 0:
         raise DataError(
             f"the baseline has no {goal.metric}/{goal.denominator} counts; record a period "
             "of the current product with both counters."
@@ -140,7 +141,7 @@ def plan(
     else:
         dispersion, note = 1.0, f"binomial/poisson (fewer than {MIN_DAYS} days of baseline)"
     sd = math.sqrt(base * dispersion)
-    span_s = (recording.end - recording.start).total_seconds() + (recording.step_s or 0.0)
+    span_s = (end - start).total_seconds() + (recording.step_s or 0.0)
     units_per_day = exposure.sum() / max(span_s / DAY_S, 1e-9)
 
     level = alpha / (arms - 1)
@@ -150,7 +151,7 @@ def plan(
     rho2 = asymptotic_rho2(alpha, n_star)
     total = 2 * n_fixed
     for _ in range(50):  # (half-width in SEs + z_power) * SE(n) = mde: a fixed point in n
-        ratio = (float(cs_half_width(total, level, rho2)) + z_power) / (
+        ratio = (float(cs_half_width(np.asarray(total), level, rho2)) + z_power) / (
             norm.isf(level / 2) + z_power
         )
         total = 2 * n_fixed * ratio**2
