@@ -23,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
 from rolloutlab import _html
@@ -241,13 +242,14 @@ class Engine:
         if seen is None:
             if start is None:
                 try:
-                    start = self._traffic_since(canary)
+                    since = self._traffic_since(canary)
                 except RolloutlabError as exc:  # nothing stored: the next call asks again
                     why = f"cannot judge: {str(exc).splitlines()[0]}"
                     return self._unstarted(canary, revision, "unavailable", why)
-                if start is NO_TRAFFIC:
+                if isinstance(since, str):  # NO_TRAFFIC
                     why = "Flagger gives the canary no traffic yet (flagger_canary_weight 0)"
                     return self._unstarted(canary, revision, "pending", why)
+                start = since
             seen = self.store.start(namespace, name, revision, start or self.clock())
         window_start = _on_grid(seen, interval_s, math.ceil)
         tick_end = max(window_start, _on_grid(self.clock(), interval_s, math.floor))
@@ -283,7 +285,7 @@ class Engine:
             self.url, headers=self.headers, auth=self.bearer, timeout=self.timeout_s
         ) as prom:
             series = prom.query_range(query, now - lookback, now, min(spec.interval_s, 60))
-        values = next(
+        values: list[Any] = next(
             (s["values"] for s in series if s["metric"].get("workload") == canary.target), []
         )
         if not values:
@@ -319,7 +321,8 @@ class Engine:
         self, canary: Canary, revision: str, window_start: datetime, tick_end: datetime
     ) -> Evaluation:
         spec = canary.spec
-        made = dict(
+        made = partial(
+            Evaluation,
             namespace=canary.namespace,
             name=canary.name,
             target=canary.target,
@@ -330,9 +333,7 @@ class Engine:
         )
         first_end = window_start + timedelta(seconds=spec.interval_s)
         if tick_end < first_end:
-            return Evaluation(
-                status="pending", problem="no complete tick in the window yet", **made
-            )
+            return made(status="pending", problem="no complete tick in the window yet")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
@@ -353,17 +354,17 @@ class Engine:
                 verdict = judge(recording, spec, judge=self.judge)
             except EmptyResult as exc:
                 problem = f"no data: {str(exc).splitlines()[0]}"
-                return Evaluation(status="nodata", problem=problem, **made)
+                return made(status="nodata", problem=problem)
             except RolloutlabError as exc:
                 problem = f"cannot judge: {str(exc).splitlines()[0]}"
                 log.warning("%s: %s", canary.key, problem)
-                return Evaluation(status="unavailable", problem=problem, **made)
+                return made(status="unavailable", problem=problem)
             except Exception as exc:  # a bug must not promote either
                 log.exception("%s: evaluation failed", canary.key)
                 problem = f"cannot judge: unexpected {type(exc).__name__}"
-                return Evaluation(status="unavailable", problem=problem, **made)
+                return made(status="unavailable", problem=problem)
         notes = tuple(str(w.message).splitlines()[0] for w in caught) + ((note,) if note else ())
-        return Evaluation(status="judged", verdict=verdict, notes=notes, **made)
+        return made(status="judged", verdict=verdict, notes=notes)
 
     def _flagger_weights(
         self, recording: Recording, canary: Canary
