@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import altair as alt
 import numpy as np
@@ -109,7 +109,7 @@ def _stride(frame: pl.DataFrame, max_points: int, by: str | list[str]) -> pl.Dat
     """At most ``max_points`` evenly spaced rows per ``by`` group, always keeping the last."""
     if frame.is_empty():
         return frame
-    longest = frame.group_by(by).len()["len"].max()
+    longest = cast(int, frame.group_by(by).len()["len"].max())  # a count: polars types it wide
     step = math.ceil(longest / max_points)
     if step <= 1:
         return frame
@@ -151,7 +151,9 @@ def _runs(ticks: pl.DataFrame, column: str, step_s: float, by: Sequence[str] = (
     return runs.with_columns(start=_iso(runs["start"]), end=_iso(runs["end"])).drop("run")
 
 
-def _weights(times: Sequence[datetime], weights: Iterable[Any], step_s: float) -> pl.DataFrame:
+def _weights(
+    times: Sequence[datetime] | pl.Series, weights: Iterable[Any], step_s: float
+) -> pl.DataFrame:
     """The canary's weight steps (start, end, weight) for the shading."""
     ticks = pl.DataFrame(
         {
@@ -166,7 +168,7 @@ def _tick_step(times: pl.Series) -> float:
     """Seconds between ticks: the smallest positive gap (60 with fewer than two)."""
     gaps = times.unique().sort().diff().dt.total_microseconds().drop_nulls()
     gaps = gaps.filter(gaps > 0)
-    return float(gaps.min()) / 1e6 if len(gaps) else 60.0
+    return cast(int, gaps.min()) / 1e6 if len(gaps) else 60.0  # microseconds, not null
 
 
 #: One dash pattern per judge for the decision rules (the colour is the decision).
@@ -241,7 +243,7 @@ def _with_context(
                 tooltip=["judge:N", "decision:N", alt.Tooltip("time:T", format="%H:%M:%S")],
             )
         )
-    return alt.layer(*behind, *layers, *front)
+    return alt.LayerChart(layer=[*behind, *layers, *front])
 
 
 # -- recordings ----------------------------------------------------------------------
@@ -271,7 +273,7 @@ def _series(table: frames.TickTable, panel: str) -> dict[str, np.ndarray]:
             elif panel in ("latency_p50", "latency_p99"):
                 q = 0.5 if panel == "latency_p50" else 0.99
                 edges = table.edges.get("latency_ms", np.array([]))
-                out[v] = histogram_quantile(q, edges, table.histogram("latency_ms", v))
+                out[v] = np.asarray(histogram_quantile(q, edges, table.histogram("latency_ms", v)))
             else:
                 out[v] = table.weight(v)
     return out
@@ -349,9 +351,9 @@ def latency_cdf(recording: Any, *, metric: str = "latency_ms") -> alt.Chart:
     data = pl.concat(rows)
     # Drop the empty head and the full tail (Istio's edges run to an hour), keeping one
     # edge of each so the curves still start at 0% and end at 100%.
-    edges = data.group_by("le_ms").agg(lo=pl.col("share").max(), hi=pl.col("share").min())
-    first = edges.filter(pl.col("lo") <= 0)["le_ms"].max()
-    last = edges.filter(pl.col("hi") >= 100 - 1e-9)["le_ms"].min()
+    shares = data.group_by("le_ms").agg(lo=pl.col("share").max(), hi=pl.col("share").min())
+    first = shares.filter(pl.col("lo") <= 0)["le_ms"].max()
+    last = shares.filter(pl.col("hi") >= 100 - 1e-9)["le_ms"].min()
     data = data.filter(
         pl.col("le_ms").is_between(first or 0, last if last is not None else math.inf)
     )
@@ -569,7 +571,7 @@ def _p_text(p: float | None) -> str:
 # -- verdicts ------------------------------------------------------------------------
 
 
-def _metric_specs(spec: Any) -> dict[str, Any]:
+def _metric_specs(spec: Any) -> dict[str | None, Any]:
     return {getattr(m, "name", None): m for m in (getattr(spec, "metrics", None) or ())}
 
 
@@ -739,7 +741,7 @@ def scorecard(verdict: Any) -> alt.Chart | alt.VConcatChart:
         "classification:N", scale=classification_scale(), legend=alt.Legend(title="result")
     )
     tooltip = ["metric:N", "classification:N", "estimate:Q", "lo:Q", "hi:Q", "reason:N"]
-    rows = []
+    rows: list[alt.Chart | alt.LayerChart] = []
     for result in results:
         data = _results([result])
         name, unit = data["metric"][0], data["unit"][0]
@@ -755,7 +757,7 @@ def scorecard(verdict: Any) -> alt.Chart | alt.VConcatChart:
             y=alt.Y("classification:N", title=None),
         )
         refs = _ref_layers(_references(result, specs.get(name)), "x")
-        rows.append(alt.layer(*refs, *layers).properties(width=WIDTH - 140, height=30))
+        rows.append(alt.LayerChart(layer=[*refs, *layers]).properties(width=WIDTH - 140, height=30))
     return alt.vconcat(*rows).resolve_scale(x="independent").properties(title=title)
 
 
@@ -817,7 +819,7 @@ def timeline(source: Any) -> alt.Chart:
 # -- experiments ---------------------------------------------------------------------
 
 
-def lift(result: Any, *, sequential: bool | None = None) -> alt.Chart:
+def lift(result: Any, *, sequential: bool | None = None) -> alt.LayerChart:
     """Relative lift with its interval per metric and arm (in %), against the no-effect
     line at 0.
 
@@ -870,6 +872,6 @@ def lift(result: Any, *, sequential: bool | None = None) -> alt.Chart:
     )
     level = 1 - (_finite(getattr(spec, "alpha", None)) or 0.05)
     kind = "always-valid interval" if sequential else "interval"
-    return alt.layer(*_ref_layers([(0.0, "no effect")], "x"), *layers).properties(
+    return alt.LayerChart(layer=[*_ref_layers([(0.0, "no effect")], "x"), *layers]).properties(
         width=WIDTH - 140, height=alt.Step(30), title=f"Lift per metric ({level:.0%} {kind})"
     )

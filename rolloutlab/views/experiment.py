@@ -135,7 +135,7 @@ def _over_time(report: ExperimentReport, metric: str | None) -> tuple[int, str]:
     return i, names[i]
 
 
-def lift_over_time(report: ExperimentReport, metric: str | None = None) -> alt.Chart:
+def lift_over_time(report: ExperimentReport, metric: str | None = None) -> alt.LayerChart:
     """Cumulative relative lift of each arm over time with its decision interval band
     (the running-intersection confidence sequence when sequential), default the goal."""
     i, name = _over_time(report, metric)
@@ -165,7 +165,7 @@ def lift_over_time(report: ExperimentReport, metric: str | None = None) -> alt.C
     )
     zero = alt.Chart(pl.DataFrame({"y": [0.0]})).mark_rule(color="#888").encode(y="y:Q")
     kind = "confidence sequence" if report.spec.sequential else "interval"
-    return alt.layer(band, line, zero).properties(
+    return alt.LayerChart(layer=[band, line, zero]).properties(
         width=WIDTH - 140, height=220, title=f"Cumulative lift over time ({kind} band)"
     )
 
@@ -202,7 +202,9 @@ def _pct(x: Any) -> float | None:
     return 100 * x if np.isfinite(x) else None
 
 
-def segment_forest(report: ExperimentReport, metric: str | None = None) -> alt.Chart:
+def segment_forest(
+    report: ExperimentReport, metric: str | None = None
+) -> alt.Chart | alt.LayerChart:
     """Forest plot: the lift of each arm in each segment with its interval, against the
     no-effect line (default the goal); says so when the recording has no segments."""
     _, name = _over_time(report, metric)
@@ -228,6 +230,6 @@ def segment_forest(report: ExperimentReport, metric: str | None = None) -> alt.C
         tooltip=["segment:N", "arm:N", "shows:N", alt.Tooltip("rel_lift:Q", format=".2f")],
     )
     zero = alt.Chart(pl.DataFrame({"x": [0.0]})).mark_rule(color="#888").encode(x="x:Q")
-    return alt.layer(zero, rule, point).properties(
+    return alt.LayerChart(layer=[zero, rule, point]).properties(
         width=WIDTH - 140, height=alt.Step(24), title=f"{name} by segment"
     )

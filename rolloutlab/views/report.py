@@ -106,7 +106,9 @@ def _vl_version() -> str | None:
 @functools.cache
 def _javascript() -> str:
     """vega, vega-lite and vega-embed as one script (cached: it takes a second or two)."""
-    return vlc.javascript_bundle(vl_version=_vl_version()).replace("</script", "<\\/script")
+    # vl-convert's stubs make the optional ``snippet`` (default: the globals) required
+    bundle = vlc.javascript_bundle(vl_version=_vl_version())  # type: ignore[call-arg]
+    return bundle.replace("</script", "<\\/script")
 
 
 def _spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
@@ -326,7 +328,7 @@ def render_experiment(recording: Any, result: Any, *, title: str | None = None) 
         f'<p class="rl-lead">{experiment_views.badge(result)} {_html.esc(result.summary())}</p>'
     )
     details = _html.card("Every metric and arm", experiment_views.details(result))
-    figures = [
+    figures: list[tuple[str, alt.TopLevelMixin]] = [
         ("Lift per metric", charts.lift(result)),
         ("Lift over time", experiment_views.lift_over_time(result)),
         ("Goal rate per arm over time", experiment_views.rate_over_time(result)),

@@ -57,7 +57,8 @@ def console(file: IO[str] | None = None) -> Any:
             emoji=False,
             soft_wrap=True,
         )
-    con.on_broken_pipe = _broken_pipe  # the caller decides, as for any print()
+    # the caller decides, as for any print(); rich's hook is a method, replaced per console
+    con.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
     return con
 
 
@@ -376,10 +377,10 @@ def _rich_table(frame: pl.DataFrame, title: str | None, wrap: Sequence[str], out
         table.add_row(*cells)
     if tty:
         con.print(table)
-        for row in frame.iter_rows(named=True):
+        for named in frame.iter_rows(named=True):
             for name in below:
                 con.print(
-                    Text.assemble((f"{cell(row[frame.columns[0]])}: ", "bold"), cell(row[name]))
+                    Text.assemble((f"{cell(named[frame.columns[0]])}: ", "bold"), cell(named[name]))
                 )
         return
     with con.capture() as captured:
