@@ -248,6 +248,23 @@ def test_an_argo_rollout_with_its_analysis_templates(tmp_path):
     assert (spec.interval_s, spec.threshold) == (60.0, 1)
 
 
+def test_an_argo_rollout_without_stable_service_queries_the_canary_only(tmp_path):
+    # A basic canary may set canaryService alone (Argo requires both only with
+    # trafficRouting). The primary has no service name then: its query used to name
+    # service="" (the None stableService rendered empty) and select nothing.
+    rollout = ROLLOUT.replace("      stableService: guestbook-stable\n", "").replace(
+        "      trafficRouting:\n        istio: {virtualService: {name: guestbook-vsvc}}\n", ""
+    )
+    rollout = rollout.replace(
+        "      - analysis:\n          templates: [{templateName: latency, clusterScope: true}]\n",
+        "",
+    )
+    spec = Spec.load(folder(tmp_path, rollout=rollout, rate=SUCCESS_RATE))
+    (rate,) = spec.metrics
+    assert [v for v, _ in rate.queries] == ["canary"]
+    assert 'service="guestbook-canary"' in rate.queries[0][1]
+
+
 def test_argo_refusals_say_why(tmp_path):
     missing = folder(tmp_path, rollout=ROLLOUT, latency=LATENCY)
     with pytest.raises(SpecError, match="AnalysisTemplate shop/success-rate, which is not among"):

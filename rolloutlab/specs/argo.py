@@ -12,7 +12,7 @@ from typing import Any
 from rolloutlab.durations import parse_duration
 from rolloutlab.errors import SpecError
 from rolloutlab.specs.documents import Document, ManifestWarning, _TemplateIndex, _warn_unsupported
-from rolloutlab.specs.model import KayentaSettings, MetricSpec, Spec
+from rolloutlab.specs.model import Direction, KayentaSettings, MetricSpec, Spec
 from rolloutlab.specs.native import _build
 
 ARGO_API = "argoproj.io/"
@@ -67,7 +67,8 @@ def rollout_spec(rollout: Document, templates: Sequence[Document]) -> Spec:
             ignored.extend(f"{k} ({path})" for k in step)
     if canary.get("analysis"):
         analyses.append(canary["analysis"])
-    metrics, skipped = [], []
+    metrics: list[MetricSpec] = []
+    skipped: list[str] = []
     for analysis in analyses:
         for metric in _argo_metrics(analysis, rollout, canary, index, skipped):
             if any(m.name == metric.name for m in metrics):
@@ -154,7 +155,7 @@ def _argo_queries(
     names the canaryService (only the canary's when they would be the same query)."""
     query = str((metric["provider"]["prometheus"] or {}).get("query", ""))
     used = sorted(set(_ARGO_ARG.findall(query)))
-    values = {}
+    values: dict[str, str] = {}
     for name in used:
         arg = args.get(name)
         if arg is None or ("value" not in arg and "valueFrom" not in arg):
@@ -173,8 +174,13 @@ def _argo_queries(
             return None
     canary_svc, stable_svc = canary.get("canaryService"), canary.get("stableService")
     canary_hash, stable_hash = _hash_placeholder("canary"), _hash_placeholder("stable")
+    # Without a stableService the primary has no name of its own: the canary's query only.
     stable = {
-        k: stable_svc if canary_svc and v == canary_svc else stable_hash if v == canary_hash else v
+        k: str(stable_svc)
+        if canary_svc and stable_svc and v == canary_svc
+        else stable_hash
+        if v == canary_hash
+        else v
         for k, v in values.items()
     }
 
@@ -197,7 +203,8 @@ def fill_pod_template_hashes(
     """``queries`` with the stable and canary ``rollouts-pod-template-hash`` values filled in
     (arguments Argo takes from ``podTemplateHashValue: Stable`` / ``Latest``)."""
     needed = sorted({m for _, q in queries for m in _HASH_PLACEHOLDER.findall(q)})
-    missing = [v for v in needed if not (hashes or {}).get(v)]
+    known = hashes or {}
+    missing = [v for v in needed if not known.get(v)]
     if missing:
         raise SpecError(
             f"metric {metric!r} selects pods by rollouts-pod-template-hash and needs the "
@@ -207,7 +214,7 @@ def fill_pod_template_hashes(
         )
 
     def fill(match: re.Match[str]) -> str:
-        return hashes[match.group(1)]
+        return known[match.group(1)]
 
     return tuple((variant, _HASH_PLACEHOLDER.sub(fill, query)) for variant, query in queries)
 
@@ -228,7 +235,7 @@ def _argo_metric(
             low = number
         else:
             high = number
-    direction = (
+    direction: Direction = (
         "either"
         if low is not None and high is not None
         else ("decrease" if low is not None else "increase")
