@@ -44,10 +44,10 @@ except ImportError as exc:  # traitlets comes with ipywidgets
     ) from exc
 
 if TYPE_CHECKING:
-    from rolloutlab.control.loop import Rollout
+    from rolloutlab.control.loop import Mode, Rollout
 
 REASON = "manual: panel"
-LOOP_MODES = {"watch": "manual", "auto": "auto"}
+LOOP_MODES: dict[str, Mode] = {"watch": "manual", "auto": "auto"}
 
 
 def _ipywidgets() -> Any:

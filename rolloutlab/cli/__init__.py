@@ -970,7 +970,7 @@ def _cluster_spec(args: argparse.Namespace) -> Spec:
     )
 
 
-def _subsets(args: argparse.Namespace) -> dict[str, str | None]:
+def _subsets(args: argparse.Namespace) -> dict[str, Any]:
     """``--primary-subset``/``--canary-subset`` as the router's options."""
     return {"primary_subset": args.primary_subset, "canary_subset": args.canary_subset}
 

@@ -85,6 +85,7 @@ def build_app(args: argparse.Namespace, auth):
     """The app for the parsed options: catalog, store and engine."""
     from rolloutlab.serve import ClusterCatalog, Engine, FolderCatalog, RevisionStore, create_app
 
+    catalog: FolderCatalog | ClusterCatalog
     if args.spec is not None:
         catalog = FolderCatalog(args.spec, namespace=args.namespace)
     elif args.kube:

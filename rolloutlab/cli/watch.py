@@ -17,13 +17,14 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rolloutlab.cli import TIME_HELP, _spec_name_option, _time, connection, connection_options
 from rolloutlab.errors import SpecError
 from rolloutlab.specs.model import JUDGE_NAMES
 
 if TYPE_CHECKING:
+    from rolloutlab.judges.verdict import Decision
     from rolloutlab.views.metrics import CanaryState
 
 #: Seconds after a tick's end before it is judged, so the last scrape is in.
@@ -89,7 +90,7 @@ def build_engine(args: argparse.Namespace, *, clock: Callable[[], datetime] | No
     canary = canary_of(spec, where=str(args.spec or "the options"))
     if args.preset:
         canary = replace(canary, preset=args.preset)
-    options = {"clock": clock} if clock else {}
+    options: dict[str, Any] = {"clock": clock} if clock else {}
     engine = Engine(
         args.url,
         Catalog([canary]),
@@ -134,7 +135,8 @@ def rollout_state(rollout) -> CanaryState:
 
     verdict = rollout.verdict()
     last = rollout.history[-1] if rollout.history else None
-    decision = {"promoted": "promote", "rolled_back": "rollback"}.get(rollout.phase, "continue")
+    finished: dict[str, Decision] = {"promoted": "promote", "rolled_back": "rollback"}
+    decision = finished.get(rollout.phase, "continue")
     return CanaryState(
         rollout.target,
         rollout.namespace,
