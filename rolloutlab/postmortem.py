@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import polars as pl
 
@@ -94,7 +94,7 @@ class Replay:
                         ),
                     }
                 )
-        schema = {
+        schema: dict[str, pl.DataType | type[pl.DataType]] = {
             "timestamp": pl.Datetime("us", "UTC"),
             "judge": pl.String,
             "weight": pl.Float64,
@@ -125,7 +125,7 @@ class Replay:
             for tick in verdict.ticks
             for m in tick.metrics
         ]
-        schema = {
+        schema: dict[str, pl.DataType | type[pl.DataType]] = {
             "timestamp": pl.Datetime("us", "UTC"),
             "judge": pl.String,
             "metric": pl.String,
@@ -152,7 +152,8 @@ class Replay:
         if status.is_empty():
             return None
         weights = frame.filter((pl.col("metric") == "weight") & (pl.col("variant") == "canary"))
-        top = weights["value"].max() if weights.height else None
+        # the value column is Float64; polars types max() widely
+        top = cast(float | None, weights["value"].max()) if weights.height else None
         failed = status.filter(pl.col("value") == 2)
         if failed.height:
             outcome = f"failed at {failed['timestamp'][0]:%H:%M} UTC"
@@ -252,11 +253,14 @@ def replay(
     spec = Spec.load(spec)
     verdicts = {}
     for name in judges:
-        options = (
+        options: dict[str, Any] = (
             {"follow_recorded_weights": True} if name == "flagger" and weights == "recorded" else {}
         )
         verdicts[name] = judge(recording, spec, judge=name, **options)
-    origin = recording.start - timedelta(seconds=recording.step_s or spec.interval_s)
+    start = recording.start  # None for an empty recording (no judge runs on one)
+    origin = (
+        None if start is None else start - timedelta(seconds=recording.step_s or spec.interval_s)
+    )
     return Replay(recording, spec, verdicts, weights, origin)
 
 

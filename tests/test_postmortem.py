@@ -6,8 +6,10 @@ import polars as pl
 import pytest
 
 import rolloutlab
+from rolloutlab import frames
 from rolloutlab.errors import SpecError
 from rolloutlab.postmortem import replay
+from rolloutlab.sources.recording import Recording
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +82,10 @@ def test_displays(regression):
     assert "ROLLBACK" in html and "flagger" in html and "<script" not in html
     assert repr(r) == "<Replay flagger rollback, kayenta rollback>"
     assert "kayenta" in r.summary()
+
+
+def test_replaying_an_empty_recording_with_no_judges_is_empty_not_a_type_error():
+    # The origin was computed from the recording's start, None when it is empty.
+    empty = Recording(frames.empty())
+    r = replay(empty, judges=())
+    assert (r.verdicts, r.origin) == ({}, None)
