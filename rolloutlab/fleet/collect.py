@@ -108,16 +108,16 @@ def _argo_status(series: list) -> list[tuple[Any, float]]:
 
 def _status_runs(values: list, target: str, namespace: str) -> Iterator[Episode]:
     """Runs of 0 in ``[[unix, value], ...]``, each with the value that ended it."""
-    first = last = None
+    run: tuple[datetime, datetime] | None = None  # first and last 0 of the current run
     for t, v in values:
         at, value = datetime.fromtimestamp(float(t), UTC), float(v)
         if value == 0:
-            first, last = first or at, at
-        elif first is not None:
-            yield Episode(target, namespace, first, last, FLAGGER_STATUS.get(value, "unknown"))
-            first = last = None
-    if first is not None:
-        yield Episode(target, namespace, first, last, "progressing")
+            run = (run[0] if run else at, at)
+        elif run is not None:
+            yield Episode(target, namespace, *run, FLAGGER_STATUS.get(value, "unknown"))
+            run = None
+    if run is not None:
+        yield Episode(target, namespace, *run, "progressing")
 
 
 def collect(
@@ -230,7 +230,7 @@ def _mains(path: Path, name: str | None) -> dict[str, Controller]:
     """The Canaries and Rollouts to collect (``name`` only, if given) and their controller."""
     if not path.exists():
         raise SpecError(f"{path}: no such file or folder of Canary or Rollout manifests.")
-    kinds = {"Canary": "flagger", "Rollout": "argo"}
+    kinds: dict[str, Controller] = {"Canary": "flagger", "Rollout": "argo"}
     mains = {
         d.name: kinds[d.kind]
         for d in read_documents(path)

@@ -177,7 +177,8 @@ class Fleet:
     def _entry(
         self, rec: Recording, where: str, *, service: str | None, namespace: str | None
     ) -> dict[str, Any]:
-        if not len(rec):
+        start = rec.start
+        if not len(rec) or start is None:
             raise DataError(f"{where}: the recording is empty; there is no rollout to add.")
         meta = rec.meta
         scenario = meta.get("scenario") or {}
@@ -187,7 +188,7 @@ class Fleet:
                 f"{where}: service {service!r} cannot name a partition. Pass service= "
                 "(--service NAME) with letters, digits, '.', '_' or '-'."
             )
-        rollout = rollout_id(str(service), rec.start)
+        rollout = rollout_id(str(service), start)
         return {
             "rollout": rollout,
             "service": str(service),

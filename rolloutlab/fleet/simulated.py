@@ -76,7 +76,9 @@ def simulated_fleet(
         )
         recordings.append(rec)
         if label is not None:
-            rollout = rollout_id(service, rec.start)
+            first = rec.start
+            assert first is not None  # a simulation is never empty
+            rollout = rollout_id(service, first)
             labels.append(f"{rollout},{label},https://incidents.example/{rollout}")
     fleet.add(recordings, replace=True)
     (fleet.root / LABELS).write_text("\n".join(labels) + "\n")
