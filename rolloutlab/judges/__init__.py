@@ -114,6 +114,7 @@ def roles(recording: Recording, spec: Spec) -> tuple[str, str]:
             )
     if control == treatment:
         raise SpecError(f"control and treatment are both {control!r}. Name two variants.")
+    assert treatment is not None  # None is no variant: refused above
     return control, treatment
 
 

@@ -115,7 +115,7 @@ def flagger_value(metric: MetricSpec, table: TickTable, variant: str, k: int) ->
             count = float(buckets.sum())
             value = total_ms / count if count > 0 else math.nan
         else:
-            value = histogram_quantile(metric.quantile, table.edges[metric.metric], buckets)
+            value = float(histogram_quantile(metric.quantile, table.edges[metric.metric], buckets))
         return _whole_ms(float(value)) if _is_duration(metric) else float(value)
     if metric.kind == "gauge":
         ticks, values = table.gauges.get(metric.metric, {}).get(variant, (np.array([]), []))

@@ -189,7 +189,7 @@ def classify(
     if c.size == 0 or e.size == 0:
         if settings.nan_strategy == "replace":
             return Classification("Pass")
-        reason = f"Missing data for {name}"
+        reason: str | None = f"Missing data for {name}"
         if must_have_data and not critical:
             return Classification("NodataFailMetric", reason)
         return Classification("Nodata", reason, critical=critical)

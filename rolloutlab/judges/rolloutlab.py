@@ -71,7 +71,7 @@ from rolloutlab.judges.spec import MetricSpec, Spec, format_duration
 from rolloutlab.judges.verdict import Decision, MetricResult, TickState
 from rolloutlab.stats import PoissonRatioBatch, TickContrast, welch_on_blocks
 from rolloutlab.stats.power import minutes_to_evidence
-from rolloutlab.stats.sequential import DEFAULT_GRID
+from rolloutlab.stats.sequential import DEFAULT_GRID, Alternative
 
 #: Level of the sequential sample-ratio test. A false SRM only holds the rollout, but it
 #: holds it for good, so it is kept small (Eppo uses the same level for its SRM check).
@@ -110,7 +110,7 @@ RATE_WINDOW = 10
 #: Latency shifts on which score differences are tabulated (to convert both ways).
 _SHIFTS = np.concatenate([np.linspace(-0.6, 0.0, 61)[:-1], np.linspace(0.0, 3.0, 301)])
 
-_OPPOSITE = {"greater": "less", "less": "greater"}
+_OPPOSITE: dict[Alternative, Alternative] = {"greater": "less", "less": "greater"}
 _VERDICTS = {
     "fail": "beyond the tolerated",
     "pass": "within the promotion bound",
@@ -146,9 +146,10 @@ def _inside_grid(ratio: float) -> float:
     return float(min(max(ratio, DEFAULT_GRID[1]), DEFAULT_GRID[-2]))
 
 
-def _sides(metric: MetricSpec, margin: float) -> tuple[tuple[str, float], ...]:
+def _sides(metric: MetricSpec, margin: float) -> tuple[tuple[Alternative, float], ...]:
     """(harm alternative, relative boundary) per harmful direction, at ``margin``."""
-    up, down = ("greater", _inside_grid(1.0 + margin)), ("less", _inside_grid(1.0 - margin))
+    up: tuple[Alternative, float] = ("greater", _inside_grid(1.0 + margin))
+    down: tuple[Alternative, float] = ("less", _inside_grid(1.0 - margin))
     return {"increase": (up,), "decrease": (down,), "either": (up, down)}[
         metric.direction_or("increase")
     ]
@@ -180,14 +181,14 @@ class _RatioTests:
 
     def __init__(self) -> None:
         # stream, harm, boundary, alternative, mode, prior sd, α
-        self._tests: list[tuple[int, bool, float, str, str, float, float]] = []
+        self._tests: list[tuple[int, bool, float, Alternative, str, float, float]] = []
         self.n = 0
 
     def add(
         self,
-        harm: Sequence[tuple[str, float]],
+        harm: Sequence[tuple[Alternative, float]],
         alpha_harm: float,
-        safe: Sequence[tuple[str, float]] = (),
+        safe: Sequence[tuple[Alternative, float]] = (),
         alpha_safe: float = 0.0,
         *,
         mode: str = "robust",
@@ -333,7 +334,7 @@ class _ShiftTests:
         c = self.contrast
         c.step(self.d, self.v, self.nulls, take=(True, safety))
         np.maximum(self.max_log_e, c.log_e(), out=self.max_log_e)
-        width, estimate = c.half_width(self.alpha), c.estimate
+        width, estimate = c.half_width(np.asarray(self.alpha)), c.estimate
         np.maximum(self.low, np.where(stepped, estimate - width, -math.inf), out=self.low)
         np.minimum(self.high, np.where(stepped, estimate + width, math.inf), out=self.high)
         self.d[:] = np.nan
@@ -610,8 +611,10 @@ class _LatencyMonitor(_Monitor):
         self._ticks += 1
         if self._ticks & (self._ticks - 1) == 0:  # at doubling ticks: O(1) amortised
             self._tabulate(self.primary + self.warmup)
-        s = [treatment @ self.scores, control @ self.scores]
-        q = [treatment @ self.scores**2, control @ self.scores**2]
+        scores = self.scores
+        assert scores is not None  # fixed by _warm_up before the first contrast
+        s = [treatment @ scores, control @ scores]
+        q = [treatment @ scores**2, control @ scores**2]
         self.sums += np.array([n, s, q]).T
         if n[0] > 0 and n[1] > 0:
             total, sum_s, sum_q = self.sums.T
