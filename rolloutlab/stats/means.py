@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.stats import t as student_t
@@ -152,7 +153,7 @@ def _welch(
     """Welch test from ``(n, mean, variance)`` of each group."""
     alpha = check_alpha(alpha)
     (n_c, mu_c, s2_c), (n_t, mu_t, s2_t) = control, treatment
-    sizes = {"n_control": n_c, "n_treatment": n_t, "relative": relative}
+    sizes: dict[str, Any] = {"n_control": n_c, "n_treatment": n_t, "relative": relative}
     for name, n in (("control", n_c), ("treatment", n_t)):
         if n == 0:
             return WelchResult.neutral(f"no {unit} in the {name}", **sizes)
