@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -262,7 +263,16 @@ def step_seconds(frame: pl.DataFrame) -> float | None:
     if len(ts) < 2:
         return None
     gaps = ts.diff().drop_nulls().dt.total_microseconds()
-    return float(gaps.mode().min()) / 1e6
+    return cast(int, gaps.mode().min()) / 1e6  # microseconds, not null: polars types it wide
+
+
+def time_span(frame: pl.DataFrame) -> tuple[datetime, datetime] | None:
+    """The first and last timestamp of a validated frame (None when it has no rows)."""
+    if frame.is_empty():
+        return None
+    ts = frame["timestamp"]
+    # validate() made the column a Datetime without nulls; polars types min/max widely
+    return cast(datetime, ts.min()), cast(datetime, ts.max())
 
 
 def totals(frame: pl.DataFrame, metric: str) -> pl.DataFrame:
@@ -366,11 +376,12 @@ def tick_table(
         raise ValueError(f"interval_s must be positive, got {interval_s}")
     if variants is None:
         variants = frame["variant"].unique().sort().to_list()
-    if frame.is_empty():
+    span = time_span(frame)
+    if span is None:
         return TickTable((), interval_s, tuple(variants), {}, {}, {}, {}, {})
     if origin is None:
         step = step_seconds(frame) or interval_s
-        origin = frame["timestamp"].min() - timedelta(seconds=step)
+        origin = span[0] - timedelta(seconds=step)
     interval_us = int(round(interval_s * 1e6))
     rows = frame.with_columns(
         ((pl.col("timestamp") - pl.lit(origin)).dt.total_microseconds() - 1)
@@ -378,7 +389,7 @@ def tick_table(
         .cast(pl.Int64)
         .alias("tick")
     ).filter(pl.col("tick") >= 0)
-    n = int(rows["tick"].max()) + 1 if rows.height else 0
+    n = cast(int, rows["tick"].max()) + 1 if rows.height else 0  # Int64, not null
     ends = tuple(origin + timedelta(microseconds=interval_us * (k + 1)) for k in range(n))
 
     present: dict[str, dict[str, np.ndarray]] = {}

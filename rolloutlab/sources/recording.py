@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -85,11 +85,15 @@ class Recording:
 
     @property
     def start(self) -> datetime | None:
-        return self.frame["timestamp"].min()
+        """The first timestamp (None when the recording is empty)."""
+        span = frames.time_span(self.frame)
+        return span[0] if span else None
 
     @property
     def end(self) -> datetime | None:
-        return self.frame["timestamp"].max()
+        """The last timestamp (None when the recording is empty)."""
+        span = frames.time_span(self.frame)
+        return span[1] if span else None
 
     @property
     def step_s(self) -> float | None:
@@ -184,9 +188,10 @@ class Recording:
         variants = _html.Html(
             ", ".join(f"{_html.swatch(c)}{_html.esc(v)}" for v, c in colors.items())
         )
+        bounds = frames.time_span(self.frame)
         span = (
-            f"{_html.when(self.start)} → {_html.when(self.end)} ({self.end - self.start})"
-            if self.frame.height
+            f"{_html.when(bounds[0])} → {_html.when(bounds[1])} ({bounds[1] - bounds[0]})"
+            if bounds
             else "empty"
         )
         facts = {
@@ -339,7 +344,8 @@ def _load_parquet(path: Path) -> Recording:
         # values, column names, time zones or field metadata: have pyarrow decode them all.
         table.validate(full=True)
         table.schema.to_string(show_field_metadata=True, show_schema_metadata=False)
-        frame = pl.from_arrow(table.replace_schema_metadata(None))
+        # a Table gives a DataFrame (a Series only comes from an Array); pyarrow has no stubs
+        frame = cast(pl.DataFrame, pl.from_arrow(table.replace_schema_metadata(None)))
     except (pa.ArrowException, OSError, UnicodeDecodeError, pl.exceptions.PolarsError) as exc:
         raise DataError(f"{path}: not a readable Parquet file ({exc}).", source=str(path)) from None
     meta = _parse_meta(raw, path) if raw else {}
