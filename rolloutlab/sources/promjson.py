@@ -92,7 +92,7 @@ def check_unmerged(
     for i, key in enumerate(keys):
         groups.setdefault(key, []).append(i)
     differing: dict[str, set[str]] = {}
-    clash = None
+    clash: tuple[Any, int] | None = None  # the first key that differs, and its series count
     for key, members in groups.items():
         if len(members) < 2:
             continue
@@ -103,7 +103,7 @@ def check_unmerged(
             if len(values) > 1:
                 differing.setdefault(name, set()).update(values)
                 clash = clash or (key, len(members))
-    if not differing or aggregate == "sum":
+    if clash is None or aggregate == "sum":  # clash is None exactly when nothing differs
         return sorted(differing)
     name = "reporter" if "reporter" in differing else sorted(differing)[0]
     present = sorted(value for value in differing[name] if value)
@@ -510,13 +510,13 @@ def load_query_range_json(
         labels = s.get("metric") if isinstance(s, Mapping) else None
         if not isinstance(labels, Mapping):
             raise DataError(f"{source}: series {i} has no 'metric' label object", source=source)
-        name = labels.get("__name__")
+        name: str | None = labels.get("__name__")  # labels are text (checked by _result_list)
         by, variant = _variant(labels, variant_label)
         variants.append(variant)
         metrics.append(metric or name or path.stem)
         is_bucket = "le" in labels or (name or "").endswith("_bucket")
         raw.append(
-            bool(name) and (name.endswith("_bucket") or name.endswith(_RAW_COUNTER_SUFFIXES))
+            name is not None and (name.endswith("_bucket") or name.endswith(_RAW_COUNTER_SUFFIXES))
         )
         if is_bucket:
             kinds.append("bucket")
