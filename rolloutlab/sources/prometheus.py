@@ -36,7 +36,8 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from types import TracebackType
+from typing import Any, Literal, Self
 
 import polars as pl
 import requests
@@ -44,8 +45,9 @@ import urllib3
 from prometheus_api_client import PrometheusConnect
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connectionpool import ConnectionPool, HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager
+from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 from rolloutlab import frames
@@ -251,7 +253,8 @@ class Retries:
             status_forcelist=self.statuses,
             allowed_methods=None,
             raise_on_status=False,
-            retry_after_max=self.max_wait_s,
+            # urllib3 annotates int, but only compares it with the seconds it parsed (float)
+            retry_after_max=self.max_wait_s,  # type: ignore[arg-type]
         )
 
 
@@ -261,8 +264,14 @@ class _BoundedRetry(Retry):
     the server asked."""
 
     def increment(
-        self, method: Any = None, url: Any = None, response: Any = None, **kw: Any
-    ) -> Any:
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
         asked = response.headers.get("Retry-After") if response is not None else None
         if asked is not None:
             try:
@@ -270,8 +279,9 @@ class _BoundedRetry(Retry):
             except urllib3.exceptions.InvalidHeader:
                 wait = math.inf
             if wait > self.retry_after_max:
-                raise urllib3.exceptions.MaxRetryError(kw.get("_pool"), url, None)
-        return super().increment(method, url, response=response, **kw)
+                # a pool always passes itself; urllib3 raises with an optional _pool too
+                raise urllib3.exceptions.MaxRetryError(_pool, url, None)  # type: ignore[arg-type]
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
 
 class Prometheus:
@@ -396,7 +406,12 @@ class Prometheus:
         """One ``query_range`` request (the same one ``PrometheusConnect.custom_query_range``
         sends) returning the raw body, so polars can parse it without making a Python object
         per point. Every failure becomes a rolloutlab error."""
-        params = {"query": query, "start": start, "end": end, "step": f"{step_s}s"}
+        params: dict[str, str | int] = {
+            "query": query,
+            "start": start,
+            "end": end,
+            "step": f"{step_s}s",
+        }
         late = ConnectionFailed(
             f"Prometheus at {self.url} did not answer within {self.timeout:g} s in total "
             f"(connect, headers and body; query: {query}). Raise timeout= or fetch a shorter "
@@ -552,7 +567,7 @@ class Prometheus:
                 value=pl.when(answered).then(float("nan")).otherwise("value")
             )
         notes = _check_coverage(frame, spec, first, last, step_s, self.url, missing)
-        meta = {
+        meta: dict[str, Any] = {
             "format_version": frames.FORMAT_VERSION,
             "source": self.url,
             "queries": {m: q for m, (q, _) in spec.queries.items()},
@@ -639,10 +654,11 @@ class Prometheus:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 for future in done:
-                    if future.exception() is not None:
+                    error = future.exception()
+                    if error is not None:
                         for other in pending:
                             other.cancel()
-                        raise future.exception()
+                        raise error
                     parts.append(future.result())
                     bar.update()
         if unmatched:
