@@ -278,6 +278,14 @@ def test_argo_refusals_say_why(tmp_path):
     blue_green = ROLLOUT.replace("    canary:\n", "    blueGreen:\n")
     with pytest.raises(SpecError, match="has strategy blueGreen"):
         Spec.load(blue_green)
+    # Argo's pause is a mapping (RolloutPause{duration}); a bare number used to raise
+    # AttributeError inside the parser
+    bare = ROLLOUT.replace("pause: {duration: 5m}", "pause: 1")
+    with pytest.raises(SpecError, match=r"steps\[1\]\.pause is 1; Argo's pause is a mapping"):
+        Spec.load("---\n".join((bare, SUCCESS_RATE, LATENCY)))
+    scalar = ROLLOUT.replace("- pause: {duration: 5m}", "- 5")
+    with pytest.raises(SpecError, match=r"steps\[1\] is 5; a step is a mapping"):
+        Spec.load("---\n".join((scalar, SUCCESS_RATE, LATENCY)))
 
 
 # -- fetched from a real Prometheus and judged -------------------------------------

@@ -54,11 +54,19 @@ def rollout_spec(rollout: Document, templates: Sequence[Document]) -> Spec:
     ignored: list[str] = []
     for i, step in enumerate(canary.get("steps") or []):
         path = f"spec.strategy.canary.steps[{i}]"
+        if not isinstance(step, Mapping):
+            raise SpecError(f"{where}: {path} is {step!r}; a step is a mapping, e.g. setWeight: 20")
         if "setWeight" in step:
             weight = _argo_weight(step["setWeight"], weights, f"{where}: {path}")
             weights.extend([] if weight is None else [weight])
         elif "pause" in step:
-            duration = (step.get("pause") or {}).get("duration")
+            pause = step.get("pause") or {}
+            if not isinstance(pause, Mapping):
+                raise SpecError(
+                    f"{where}: {path}.pause is {pause!r}; Argo's pause is a mapping: "
+                    "'pause: {duration: 1m}', or 'pause: {}' to wait for a promotion"
+                )
+            duration = pause.get("duration")
             if duration is not None:
                 pauses.append(parse_duration(duration, f"{where}: {path}.pause.duration"))
         elif "analysis" in step:
