@@ -166,6 +166,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", help="'a,b' label values, or 'name=regex,...'")
     p.add_argument("--queries", type=Path, help="YAML/JSON file of custom queries")
     p.add_argument(
+        "--segment-by",
+        metavar="LABEL",
+        help="fill the recording's segment column from this label (e.g. region), for "
+        "per-segment A/B results; series without it go in the segment '(none)'",
+    )
+    p.add_argument(
         "--flagger",
         action="store_true",
         help="also fetch Flagger's own series (weight, status, metric analysis)",
@@ -435,6 +441,8 @@ def _fetch(args: argparse.Namespace) -> int:
     if args.spec is not None or args.kube is not None:
         from rolloutlab.specs.fetch import fetch_for_spec
 
+        if args.segment_by:
+            raise SpecError("--segment-by works with --preset or --queries, not with --spec yet.")
         clashing = [f"--{k.replace('_', '-')}" for k in SPEC_DEFINES if getattr(args, k)]
         if clashing:
             raise SpecError(
@@ -477,6 +485,7 @@ def _fetch(args: argparse.Namespace) -> int:
                 queries=args.queries,
                 flagger=args.flagger,
                 names=names,
+                segment_by=args.segment_by,
                 **options,
             )
         except EmptyResult as exc:

@@ -220,6 +220,7 @@ class Preset:
         target: str | None = None,
         extra: Mapping[str, str] | None = None,
         names: Mapping[str, str] | None = None,
+        segment_by: str | None = None,
     ) -> dict[str, tuple[str, str]]:
         """PromQL per canonical metric: ``{metric: (query, kind)}``, increments per step.
 
@@ -227,9 +228,11 @@ class Preset:
         errors gets explicit zeros instead of no series. A preset whose Flagger
         request-duration is a mean also fetches ``latency_ms_sum``, the increase of the
         histogram's ``_sum`` in ms (the mean is that over the +Inf bucket's increase).
+        ``segment_by`` keeps that label too (``sum by (variant_label, segment_by)``), one
+        series per variant and segment.
         """
         sel = _joined(self.selector(namespace, target, extra, names), variants.matcher())
-        by = variants.label
+        by = variants.label + (f", {segment_by}" if segment_by else "")
         req_sel = _joined(sel, _matchers(self.requests_labels))
         requests = f"sum by ({by}) (increase({self.requests}{{{req_sel}}}[{step}]))"
         err_sel = f"{req_sel},{self.code_label}=~{promql_string(self.error_regex)}"

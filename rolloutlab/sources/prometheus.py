@@ -72,6 +72,7 @@ SPLIT_POINTS = 1_000
 _CANONICAL_KINDS = {"requests": "counter", "errors": "counter", "latency_ms": "bucket"}
 _ERROR_BODY = re.compile(rb'\s*\{\s*"status"\s*:\s*"error"')
 _TEMPLATE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 Auth = str | tuple[str, str] | requests.auth.AuthBase | None
 
@@ -504,6 +505,7 @@ class Prometheus:
         missing: Literal["warn", "raise"] = "warn",
         partial: Literal["nan", "keep"] = "nan",
         progress: bool | None = None,
+        segment_by: str | None = None,
     ) -> Recording:
         """Fetch ``requests``, ``errors`` (counters) and ``latency_ms`` (buckets) per variant.
 
@@ -530,6 +532,12 @@ class Prometheus:
         ``missing="raise"``, raise :class:`EmptyResult` listing them. A negative counter or
         bucket increase (a broken exporter or proxy) becomes NaN, with a
         :class:`PartialDataWarning` naming it.
+
+        ``segment_by`` (a label such as ``"region"``) fills the recording's ``segment``
+        column for ``experiment(...).segments``: the preset's queries keep that label
+        (``sum by (variant_label, segment_by)``; custom queries must keep it themselves),
+        and a series without it lands in the segment ``"(none)"``, so the segments add up
+        to the unsegmented totals.
         """
         if partial not in ("nan", "keep"):
             raise SpecError(f"partial must be 'nan' or 'keep', got {partial!r}")
@@ -545,6 +553,7 @@ class Prometheus:
             selector=selector,
             names=names,
             step_s=step_s,
+            segment_by=segment_by,
         )
         # Long ranges are also split so the server evaluates them on several cores at once
         # (as Thanos' and Mimir's query frontends do); chunks stay at least SPLIT_POINTS long.
@@ -591,6 +600,8 @@ class Prometheus:
             meta["warnings"] = notes_by_metric
         if aggregate:
             meta["aggregate"] = aggregate
+        if segment_by:
+            meta["segment_by"] = segment_by
         return Recording(frame, meta, source=self.url)
 
     def _run(
@@ -628,6 +639,7 @@ class Prometheus:
                     le_scale=spec.le_scale.get(metric, 1.0),
                     aggregate=aggregate,
                     source=f"{self.url} ({metric})",
+                    segment=spec.segment_by,
                 )
             except MergeRefused as exc:
                 raise QueryError(f"{exc}\n  query: {query}", **self._context(query, 200)) from None
@@ -686,11 +698,13 @@ class _QuerySpec:
         variants: Variants,
         queries: dict[str, tuple[str, str]],
         le_scale: dict[str, float],
+        segment_by: str | None = None,
     ) -> None:
         self.preset_name = preset_name
         self.variants = variants
         self.queries = queries
         self.le_scale = le_scale
+        self.segment_by = segment_by
 
     @classmethod
     def build(
@@ -705,6 +719,7 @@ class _QuerySpec:
         selector: Mapping[str, str] | None,
         names: Mapping[str, str] | None,
         step_s: int,
+        segment_by: str | None = None,
     ) -> _QuerySpec:
         custom: dict[str, Any] = {}
         if queries is not None:
@@ -741,6 +756,13 @@ class _QuerySpec:
             if not isinstance(variants, Mapping):
                 variants = {name: regex_escape(name) for name in variants}
             v = Variants(label, variants)
+        if segment_by is not None and (
+            not _LABEL_NAME.fullmatch(segment_by) or segment_by in (v.label, "le")
+        ):
+            raise SpecError(
+                f"segment_by={segment_by!r} must be a Prometheus label name other than the "
+                f"variant label {v.label!r} and 'le', e.g. segment_by='region'"
+            )
         resolved: dict[str, tuple[str, str]] = {}
         le_scale: dict[str, float] = {}
         step = f"{step_s}s"
@@ -749,7 +771,13 @@ class _QuerySpec:
                 raise SpecError(f"preset {p.name!r} needs namespace=")
             resolved.update(
                 p.queries(
-                    v, namespace=namespace, step=step, target=target, extra=selector, names=names
+                    v,
+                    namespace=namespace,
+                    step=step,
+                    target=target,
+                    extra=selector,
+                    names=names,
+                    segment_by=segment_by,
                 )
             )
             le_scale["latency_ms"] = p.le_to_ms
@@ -765,7 +793,7 @@ class _QuerySpec:
             query, kind, scale = _custom_entry(metric, entry)
             resolved[metric] = (_render(query, context, metric), kind)
             le_scale[metric] = scale
-        return cls(p.name if p else None, v, resolved, le_scale)
+        return cls(p.name if p else None, v, resolved, le_scale, segment_by)
 
 
 def _custom_entry(metric: str, entry: Any) -> tuple[str, str, float]:
@@ -1017,12 +1045,14 @@ def fetch(
     timeout: float = 30.0,
     progress: bool | None = None,
     flagger: bool = False,
+    segment_by: str | None = None,
 ) -> Recording:
     """One-call fetch for the CLI and notebooks: the ``rolloutlab fetch`` options as arguments.
 
     ``flagger=True`` also fetches Flagger's own series for ``target`` (the weight timeline
     that really happened, its status, its analysis values): see
-    :mod:`rolloutlab.sources.flagger`.
+    :mod:`rolloutlab.sources.flagger`. ``segment_by`` fills the ``segment`` column from
+    that label (see :meth:`Prometheus.fetch`).
 
     ``headers`` may be ``"Key=Value"`` strings; ``variants`` may be ``"a,b"`` (label values,
     each its own variant) or ``"primary=podinfo-primary,canary=podinfo"`` (name=regex).
@@ -1044,6 +1074,11 @@ def fetch(
             raise SpecError(f"variants {variants!r}: use either 'a,b' or 'name=regex,...'")
         else:
             variants = items
+    if flagger and segment_by:
+        raise SpecError(
+            "segment_by and flagger=True cannot be combined yet (Flagger's series are not "
+            "segmented): fetch the segments without flagger=True"
+        )
     with Prometheus(url, headers=header_map, auth=bearer, timeout=timeout) as prom:
         recording = prom.fetch(
             preset,
@@ -1058,6 +1093,7 @@ def fetch(
             names=names,
             aggregate=aggregate,
             progress=progress,
+            segment_by=segment_by,
         )
         if not flagger:
             return recording

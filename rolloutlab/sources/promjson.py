@@ -46,6 +46,10 @@ _NOT_LABELS = frozenset({"__name__", "le"})
 
 Aggregate = Literal["sum"] | None
 
+#: The segment of a series that lacks the ``segment_by`` label (kept, not dropped, so a
+#: segmented fetch adds up to the same totals as an unsegmented one).
+NO_SEGMENT = "(none)"
+
 
 class PartialDataWarning(UserWarning):
     """Some data is missing or invalid: steps of a variant's metric came back empty or read
@@ -146,6 +150,7 @@ def response_to_frame(
     le_scale: float = 1.0,
     aggregate: Aggregate = None,
     source: str = "<query_range>",
+    segment: str | None = None,
 ) -> ParsedResponse:
     """Tidy rows (not yet validated) from a raw ``query_range`` response body.
 
@@ -154,7 +159,11 @@ def response_to_frame(
     with different values of ``label`` that map to one variant are summed per timestamp
     (that is what the mapping asks for); series with the same value (and ``le``) differ in
     some other label and are refused (:func:`check_unmerged`) unless ``aggregate="sum"``.
+    With ``segment``, that label's value fills the ``segment`` column (:data:`NO_SEGMENT`
+    when a series lacks it) and series of different segments are kept apart.
     """
+    seg = [frames.SEGMENT] if segment else []
+    seg_field = {segment: pl.String} if segment else {}
     schema = {
         "warnings": pl.List(pl.String),
         "data": pl.Struct(
@@ -162,7 +171,7 @@ def response_to_frame(
                 "result": pl.List(
                     pl.Struct(
                         {
-                            "metric": pl.Struct({label: pl.String, "le": pl.String}),
+                            "metric": pl.Struct({label: pl.String, "le": pl.String, **seg_field}),
                             "values": pl.List(pl.List(pl.String)),
                         }
                     )
@@ -180,12 +189,16 @@ def response_to_frame(
             .select(
                 pl.col("metric").struct.field(label).fill_null("").alias("label"),
                 pl.col("metric").struct.field("le"),
+                *[
+                    pl.col("metric").struct.field(name).fill_null(NO_SEGMENT).alias(frames.SEGMENT)
+                    for name in seg_field
+                ],
                 "values",
             )
         )
         if series["values"].is_null().any():
             raise ValueError("a series without values")
-        if series.select("label", "le").is_duplicated().any():
+        if series.select("label", "le", *seg).is_duplicated().any():
             raise ValueError("series differing in other labels: checked on the slow path")
         labels = series["label"].to_list()
         names = [variant_of(value) for value in labels]
@@ -205,7 +218,7 @@ def response_to_frame(
             les = les.round_sig_figs(12)  # e.g. 0.005 s * 1000 is exactly 5 ms again
         points = (
             series.with_columns(le=les)
-            .select("variant", "le", "values")
+            .select("variant", "le", *seg, "values")
             .explode("values")
             .drop_nulls("values")
         )
@@ -222,14 +235,15 @@ def response_to_frame(
             pl.lit(kind, pl.String).alias("kind"),
             "le",
             pl.col("values").list.get(1).cast(pl.Float64).alias("value"),
+            *seg,
         )
     except (pl.exceptions.PolarsError, ValueError, IndexError):  # odd shapes: checked slowly
         return _slow_response_to_frame(
-            body, label, variant_of, metric, kind, le_scale, aggregate, source
+            body, label, variant_of, metric, kind, le_scale, aggregate, source, segment
         )
-    if series.select("variant", "le").is_duplicated().any():
-        frame = frame.group_by(frames.COLUMNS[:-1]).agg(pl.col("value").sum())
-    return ParsedResponse(frame.select(frames.COLUMNS), unmatched, notes, [])
+    if series.select("variant", "le", *seg).is_duplicated().any():
+        frame = frame.group_by(*frames.COLUMNS[:-1], *seg).agg(pl.col("value").sum())
+    return ParsedResponse(frame.select(*frames.COLUMNS, *seg), unmatched, notes, [])
 
 
 def _slow_response_to_frame(
@@ -241,6 +255,7 @@ def _slow_response_to_frame(
     le_scale: float,
     aggregate: Aggregate,
     source: str,
+    segment: str | None = None,
 ) -> ParsedResponse:
     """The Python path for what the fast reader refused: decode, check, say what is wrong."""
     try:
@@ -258,23 +273,35 @@ def _slow_response_to_frame(
         else:
             keep.append(series)
             names.append(name)
+    segments = (
+        [str((s.get("metric") or {}).get(segment) or NO_SEGMENT) for s in keep] if segment else None
+    )
     summed = check_unmerged(
         keep,
-        [_fetch_key(s, label) for s in keep],
+        [_fetch_key(s, label, segment) for s in keep],
         ignore=[frozenset({label})] * len(keep),
         aggregate=aggregate,
         source=source,
         fix=FETCH_FIX,
     )
     frame = matrix_to_frame(
-        keep, variants=names, metric=metric, kind=kind, le_scale=le_scale, source=source
+        keep,
+        variants=names,
+        metric=metric,
+        kind=kind,
+        le_scale=le_scale,
+        source=source,
+        segments=segments,
     )
     return ParsedResponse(frame, unmatched, response_warnings(doc), summed)
 
 
-def _fetch_key(series: Mapping[str, Any], label: str) -> tuple[tuple[str, Any], ...]:
+def _fetch_key(
+    series: Mapping[str, Any], label: str, segment: str | None = None
+) -> tuple[tuple[str, Any], ...]:
     labels = series.get("metric") or {}
-    return ((label, labels.get(label) or ""), ("le", labels.get("le")))
+    key: tuple[tuple[str, Any], ...] = ((label, labels.get(label) or ""), ("le", labels.get("le")))
+    return key + ((segment, labels.get(segment) or NO_SEGMENT),) if segment else key
 
 
 def response_warnings(doc: Any) -> list[str]:
@@ -292,6 +319,7 @@ def matrix_to_frame(
     le_scale: float = 1.0,
     cumulative: Sequence[bool] | None = None,
     source: str = "<query_range>",
+    segments: Sequence[str] | None = None,
 ) -> pl.DataFrame:
     """Turn a ``query_range`` result list into tidy rows (not yet validated or sorted).
 
@@ -301,7 +329,9 @@ def matrix_to_frame(
     ``cumulative`` hold raw counter readings and become per-step increases with Prometheus'
     reset rule (see :func:`rolloutlab.frames.increments`). Series that end up with the same
     (variant, metric, le) are summed per timestamp: the caller named their variants, so it
-    has decided that (the loaders check with :func:`check_unmerged` first).
+    has decided that (the loaders check with :func:`check_unmerged` first). ``segments``,
+    one per series, fill the optional ``segment`` column (series of different segments
+    stay apart).
     """
     n = len(result)
     metrics = [metric] * n if isinstance(metric, str) else list(metric)
@@ -327,10 +357,16 @@ def matrix_to_frame(
             "value": values,
         }
     )
-    keys = list(zip(variants, metrics, kinds, les, strict=True))
+    seg: list[str] = []
+    if segments is not None:
+        seg = [frames.SEGMENT]
+        frame = frame.with_columns(
+            pl.Series(frames.SEGMENT, list(segments), dtype=pl.String).gather(idx)
+        )
+    keys = list(zip(variants, metrics, kinds, les, segments or [""] * n, strict=True))
     if len(set(keys)) < len(keys):
-        frame = frame.group_by(frames.COLUMNS[:-1]).agg(pl.col("value").sum())
-    return frame.select(frames.COLUMNS)
+        frame = frame.group_by(*frames.COLUMNS[:-1], *seg).agg(pl.col("value").sum())
+    return frame.select(*frames.COLUMNS, *seg)
 
 
 def _points(
@@ -661,6 +697,7 @@ def _variant(labels: Mapping[str, str], variant_label: str | None) -> tuple[str 
 __all__ = [
     "DEFAULT_VARIANT_LABELS",
     "MergeRefused",
+    "NO_SEGMENT",
     "PartialDataWarning",
     "ParsedResponse",
     "check_unmerged",
