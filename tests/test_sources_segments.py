@@ -17,7 +17,7 @@ from rolloutlab import experiment
 from rolloutlab.cli import main
 from rolloutlab.errors import SpecError
 from rolloutlab.sources.openmetrics import to_openmetrics
-from rolloutlab.sources.prometheus import Prometheus
+from rolloutlab.sources.prometheus import Prometheus, fetch
 from rolloutlab.sources.promjson import NO_SEGMENT, MergeRefused, response_to_frame
 from rolloutlab.sources.promserver import PrometheusServer
 from rolloutlab.sources.recording import Recording, load
@@ -191,8 +191,12 @@ def test_experiment_on_a_segmented_fetch_has_a_row_per_segment(regions, tmp_path
         assert lift == pytest.approx(rate["B"] / rate["A"] - 1, rel=1e-9)
 
 
-def test_segment_by_must_be_another_label() -> None:
+def test_segment_by_must_be_another_label_and_is_refused_with_flagger() -> None:
+    """Refused before any query is sent (port 9 is discard: nothing answers there)."""
+    args = {"target": "x", "namespace": "y", "start": 0, "end": 60}
     prom = Prometheus("http://127.0.0.1:9")
     for bad in ("destination_workload", "le", "a-b"):
         with pytest.raises(SpecError, match="segment_by"):
-            prom.fetch("istio", target="x", namespace="y", start=0, end=60, segment_by=bad)
+            prom.fetch("istio", segment_by=bad, **args)
+    with pytest.raises(SpecError, match="segment_by and flagger"):
+        fetch("http://127.0.0.1:9", segment_by="region", flagger=True, **args)
