@@ -223,11 +223,18 @@ def test_collect_records_each_rollout_and_resumes(server, canary, tmp_path):
     assert again.height == 0 and fleet.index.height == 2  # already there: skipped
 
 
-def test_collect_replay_report_end_to_end(server, canary, tmp_path, capsys):
+def test_collect_replay_report_end_to_end(server, canary, tmp_path, capsys, monkeypatch):
     out = tmp_path / "fleet"
-    argv = ["fleet", "collect", "--url", server.url, "--spec", str(canary), "-o", str(out)]
+    # the connection comes as for every command: the URL from the environment, the token
+    # from a file (Prometheus here takes no auth, so this shows they are accepted and used)
+    monkeypatch.setenv("ROLLOUTLAB_URL", server.url)
+    (tmp_path / "token").write_text("s3cret\n")
+    argv = ["fleet", "collect", "--bearer-file", str(tmp_path / "token"), "--spec", str(canary)]
+    argv += ["-o", str(out)]
     assert main([*argv, "--since", "4h", "--until", "2026-01-12T13:00:00Z"]) == 0
-    assert "recorded 2 rollouts" in capsys.readouterr().out
+    collected = capsys.readouterr()
+    assert "recorded 2 rollouts" in collected.out
+    assert "s3cret" not in collected.out + collected.err
     (out / "labels.csv").write_text(f"rollout,incident\n{Fleet(out).index['rollout'][1]},false\n")
     replay_argv = ["fleet", "replay", str(out), "--spec", str(canary), "--judge", "rolloutlab"]
     assert main([*replay_argv, "--workers", "1"]) == 0

@@ -800,7 +800,7 @@ def connection(args: argparse.Namespace):
 
     resolved = settings(
         url=args.url,
-        preset=args.preset,
+        preset=getattr(args, "preset", None),
         headers=args.header,
         headers_file=args.header_file,
         bearer_file=args.bearer_file,

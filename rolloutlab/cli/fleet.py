@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rolloutlab.cli import connection, connection_options
 from rolloutlab.errors import SpecError
 from rolloutlab.specs.model import JUDGE_NAMES
 
@@ -21,7 +22,7 @@ def register(command) -> None:
         "one into the dataset; rerun to resume.",
     )
     c.set_defaults(fleet_run=_collect)
-    c.add_argument("--url", required=True, help="Prometheus-compatible server")
+    connection_options(c)
     c.add_argument(
         "--spec",
         type=Path,
@@ -88,6 +89,7 @@ def _fleet(args: argparse.Namespace) -> int:
 def _collect(args: argparse.Namespace) -> int:
     from rolloutlab.fleet.collect import collect
 
+    settings = connection(args)  # each canary's provider comes from the spec
     added = collect(
         args.url,
         args.spec,
@@ -98,6 +100,8 @@ def _collect(args: argparse.Namespace) -> int:
         name=args.spec_name,
         concurrency=args.concurrency,
         timeout=args.timeout,
+        headers=settings.headers,
+        bearer=settings.bearer,
         progress=True,
     )
     print(f"recorded {added.height} rollouts into {args.output}")

@@ -19,7 +19,7 @@ resumes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -131,12 +131,15 @@ def collect(
     name: str | None = None,
     concurrency: int = 4,
     timeout: float = 30.0,
+    headers: Mapping[str, str] | None = None,
+    bearer: str | None = None,
     progress: bool = False,
 ) -> pl.DataFrame:
     """Record every finished rollout of the Canaries in ``spec`` (a file or GitOps folder;
     ``name`` picks one) found between ``since`` (a duration back from ``until``, or a
     time) and ``until`` into the dataset at ``output``; returns the index rows added.
 
+    ``headers`` and ``bearer`` (a token) go with every request, as for :func:`fetch_for_spec`.
     ``concurrency`` rollouts are fetched at once. Rollouts still progressing at ``until``
     are left for a later run, and so are those already in the dataset.
     """
@@ -148,7 +151,8 @@ def collect(
     fleet = Fleet(Path(output))
     mains = _mains(Path(spec), name)
     episodes = []
-    with Prometheus(url, timeout=timeout) as prom:
+    connection: dict[str, Any] = {"headers": headers, "bearer": bearer, "timeout": timeout}
+    with Prometheus(url, headers=headers, auth=bearer, timeout=timeout) as prom:
         for main, controller in mains.items():
             s = Spec.load(spec, name=main)
             if not (s.target and s.namespace):
@@ -171,7 +175,7 @@ def collect(
     bar = progress_bar(progress, len(episodes), len(episodes) - len(todo), "fleet collect")
     with ThreadPoolExecutor(concurrency) as pool:
         jobs = [
-            pool.submit(_record, url, spec, m, mains[m] == "flagger", e, step, step_s, timeout)
+            pool.submit(_record, url, spec, m, mains[m] == "flagger", e, step, step_s, connection)
             for m, e in todo
         ]
         try:
@@ -195,7 +199,7 @@ def _record(
     e: Episode,
     step: Any,
     step_s: float,
-    timeout: float,
+    connection: Mapping[str, Any],
 ) -> Any:
     """One rollout's recording: the spec's metrics (and Flagger's series for a Canary), one
     step before the first progressing step to the step that ended it."""
@@ -208,7 +212,7 @@ def _record(
             end=e.end + timedelta(seconds=step_s),
             step=step,
             flagger=with_flagger,
-            timeout=timeout,
+            **connection,
         )
     except EmptyResult as exc:
         raise EmptyResult(f"rollout of {e.target} at {e.start:%Y-%m-%d %H:%M} UTC: {exc}") from None
