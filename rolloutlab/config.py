@@ -133,8 +133,8 @@ def config_path(
 
 def load_config(path: Path, *, required: bool) -> dict[str, Any]:
     """The config file's mapping (empty when absent and not ``required``), checked: known
-    keys only, bounded size, no YAML aliases."""
-    import yaml
+    keys only, bounded size and expansion, no duplicate keys."""
+    from rolloutlab._yaml import load_yaml
 
     if not path.exists():
         if required:
@@ -148,11 +148,12 @@ def load_config(path: Path, *, required: bool) -> dict[str, Any]:
         raise SpecError(f"config file {path} is {len(raw)} bytes; at most {MAX_CONFIG_BYTES}")
     try:
         text = raw.decode("utf-8")
-        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text)):
-            raise SpecError(f"config file {path}: YAML aliases (*name) are not allowed")
-        data = yaml.safe_load(text)
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise SpecError(f"config file {path} is not valid UTF-8 YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"config file {path} is not UTF-8 text: {exc}") from None
+    docs = load_yaml(text, f"config file {path}")  # bounded: no alias bombs, no duplicate keys
+    if len(docs) > 1:
+        raise SpecError(f"config file {path} holds {len(docs)} YAML documents; give one")
+    data = docs[0] if docs else None
     if data is None:
         return {}
     if not isinstance(data, dict):
