@@ -338,3 +338,14 @@ def test_invalid_utf8_in_parquet_and_a_folder_are_data_errors(tmp_path):
     (tmp_path / "dir.csv").mkdir()
     with pytest.raises(DataError, match="is a folder"):
         load(tmp_path / "dir.csv")
+
+
+def test_the_text_repr_gives_both_dates_of_a_span_over_days():
+    # a 14-day experiment used to read "2026-01-12 00:00–23:59 UTC", as if it were one day
+    rec = rolloutlab.simulate("ab", seed=1)
+    start, end = rec.start, rec.end
+    assert start is not None and end is not None and start.date() != end.date()
+    assert f"{start:%Y-%m-%d %H:%M}–{end:%Y-%m-%d %H:%M} UTC" in repr(rec)
+    short = rolloutlab.simulate("healthy", seed=1)  # three hours: the date once
+    assert short.start is not None and short.end is not None
+    assert f"{short.start:%Y-%m-%d %H:%M}–{short.end:%H:%M} UTC" in repr(short)

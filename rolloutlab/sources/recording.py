@@ -174,7 +174,11 @@ class Recording:
         return self.frame.height
 
     def __repr__(self) -> str:
-        span = f"{self.start:%Y-%m-%d %H:%M}–{self.end:%H:%M} UTC" if self.frame.height else "empty"
+        span, bounds = "empty", frames.time_span(self.frame)
+        if bounds is not None:
+            start, end = bounds
+            same_day = start.date() == end.date()
+            span = f"{start:%Y-%m-%d %H:%M}–{end:{'%H:%M' if same_day else '%Y-%m-%d %H:%M'}} UTC"
         step = f", step {self.step_s:g}s" if self.step_s else ""
         return (
             f"<Recording {', '.join(self.variants)} · {len(self.metrics)} metrics · {span}{step}>"
