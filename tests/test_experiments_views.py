@@ -8,7 +8,7 @@ import pytest
 
 import rolloutlab
 from rolloutlab.views import experiment as views
-from rolloutlab.views.report import render_experiment
+from rolloutlab.views.reports import render_experiment
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from rolloutlab.judges import Spec, Verdict
 from rolloutlab.postmortem import Replay, replay
 from rolloutlab.sources.simulate import simulate
 from rolloutlab.views import charts, report, save_chart
-from rolloutlab.views.report import render_canary
+from rolloutlab.views.reports import render_canary
 
 JUDGES = ("flagger", "kayenta", "rolloutlab")
 

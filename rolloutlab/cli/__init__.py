@@ -682,7 +682,7 @@ REPORT_SUFFIXES = (".html", ".pdf", ".png")
 
 
 def _report(args: argparse.Namespace) -> int:
-    from rolloutlab.views.report import report
+    from rolloutlab.views.reports import report
 
     _check_report_path(args.output)
     if (args.fleet is None) == (args.recording is None):
@@ -845,7 +845,7 @@ def _demo(args: argparse.Namespace) -> int:
         return _demo_live(args)
     from rolloutlab.experiments import experiment
     from rolloutlab.postmortem import replay
-    from rolloutlab.views.report import report
+    from rolloutlab.views.reports import report
 
     written = []
     for name in DEMO_RECORDINGS:
@@ -878,7 +878,7 @@ def _demo_live(args: argparse.Namespace) -> int:
     """A canary rollout on 127.0.0.1 with a real Prometheus, driven by the rolloutlab judge;
     its report (of what was fetched and judged) goes to ``-o``."""
     from rolloutlab.control.local import LiveDemo
-    from rolloutlab.views.report import report
+    from rolloutlab.views.reports import report
 
     _check_report_path(args.output)
     print(

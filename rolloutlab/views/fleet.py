@@ -13,7 +13,7 @@ import altair as alt
 import polars as pl
 
 from rolloutlab import _html
-from rolloutlab.views.report import _page
+from rolloutlab.views.reports import _page
 
 _TOOLTIP = [
     alt.Tooltip("candidate:N"),
