@@ -675,3 +675,65 @@ def test_parse_quantity(text: Any, value: str) -> None:
 def test_parse_quantity_refuses(text: Any) -> None:
     with pytest.raises(ValueError, match="quantity"):
         parse_quantity(text)
+
+
+# Flagger: fluxcd/flagger at 15bd6ad555e6c935da55f0ab95977be74c149bd6,
+# pkg/router/gateway_api.go: SetRoutes writes the weighted rule first and, for A/B testing,
+# a primary-only rule after it; getSessionAffinityRouteRules puts the sticky rules (primary
+# 0 / canary 100 behind a cookie match) before the weighted rule; GetRoutes reads the last
+# rule with both backends (or the one whose backendRefs carry filters).
+HTTPROUTES = "gateway.networking.k8s.io/v1/httproutes"
+
+
+def test_gatewayapi_reads_flaggers_session_affinity_layout(
+    kube: KubeEmulator, audit_log: AuditLog
+) -> None:
+    hr = http_route(primary=80, canary=20)
+    weighted = hr["spec"]["rules"][0]
+    weighted["backendRefs"][1]["filters"] = [
+        {
+            "type": "ResponseHeaderModifier",
+            "responseHeaderModifier": {"add": [{"name": "Set-Cookie", "value": "flagger=x"}]},
+        }
+    ]
+    sticky = copy.deepcopy(weighted)
+    sticky["matches"] = [
+        {"headers": [{"type": "RegularExpression", "name": "Cookie", "value": ".*flagger.*x.*"}]}
+    ]
+    sticky["backendRefs"][0]["weight"], sticky["backendRefs"][1]["weight"] = 0, 100
+    del sticky["backendRefs"][1]["filters"]
+    hr["spec"]["rules"] = [sticky, weighted]
+    kube.seed(HTTPROUTES, hr)
+    r = make(kube, "gatewayapi", audit=audit_log)
+
+    assert r.weights() == Weights(80, 20)
+    r.set_weight(30, reason="tick 3 passed")
+    rules = kube.object(HTTPROUTES, NS, "podinfo")["spec"]["rules"]
+    assert [b["weight"] for b in rules[1]["backendRefs"]] == [70, 30]
+    assert rules[0] == sticky and rules[1]["backendRefs"][1]["filters"]
+
+
+def test_gatewayapi_ab_layout_and_v1beta1(kube: KubeEmulator, audit_log: AuditLog) -> None:
+    hr = http_route(primary=100, canary=0)
+    hr["apiVersion"] = "gateway.networking.k8s.io/v1beta1"
+    primary_only = copy.deepcopy(hr["spec"]["rules"][0])
+    del primary_only["backendRefs"][1]
+    hr["spec"]["rules"][0]["matches"] = [
+        {"headers": [{"name": "x-canary", "value": "insider"}], "path": {"value": "/"}}
+    ]
+    hr["spec"]["rules"].append(primary_only)
+    kube.seed("gateway.networking.k8s.io/v1beta1/httproutes", hr)
+    r = make(kube, "gatewayapi:v1beta1", audit=audit_log)
+    assert r.resource.version == "v1beta1"
+    assert r.weights() == Weights(100, 0)
+    r.set_weight(100, reason="A/B: all matched traffic to the canary")
+    stored = kube.object("gateway.networking.k8s.io/v1beta1/httproutes", NS, "podinfo")
+    assert [b["weight"] for b in stored["spec"]["rules"][0]["backendRefs"]] == [0, 100]
+    assert stored["spec"]["rules"][1] == primary_only
+    assert type(make(kube, "gatewayapi:v1")) is type(make(kube, "gatewayapi"))
+
+    # no rule with both backends: every rule is searched and what was found is named
+    hr["spec"]["rules"] = [primary_only, primary_only]
+    kube.seed("gateway.networking.k8s.io/v1beta1/httproutes", hr)
+    with pytest.raises(ValidationFailed, match=r"spec\.rules\[0\.\.1\]\.backendRefs\); found "):
+        r.weights()

@@ -335,9 +335,16 @@ class BackendListRouter(KubeRouter):
     once, as different destinations, their weights summing to 100 and every other
     backend at 0; anything else is refused with the fix, since writing one weight
     would leave the canary a share other than the one asked for.
+
+    A provider whose object holds several routing rules (``rules``: where the rules
+    are, ``rule_backends``: the backend list's key in a rule) uses, as Flagger does,
+    the last rule that sends to both primary and canary: rules with a ``match`` (A/B
+    testing, session affinity) come first, the weighted rule last.
     """
 
     path: ClassVar[tuple[str | int, ...]]
+    rules: ClassVar[tuple[str, ...] | None] = None
+    rule_backends: ClassVar[str] = ""
     name_at: ClassVar[tuple[str, ...]] = ("name",)
     default_weight: ClassVar[int] = 0
     #: weights are relative to their total (SMI v1alpha1), not percents
@@ -346,8 +353,38 @@ class BackendListRouter(KubeRouter):
     split_hint: ClassVar[str] = ""
 
     def _route_path(self, obj: dict[str, Any]) -> tuple[str | int, ...]:
-        """Where the backend list is in ``obj``."""
-        return self.path
+        """Where the backend list is in ``obj``: :attr:`path`, or the last of the
+        :attr:`rules` holding both primary and canary."""
+        if self.rules is None:
+            return self.path
+        rules: tuple[str | int, ...] = self.rules
+        node: Any = obj
+        for step in rules:
+            node = node.get(step) if isinstance(node, dict) else None
+        first = (*rules, 0, self.rule_backends)
+        if not isinstance(node, list) or not node:
+            return first  # reported as missing by _backends
+        primary, canary = self.keys
+
+        def keys(rule: Any) -> set[str | None]:
+            backends = rule.get(self.rule_backends) if isinstance(rule, dict) else None
+            return {self._key(b) for b in backends} if isinstance(backends, list) else set()
+
+        holding = [i for i, rule in enumerate(node) if {primary, canary} <= keys(rule)]
+        if holding:
+            return (*rules, holding[-1], self.rule_backends)
+        if len(node) == 1 or primary == canary:
+            return first  # _positions names what is missing (or the same destination)
+        found = sorted({str(key) for rule in node for key in keys(rule)})
+        where = f"{_path_text(rules)}[0..{len(node) - 1}].{self.rule_backends}"
+        raise ValidationFailed(
+            f"{self.ref}: no rule sends to both primary {primary!r} and canary {canary!r} "
+            f"(looked at {self.key_path} in {where}); found {found}. "
+            f"{self._missing_hint()}"
+        )
+
+    def _missing_hint(self) -> str:
+        return "Pass primary=/canary= if your names differ from Flagger's."
 
     def _backends(self, obj: dict[str, Any]) -> tuple[tuple[str | int, ...], list[dict]]:
         path = self._route_path(obj)
@@ -400,8 +437,7 @@ class BackendListRouter(KubeRouter):
             if not found:
                 raise ValidationFailed(
                     f"{where}: no {role} backend with {self.key_path} {wanted!r}; found "
-                    f"{[k for k in keys if k]}. Pass primary=/canary= if your names "
-                    "differ from Flagger's."
+                    f"{[k for k in keys if k]}. {self._missing_hint()}"
                 )
             if len(found) > 1:
                 raise ValidationFailed(
@@ -471,8 +507,8 @@ def _number(value: Decimal) -> str:
 class IstioRouter(BackendListRouter):
     """Istio VirtualService: the ``spec.http[].route[]`` that sends to the canary.
 
-    As Flagger, every http route is searched and the last one holding both primary
-    and canary destinations is used (A/B routes with a ``match`` come first).
+    As Flagger (``GetRoutes`` in ``pkg/router/istio.go``), every http route is searched
+    and the last one holding both primary and canary destinations is used.
     Destinations are found by ``destination.host`` (Flagger's ``<apex>-primary`` /
     ``<apex>-canary`` services), or, with ``primary_subset`` and ``canary_subset``,
     by ``destination.subset`` (one host split by a DestinationRule: Argo Rollouts'
@@ -481,7 +517,8 @@ class IstioRouter(BackendListRouter):
 
     kind = "istio"
     resource = Resource("networking.istio.io", "v1beta1", "virtualservices", "VirtualService")
-    path = ("spec", "http", 0, "route")
+    rules = ("spec", "http")
+    rule_backends = "route"
     name_at = ("destination", "host")
     split_hint = (
         " To mirror traffic, use the route's mirror and mirrorPercentage fields instead of "
@@ -535,36 +572,31 @@ class IstioRouter(BackendListRouter):
             "Rollouts' layout), pass primary_subset= and canary_subset= instead."
         )
 
-    def _route_path(self, obj: dict[str, Any]) -> tuple[str | int, ...]:
-        http = (obj.get("spec") or {}).get("http")
-        if not isinstance(http, list) or not http:
-            return ("spec", "http", 0, "route")  # reported as missing by _backends
-        primary, canary = self.keys
-        holding = []
-        for index, route in enumerate(http):
-            keys = {self._key(b) for b in (route or {}).get("route") or []}
-            if canary in keys and primary in keys:
-                holding.append(index)
-        if not holding:
-            found = sorted(
-                {str(self._key(b)) for route in http for b in (route or {}).get("route") or []}
-            )
-            raise ValidationFailed(
-                f"{self.ref}: no http route sends to both primary {primary!r} and canary "
-                f"{canary!r} (looked at {self.key_path} in spec.http[0..{len(http) - 1}]"
-                f".route); found {found}. Pass primary=/canary= if your names differ from "
-                "Flagger's, or primary_subset=/canary_subset= for a subset split."
-            )
-        return ("spec", "http", holding[-1], "route")
+    def _missing_hint(self) -> str:
+        return (
+            "Pass primary=/canary= if your names differ from Flagger's, or "
+            "primary_subset=/canary_subset= for a subset split."
+        )
 
 
 class GatewayAPIRouter(BackendListRouter):
-    """Gateway API HTTPRoute: ``spec.rules[0].backendRefs[]`` by ``name`` (weight defaults to 1)."""
+    """Gateway API HTTPRoute (``v1``): ``spec.rules[].backendRefs[]`` by ``name`` (weight
+    defaults to 1), in the last rule with both backends, as Flagger's ``GetRoutes``
+    (``pkg/router/gateway_api.go``): its A/B rule comes first, its session-affinity
+    rules before the weighted one."""
 
     kind = "gatewayapi"
     resource = Resource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
-    path = ("spec", "rules", 0, "backendRefs")
+    rules = ("spec", "rules")
+    rule_backends = "backendRefs"
     default_weight = 1
+
+
+class GatewayAPIv1beta1Router(GatewayAPIRouter):
+    """Gateway API HTTPRoute ``v1beta1`` (Flagger's ``gatewayapi:v1beta1``): as ``v1``."""
+
+    kind = "gatewayapi:v1beta1"
+    resource = Resource("gateway.networking.k8s.io", "v1beta1", "httproutes", "HTTPRoute")
 
 
 class SMIRouter(BackendListRouter):
@@ -709,6 +741,8 @@ class NginxRouter(KubeRouter):
 ROUTERS: dict[str, type[KubeRouter]] = {
     "istio": IstioRouter,
     "gatewayapi": GatewayAPIRouter,
+    "gatewayapi:v1": GatewayAPIRouter,
+    "gatewayapi:v1beta1": GatewayAPIv1beta1Router,
     "smi": SMIRouter,
     "smi:v1alpha1": SMIv1alpha1Router,
     "smi:v1alpha2": SMIRouter,
@@ -737,9 +771,10 @@ def router(
     primary_subset: str | None = None,
     canary_subset: str | None = None,
 ) -> KubeRouter:
-    """The router for a provider ``kind`` (istio, gatewayapi, smi, smi:v1alpha1..3, linkerd,
-    osm, nginx, traefik, contour) acting on route ``name`` in ``namespace``. Istio takes
-    ``primary_subset``/``canary_subset`` for a subset split. See :class:`KubeRouter`."""
+    """The router for a provider ``kind`` (istio, gatewayapi[:v1|:v1beta1], smi,
+    smi:v1alpha1..3, linkerd, osm, nginx, traefik, contour) acting on route ``name`` in
+    ``namespace``. Istio takes ``primary_subset``/``canary_subset`` for a subset split.
+    See :class:`KubeRouter`."""
     key = kind.lower()
     if key.startswith("smi:"):
         key = ":".join(key.split(":")[:2])  # Flagger's smi:v1alpha2:<mesh>
