@@ -9,6 +9,8 @@
 - an Argo Rollouts ``Rollout`` (canary steps, step and background analysis,
   ``trafficRouting``) and the ``AnalysisTemplate`` / ``ClusterAnalysisTemplate`` objects
   it names;
+- a Kayenta canary config (JSON or YAML) and the execution request giving its scopes
+  (:mod:`rolloutlab.specs.kayenta`);
 - or a rolloutlab spec (a mapping without ``kind``).
 
 Other objects (Deployments, Services, Kustomizations, ...) are skipped, and so are files
@@ -38,6 +40,12 @@ from rolloutlab.specs.flagger import (
     canary_spec,
     canary_with_templates,
 )
+from rolloutlab.specs.kayenta import (
+    is_kayenta_config,
+    is_kayenta_request,
+    kayenta_spec,
+    kayenta_with_request,
+)
 from rolloutlab.specs.model import Spec
 from rolloutlab.specs.native import _from_rolloutlab
 from rolloutlab.specs.schema import check_duration
@@ -64,8 +72,8 @@ def spec_from_documents(docs: Sequence[Document], *, source: str, name: str | No
             "file path, check it exists."
         )
     docs = [d for d in docs if isinstance(d.data, Mapping)]
-    mains = [d for d in docs if _is_canary(d) or _is_rollout(d)]
-    mains = mains or [d for d in docs if not (d.kind or d.api)]
+    mains = [d for d in docs if _is_canary(d) or _is_rollout(d) or is_kayenta_config(d.data)]
+    mains = mains or [d for d in docs if not (d.kind or d.api or is_kayenta_request(d.data))]
     if name is not None:
         mains = [d for d in mains if d.name == name]
     if len(mains) != 1:
@@ -76,6 +84,8 @@ def spec_from_documents(docs: Sequence[Document], *, source: str, name: str | No
             spec = canary_with_templates(main, [d for d in docs if _is_flagger_template(d)])
         elif _is_rollout(main):
             spec = rollout_spec(main, [d for d in docs if _is_argo_template(d)])
+        elif is_kayenta_config(main.data):
+            spec = kayenta_with_request(main, docs)
         else:
             spec = _from_rolloutlab(main.data)
     return _within_bounds(spec, main.where)
@@ -163,6 +173,8 @@ def spec_from_mapping(data: Any) -> Spec:
                 return _within_bounds(canary_spec(data), "<dict>")
         return spec_from_documents([Document(data, "<dict>")], source="<dict>")
     with _shape_errors(Document(data, "<dict>")):
+        if is_kayenta_config(data):
+            return _within_bounds(kayenta_spec(data, where="<dict>"), "<dict>")
         return _within_bounds(_from_rolloutlab(data), "<dict>")
 
 
