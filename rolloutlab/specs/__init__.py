@@ -1,11 +1,13 @@
 """What to judge and how: one :class:`Spec` model, read from rolloutlab's YAML, Flagger
-(Canary + MetricTemplates) and Argo Rollouts (Rollout + AnalysisTemplates) manifests,
+(Canary + MetricTemplates), Argo Rollouts (Rollout + AnalysisTemplates) manifests and
+Kayenta canary configs,
 as files, multi-document files or GitOps folders, validated once.
 
 Modules: :mod:`~rolloutlab.specs.model` (the dataclasses), :mod:`~rolloutlab.specs.schema`
 (fields and value parsers, the one validation path), :mod:`~rolloutlab.specs.native`
 (rolloutlab's YAML, reading and writing), :mod:`~rolloutlab.specs.flagger`,
-:mod:`~rolloutlab.specs.argo`, :mod:`~rolloutlab.specs.documents` (files and folders),
+:mod:`~rolloutlab.specs.argo`, :mod:`~rolloutlab.specs.kayenta` (Kayenta canary configs),
+:mod:`~rolloutlab.specs.documents` (files and folders),
 :mod:`~rolloutlab.specs.loading` (which format a document is),
 :mod:`~rolloutlab.specs.kube` (the same manifests read from a cluster) and
 :mod:`~rolloutlab.specs.fetch` (fetching what a spec judges).
