@@ -1,7 +1,6 @@
 """What to judge and how: one :class:`Spec` model, read from rolloutlab's YAML, Flagger
 (Canary + MetricTemplates), Argo Rollouts (Rollout + AnalysisTemplates) manifests and
-Kayenta canary configs,
-as files, multi-document files or GitOps folders, validated once.
+Kayenta canary configs, as files, multi-document files or GitOps folders, validated once.
 
 Modules: :mod:`~rolloutlab.specs.model` (the dataclasses), :mod:`~rolloutlab.specs.schema`
 (fields and value parsers, the one validation path), :mod:`~rolloutlab.specs.native`
