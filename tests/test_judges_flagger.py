@@ -254,6 +254,33 @@ def test_blue_green_manifest_without_step_weight():
     assert verdict.decided_at == at(2)
 
 
+def test_kubernetes_provider_is_blue_green_with_no_traffic_to_the_canary():
+    """fluxcd/flagger 15bd6ad pkg/controller/scheduler.go: for ``provider: kubernetes``
+    advanceCanary drops the A/B match and sets ``iterations: 10`` when unset, and
+    runBlueGreen never calls SetRoutes (``if provider != "kubernetes"``): the last check
+    runs with no traffic routed to the canary, then Promote."""
+    spec = Spec.load(
+        """
+        apiVersion: flagger.app/v1beta1
+        kind: Canary
+        metadata: {name: app}
+        spec:
+          provider: kubernetes
+          targetRef: {name: app}
+          analysis:
+            interval: 1m
+            threshold: 2
+            stepWeight: 10
+            match: [{headers: {x-canary: {exact: insider}}}]
+        """
+    )
+    verdict = flagger(recording([HEALTHY] * 14), spec)
+    assert (verdict.decision, verdict.decided_at) == ("promote", at(10))
+    assert column(verdict, "weight") == [0] * 11
+    mesh = flagger(recording([HEALTHY] * 14), spec.replace(provider="istio"))
+    assert column(mesh, "weight") == [0] * 10 + [100]
+
+
 def test_template_metric_missing_from_the_recording():
     spec = Spec.load(
         """
@@ -277,10 +304,15 @@ def test_template_metric_missing_from_the_recording():
 
 
 def test_built_in_checks_run_before_template_checks():
+    """fluxcd/flagger 15bd6ad pkg/controller/scheduler.go calls runBuiltinMetricChecks
+    (request-success-rate, request-duration and inline ``query`` metrics, in their
+    order) before runMetricChecks (templateRef metrics); scheduler_metrics.go."""
     template = MetricSpec("cpu", "gauge", "cpu", threshold_max=0.5, template="MetricTemplate cpu")
-    spec = SPEC.replace(metrics=[template, RATE])
-    rate, cpu = flagger(recording([BAD] * 5), spec).ticks[0].metrics
-    assert (rate.name, rate.classification) == ("request-success-rate", "fail")
+    inline = MetricSpec("p50", "gauge", "p50", threshold_max=1, template="inline query")
+    spec = SPEC.replace(metrics=[template, inline, RATE])
+    p50, rate, cpu = flagger(recording([BAD] * 5), spec).ticks[0].metrics
+    assert (p50.name, p50.classification) == ("p50", "fail")  # no values: not recorded
+    assert (rate.name, rate.classification) == ("request-success-rate", "inconclusive")
     assert (cpu.name, cpu.classification) == ("cpu", "inconclusive")
 
 

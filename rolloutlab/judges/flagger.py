@@ -27,7 +27,7 @@ truncates the request-duration and its bounds to whole milliseconds before compa
 
 ``iterations`` replays A/B testing (``abTesting``: promotion at the ``iterations``-th
 passing check) and blue/green (one more check, while all traffic is switched to the
-canary). Webhooks and the confirm-* gates are not replayed: a replay has nothing to call.
+canary; with ``provider: kubernetes`` there is no router, so the canary's weight stays 0). Webhooks and the confirm-* gates are not replayed: a replay has nothing to call.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from rolloutlab.judges.base import Judge
 from rolloutlab.judges.spec import MetricSpec, Spec
 from rolloutlab.judges.verdict import Decision, MetricResult, TickState
 from rolloutlab.sources.presets import LATENCY_SUM
+from rolloutlab.specs.flagger import FLAGGER_KUBERNETES_PROVIDER, FLAGGER_TEMPLATE
 
 Phase = Literal["Progressing", "Promoting", "Failed"]
 
@@ -142,6 +143,11 @@ def _is_duration(metric: MetricSpec) -> bool:
     return metric.kind == "latency" and metric.template is None
 
 
+def _from_template(metric: MetricSpec) -> bool:
+    """A metric Flagger reads through a MetricTemplate (checked after the others)."""
+    return (metric.template or "").startswith(FLAGGER_TEMPLATE)
+
+
 def _sum_of(metric: MetricSpec) -> str:
     return LATENCY_SUM if metric.metric == "latency_ms" else f"{metric.metric}_sum"
 
@@ -211,8 +217,9 @@ class FlaggerJudge(Judge):
         self.failed_checks = 0
         self.passed_checks = 0
         self._plan = spec.weight_plan()
-        # Flagger runs the built-in checks before the template ones
-        self._checks = sorted(spec.metrics, key=lambda m: m.template is not None)
+        # Flagger checks the built-ins and inline queries first, then the templateRef
+        # metrics (runBuiltinMetricChecks, then runMetricChecks)
+        self._checks = sorted(spec.metrics, key=_from_template)
 
     @property
     def checks_to_promote(self) -> int:
@@ -226,6 +233,8 @@ class FlaggerJudge(Judge):
         if self.follow_recorded_weights:
             recorded = float(table.weight(self.treatment)[k])
             return None if math.isnan(recorded) else recorded
+        if self.spec.provider == FLAGGER_KUBERNETES_PROVIDER:
+            return 0.0  # no router: Flagger's blue/green there never routes to the canary
         if self.spec.iterations is not None:  # A/B routes matched traffic to the canary
             last = self.passed_checks + 1 == self.checks_to_promote
             return 100.0 if self.spec.ab_testing or last else 0.0
