@@ -537,6 +537,20 @@ def test_istio_finds_the_weighted_route_in_any_http_route(
     assert stored[:2] == [legacy, ab]
 
 
+def test_istio_tcp_routes_of_a_tcp_service(kube: KubeEmulator, audit_log: AuditLog) -> None:
+    # pkg/router/istio.go: for a Canary with service.appProtocol tcp, Flagger writes one
+    # spec.tcp route (no http) and GetRoutes reads the tcp route holding the canary
+    vs = virtual_service(primary=90, canary=10)
+    vs["spec"]["tcp"] = [{"match": [{"port": 9898}], "route": vs["spec"].pop("http")[0]["route"]}]
+    kube.seed(VS, vs)
+    r = make(kube, audit=audit_log)
+    assert r.weights() == Weights(90, 10)
+    r.set_weight(40, reason="tick 4 passed")
+    stored = kube.object(VS, NS, "podinfo")["spec"]
+    assert [d["weight"] for d in stored["tcp"][0]["route"]] == [60, 40]
+    assert "http" not in stored and stored["tcp"][0]["match"] == [{"port": 9898}]
+
+
 def argo_subset_split() -> tuple[dict[str, Any], dict[str, Any]]:
     """The upstream example's VirtualService (in namespace NS) and Rollout."""
     docs = list(yaml.safe_load_all((UPSTREAM_OBJECTS / "istio-subset-split.yaml").read_text()))

@@ -355,9 +355,10 @@ class BackendListRouter(KubeRouter):
     def _route_path(self, obj: dict[str, Any]) -> tuple[str | int, ...]:
         """Where the backend list is in ``obj``: :attr:`path`, or the last of the
         :attr:`rules` holding both primary and canary."""
-        if self.rules is None:
+        found_rules = self._rules(obj)
+        if found_rules is None:
             return self.path
-        rules: tuple[str | int, ...] = self.rules
+        rules: tuple[str | int, ...] = found_rules
         node: Any = obj
         for step in rules:
             node = node.get(step) if isinstance(node, dict) else None
@@ -382,6 +383,10 @@ class BackendListRouter(KubeRouter):
             f"(looked at {self.key_path} in {where}); found {found}. "
             f"{self._missing_hint()}"
         )
+
+    def _rules(self, obj: dict[str, Any]) -> tuple[str, ...] | None:
+        """Where the routing rules are in ``obj`` (None: one backend list at :attr:`path`)."""
+        return self.rules
 
     def _missing_hint(self) -> str:
         return "Pass primary=/canary= if your names differ from Flagger's."
@@ -508,7 +513,9 @@ class IstioRouter(BackendListRouter):
     """Istio VirtualService: the ``spec.http[].route[]`` that sends to the canary.
 
     As Flagger (``GetRoutes`` in ``pkg/router/istio.go``), every http route is searched
-    and the last one holding both primary and canary destinations is used.
+    and the last one holding both primary and canary destinations is used; a
+    VirtualService with ``tcp`` routes and no ``http`` ones (Flagger's layout for a
+    service with ``appProtocol: tcp``) is searched in ``spec.tcp[].route[]``.
     Destinations are found by ``destination.host`` (Flagger's ``<apex>-primary`` /
     ``<apex>-canary`` services), or, with ``primary_subset`` and ``canary_subset``,
     by ``destination.subset`` (one host split by a DestinationRule: Argo Rollouts'
@@ -517,7 +524,6 @@ class IstioRouter(BackendListRouter):
 
     kind = "istio"
     resource = Resource("networking.istio.io", "v1beta1", "virtualservices", "VirtualService")
-    rules = ("spec", "http")
     rule_backends = "route"
     name_at = ("destination", "host")
     split_hint = (
@@ -571,6 +577,11 @@ class IstioRouter(BackendListRouter):
             "If the VirtualService splits one host into DestinationRule subsets (Argo "
             "Rollouts' layout), pass primary_subset= and canary_subset= instead."
         )
+
+    def _rules(self, obj: dict[str, Any]) -> tuple[str, ...]:
+        spec = obj.get("spec")
+        tcp_only = isinstance(spec, dict) and spec.get("tcp") and not spec.get("http")
+        return ("spec", "tcp" if tcp_only else "http")
 
     def _missing_hint(self) -> str:
         return (
