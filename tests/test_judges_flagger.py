@@ -303,6 +303,26 @@ def test_template_metric_missing_from_the_recording():
     assert "MetricTemplate prod/error-rate" in verdict.metrics[0].reason
 
 
+def test_a_template_value_is_read_at_the_check_never_from_an_earlier_tick():
+    """fluxcd/flagger 15bd6ad pkg/controller/scheduler_metrics.go (runMetricChecks) runs
+    the template query at the check; its ``[{{ interval }}]`` already covers the lookback.
+    A 5m template whose series is absent at minute 4 is "no values" there, even though
+    minute 3 had one: a stale value never passes a check."""
+    base = recording([HEALTHY] * 5)
+    gauges = pl.DataFrame(
+        [(at(k), "canary", "cpu", "gauge", None, 0.2) for k in (0, 1, 2, 4)],
+        schema=SCHEMA,
+        orient="row",
+    )
+    rec = Recording(pl.concat([base.frame, gauges]), base.meta)
+    cpu = MetricSpec(
+        "cpu", "gauge", "cpu", threshold_max=0.5, interval_s=300, template="MetricTemplate cpu"
+    )
+    verdict = flagger(rec, SPEC.replace(metrics=[cpu]))
+    assert [t.metrics[0].classification for t in verdict.ticks] == ["pass"] * 3 + ["fail", "pass"]
+    assert "no values found for cpu" in verdict.ticks[3].metrics[0].reason
+
+
 def test_built_in_checks_run_before_template_checks():
     """fluxcd/flagger 15bd6ad pkg/controller/scheduler.go calls runBuiltinMetricChecks
     (request-success-rate, request-duration and inline ``query`` metrics, in their

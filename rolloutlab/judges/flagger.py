@@ -102,9 +102,11 @@ def flagger_value(metric: MetricSpec, table: TickTable, variant: str, k: int) ->
     ratio: the success rate in percent, ``100 (1 - metric/denominator)`` over the lookback
     (Flagger's request-success-rate); latency: ``histogram_quantile`` of the summed buckets,
     or the mean when the recording holds ``<metric>_sum`` (Flagger's request-duration for
-    nginx and skipper), in ms truncated to a whole ms as Flagger does; gauge: the last value in the lookback (a template query's
-    result recorded as a series); counter: the increase over the lookback, per unit of
-    ``denominator`` when it has one.
+    nginx and skipper), in ms truncated to a whole ms as Flagger does; gauge: the last
+    value in tick ``k`` (a template query's result recorded as a series: Flagger runs the
+    query at the check, whose own range covers the lookback, so a value of an earlier tick
+    is stale and none in tick ``k`` is "no values"); counter: the increase over the
+    lookback, per unit of ``denominator`` when it has one.
     """
     window = lookback_ticks(metric, table, k)
     if metric.kind == "latency":
@@ -120,7 +122,7 @@ def flagger_value(metric: MetricSpec, table: TickTable, variant: str, k: int) ->
         return _whole_ms(float(value)) if _is_duration(metric) else float(value)
     if metric.kind == "gauge":
         ticks, values = table.gauges.get(metric.metric, {}).get(variant, (np.array([]), []))
-        inside = (ticks >= window.start) & (ticks < window.stop)
+        inside = ticks == k
         return float(np.asarray(values)[inside][-1]) if inside.any() else math.nan
     total = float(table.counter(metric.metric, variant)[window].sum())
     if metric.denominator is None:
