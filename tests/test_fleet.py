@@ -7,7 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -352,3 +354,21 @@ def test_cli_add_replay_and_report(tmp_path, capsys):
 def test_a_judge_name_given_as_a_spec_is_refused(fleet):
     with pytest.raises(SpecError, match="'flagger' is a judge, not a spec"):
         replay(fleet, ["flagger"], workers=1)
+
+
+def test_adds_at_once_keep_every_row(tmp_path):
+    """Each add reads, extends and rewrites the index: without its lock, adds running at
+    once (two 'fleet add' runs, or threads as here, all released together) dropped rows."""
+    rec = rolloutlab.simulate("healthy", seed=1, duration_min=5)
+    paths = [rec.save(tmp_path / f"svc{i}.parquet") for i in range(12)]
+    root = tmp_path / "f"
+    start = threading.Barrier(4)
+
+    def add(batch: list[Path]) -> None:
+        start.wait()
+        for path in batch:
+            Fleet(root).add([path], service=path.stem)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(add, [paths[i::4] for i in range(4)]))
+    assert sorted(Fleet(root).index["service"]) == sorted(f"svc{i}" for i in range(12))

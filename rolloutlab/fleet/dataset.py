@@ -15,9 +15,11 @@ by polars' predicate pushdown.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +34,7 @@ from rolloutlab.sources.prometheus import to_utc
 from rolloutlab.sources.recording import Recording, load
 
 INDEX = "index.parquet"
+INDEX_LOCK = ".index.lock"
 LABELS = "labels.csv"
 Outcome = Literal["succeeded", "failed", "progressing", "unknown"]
 OUTCOMES: tuple[Outcome, ...] = ("succeeded", "failed", "progressing", "unknown")
@@ -155,23 +158,24 @@ class Fleet:
         same rollout twice is refused (or, with ``replace``, overwrites it).
         """
         rows = []
-        index = self.index
-        known = set(index["rollout"].to_list())
-        for item in recordings:
-            rec = item if isinstance(item, Recording) else load(item)
-            where = str(item) if not isinstance(item, Recording) else "a recording"
-            row = self._entry(rec, where, service=service, namespace=namespace)
-            if row["rollout"] in known and not replace:
-                raise DataError(
-                    f"{where}: rollout {row['rollout']!r} is already in {self.root}. "
-                    "Pass replace=True (--replace) to overwrite it."
-                )
-            _atomic(self.root / row["path"], rec.save)
-            known.add(row["rollout"])
-            rows.append(row)
-        added = pl.DataFrame(rows, schema=INDEX_SCHEMA, orient="row")
-        kept = index.filter(~pl.col("rollout").is_in(added["rollout"].to_list()))
-        self._write_index(pl.concat([kept, added]).sort("start", "rollout"))
+        with _index_lock(self.root):  # another add (a process or thread) waits its turn
+            index = self.index
+            known = set(index["rollout"].to_list())
+            for item in recordings:
+                rec = item if isinstance(item, Recording) else load(item)
+                where = str(item) if not isinstance(item, Recording) else "a recording"
+                row = self._entry(rec, where, service=service, namespace=namespace)
+                if row["rollout"] in known and not replace:
+                    raise DataError(
+                        f"{where}: rollout {row['rollout']!r} is already in {self.root}. "
+                        "Pass replace=True (--replace) to overwrite it."
+                    )
+                _atomic(self.root / row["path"], rec.save)
+                known.add(row["rollout"])
+                rows.append(row)
+            added = pl.DataFrame(rows, schema=INDEX_SCHEMA, orient="row")
+            kept = index.filter(~pl.col("rollout").is_in(added["rollout"].to_list()))
+            self._write_index(pl.concat([kept, added]).sort("start", "rollout"))
         return added
 
     def _entry(
@@ -287,6 +291,19 @@ def _where(service: Any, since: Any, until: Any, column: str) -> pl.Expr:
     if until is not None:
         conditions.append(pl.col(column) < to_utc(until, "until"))
     return pl.all_horizontal(conditions)
+
+
+@contextmanager
+def _index_lock(root: Path) -> Iterator[None]:
+    """Hold the dataset's index lock: adds read, extend and rewrite the index in turn, so
+    two ``fleet add`` runs at once never drop each other's rows."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / INDEX_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _atomic(path: Path, write: Any) -> None:
