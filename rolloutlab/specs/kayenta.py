@@ -241,7 +241,7 @@ def kayenta_spec(
                 "gauge",
                 name,
                 groups=_groups(raw.get("groups") or [], _join(path, "groups")),
-                template=_describe(query),
+                template=_describe(query, rendered=bool(scopes)),
                 queries=_queries(query, templates, scopes, scope_name, name, path),
                 **canary,
             )
@@ -509,13 +509,13 @@ def _extended(data: Any, path: str) -> tuple[tuple[str, str], ...]:
     return tuple((str(k), str(v)) for k, v in data.items())
 
 
-def _describe(query: Mapping[str, Any]) -> str:
-    """The query's source, for reports."""
+def _describe(query: Mapping[str, Any], *, rendered: bool) -> str:
+    """The query's source, for reports (and what is missing when it is not rendered)."""
     parts = [f"Kayenta prometheus query {query.get('metricName') or ''}".rstrip()]
     for key in ("customInlineTemplate", "customFilterTemplate", "resourceType"):
         if query.get(key):
             parts.append(f"{key} {query[key]}")
-    return ", ".join(parts)
+    return ", ".join(parts) + ("" if rendered else "; no execution request gives its scopes")
 
 
 def _queries(
