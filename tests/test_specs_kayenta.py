@@ -22,6 +22,7 @@ from rolloutlab.judges.kayenta import metric_config
 from rolloutlab.sources.recording import Recording
 from rolloutlab.sources.simulate import simulate
 from rolloutlab.specs import ManifestWarning, Spec
+from rolloutlab.specs.fetch import fetch_for_spec, template_queries
 from rolloutlab.specs.kayenta import (
     Scope,
     expand_template,
@@ -467,3 +468,34 @@ def test_direction_increase_lets_a_canary_using_less_cpu_pass(cpu_spec):
     # MannWhitneyClassifier: with direction Increase a Low result is Pass
     verdict = judge(simulated(cpu_shift=(0.0, -0.1)), cpu_spec, judge="kayenta")
     assert (verdict.decision, verdict.metric(CPU).details["label"]) == ("promote", "Pass")
+
+
+def test_rendered_queries_fetch_both_variants_from_a_real_prometheus(backfilled):
+    # a PromQL: inline template (PrometheusMetricsService.buildQuery returns it as it is)
+    # over the Istio series the session's Prometheus holds for test/podinfo
+    ratio = (
+        'PromQL:sum(increase(istio_requests_total{reporter="destination",'
+        'destination_workload_namespace="${namespace}",destination_workload="${scope}",'
+        'response_code=~"5.."}[1m])) / sum(increase(istio_requests_total{'
+        'reporter="destination",destination_workload_namespace="${namespace}",'
+        'destination_workload="${scope}"}[1m]))'
+    )
+    metric = prom("error-ratio", direction="increase", critical=True)
+    metric["query"] = {"type": "prometheus", "customInlineTemplate": ratio}
+    scope = {**REQUEST["scopes"][0], "extendedScopeParams": {"namespace": "test"}}
+    spec = kayenta_spec(config(metric), request={**REQUEST, "scopes": [scope]})
+    rec = fetch_for_spec(backfilled.url, spec, start="2026-01-12T10:01Z", end="2026-01-12T13:00Z")
+    assert set(rec.frame["variant"]) == {"primary", "canary"}
+    assert rec.meta["template_queries"]["error-ratio"]["canary"] == ratio[len("PromQL:") :].replace(
+        "${namespace}", "test"
+    ).replace("${scope}", "podinfo")
+    verdict = judge(rec, spec, judge="kayenta")
+    result = verdict.metric("error-ratio")
+    assert result.details["n_control"] == result.details["n_experiment"] == 180  # 10:01-13:00
+    assert result.details["label"] == "Pass" and verdict.decision == "promote"
+
+
+def test_fetching_without_a_request_says_the_scopes_are_missing():
+    spec = quiet_load(CPU_CONFIG)
+    with pytest.raises(SpecError, match="no execution request gives its scopes"):
+        template_queries(spec)
