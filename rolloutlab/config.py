@@ -16,6 +16,7 @@ then the built-in defaults. See :func:`settings`.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -65,6 +66,21 @@ def redact(text: str) -> str:
     for secret in sorted(_KNOWN, key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text
+
+
+class _RedactRecords(logging.Filter):
+    """Masks secrets in log records: urllib3 logs each request's path at DEBUG, and a
+    Slack webhook's path is its secret."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactRecords())
 
 
 def remember_secret(value: str) -> str:

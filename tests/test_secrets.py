@@ -145,7 +145,7 @@ def test_errors_keep_the_secrets_out(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_the_loop_status_audit_log_and_slack_keep_the_secrets_out(
     slack: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO)  # urllib3's own DEBUG lines show request paths
+    caplog.set_level(logging.DEBUG)  # urllib3's DEBUG lines show the webhook's path
     now = [datetime(2026, 1, 12, 10, 0, 30, tzinfo=UTC)]
     log = AuditLog(tmp_path / "audit.jsonl")
     source = Prometheus(f"http://alice:{SECRET}pw@127.0.0.1:{closed_port()}", timeout=2)

@@ -11,10 +11,11 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 import requests
 
-from rolloutlab.config import redact
+from rolloutlab.config import redact, remember_secret
 from rolloutlab.sources.prometheus import Deadline, DeadlineAdapter
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,8 @@ class SlackNotifier:
     """
 
     def __init__(self, webhook_url: str, *, timeout: float = 5.0) -> None:
-        self.webhook_url = webhook_url
+        self.webhook_url = remember_secret(webhook_url)
+        remember_secret(urlsplit(webhook_url).path)  # what urllib3 logs at DEBUG
         self.timeout = timeout
         self._session = requests.Session()
         for prefix in ("http://", "https://"):
