@@ -51,8 +51,9 @@ Kayenta's standalone canary analysis request::
     analysisIntervalMins: 30
 
 or the core request's ``scopes: {default: {controlScope: {scope, location,
-extendedScopeParams, step}, experimentScope: {...}}}``, or in Python
-``kayenta_spec(config, request=...)``. Without a request the queries are not rendered
+extendedScopeParams, step}, experimentScope: {...}}}``; or both in one ad-hoc request
+(``{canaryConfig: ..., executionRequest: ...}``, what Kayenta's
+``/standalone_canary_analysis`` takes); or in Python ``kayenta_spec(config, request=...)``. Without a request the queries are not rendered
 and the recording must already hold each metric, under its name.
 
 Queries are built as Kayenta's PrometheusMetricsService.buildQuery does: a custom filter
@@ -134,6 +135,8 @@ def is_kayenta_config(data: Any) -> bool:
     """Whether ``data`` has a Kayenta canary config's shape (see the module docstring)."""
     if not isinstance(data, Mapping) or data.get("kind") or data.get("apiVersion"):
         return False
+    if _adhoc(data):
+        return True
     metrics = data.get("metrics")
     listed = isinstance(metrics, list) and any(
         isinstance(m, Mapping) and ("query" in m or "analysisConfigurations" in m) for m in metrics
@@ -142,12 +145,18 @@ def is_kayenta_config(data: Any) -> bool:
 
 
 def is_kayenta_request(data: Any) -> bool:
-    """Whether ``data`` is a Kayenta execution request (scopes and thresholds, no metrics)."""
+    """Whether ``data`` is a Kayenta execution request (scopes, no metrics)."""
     return (
         isinstance(data, Mapping)
         and not (data.get("kind") or data.get("apiVersion") or "metrics" in data)
         and isinstance(data.get("scopes"), list | Mapping)
-        and "thresholds" in data
+    )
+
+
+def _adhoc(data: Mapping[str, Any]) -> bool:
+    """An ad-hoc request (CanaryAnalysisAdhocExecutionRequest): config and request in one."""
+    return isinstance(data.get("canaryConfig"), Mapping) and isinstance(
+        data.get("executionRequest"), Mapping
     )
 
 
@@ -202,6 +211,12 @@ def kayenta_spec(
     request that gives its scopes, thresholds and schedule (see the module docstring)."""
     if not isinstance(config, Mapping):
         raise SpecError(f"{where}: expected a Kayenta canary config (a mapping).")
+    if _adhoc(config):
+        if request is not None:
+            raise SpecError(
+                f"{where}: an ad-hoc request holds its own executionRequest; give no other."
+            )
+        config, request = config["canaryConfig"], config["executionRequest"]
     metrics = config.get("metrics")
     if not isinstance(metrics, list) or not metrics:
         raise _fail(f"{where}: metrics", "missing or empty", "List the metrics to compare.")
@@ -383,9 +398,8 @@ def _thresholds(
     config: Mapping[str, Any], request: Mapping[str, Any] | None, where: str
 ) -> dict[str, Any]:
     """Pass and marginal scores: the request's thresholds, else the config's own."""
-    if request is not None:
-        found, path = request.get("thresholds"), f"{where}: request thresholds"
-    else:
+    found, path = (request or {}).get("thresholds"), f"{where}: request thresholds"
+    if found is None:
         classifier = config.get("classifier") or {}
         found, path = classifier.get("scoreThresholds"), f"{where}: classifier.scoreThresholds"
     if found is None:
@@ -408,20 +422,29 @@ def _weights(
     """The classifier's group weights for the groups rolloutlab judges.
 
     Kayenta's CanaryClassifierConfig: "Weights must total 100"; groups without a weight
-    share what is left (WeightedSumScorer). With metrics left out, weights of groups that
-    no longer have a metric go too, and if the rest cover every group but total less than
-    100 they are scaled up to 100 (with a warning), so a passing canary can still pass.
+    share what is left (WeightedSumScorer), so when every group has one, the weights of
+    the groups with metrics must total 100. Weights are kept as given (the scorer counts
+    those of groups without metrics too); but once metrics are left out, only the groups
+    still judged keep theirs, scaled up to 100 (with a warning) if they cover every group,
+    so that a passing canary can still pass.
     """
     path = f"{where}: classifier.groupWeights"
     classifier = config.get("classifier") or {}
     pairs = _group_weights(classifier.get("groupWeights") or {}, path)
     used = {g for m in kept for g in (m.groups or ("default",))}
-    total = sum(w for _, w in pairs)
-    if not dropped and used <= {g for g, _ in pairs} and abs(total - 100) > 1e-6:
-        raise _fail(path, f"the weights total {total:g}", "Kayenta's weights must total 100.")
+    covered = used <= {g for g, _ in pairs}
     kept_pairs = tuple((g, w) for g, w in pairs if g in used)
     kept_total = sum(w for _, w in kept_pairs)
-    if dropped and used <= {g for g, _ in kept_pairs} and 0 < kept_total < 100 - 1e-6:
+    if not dropped:
+        if covered and abs(kept_total - 100) > 1e-6:
+            raise _fail(
+                path,
+                f"the weights of the groups with metrics ({', '.join(sorted(used))}) total "
+                f"{kept_total:g}",
+                "Kayenta's weights must total 100.",
+            )
+        return pairs
+    if covered and 0 < kept_total < 100 - 1e-6:
         _warn(
             where,
             f"the groups left ({', '.join(g for g, _ in kept_pairs)}) weigh {kept_total:g}; "
@@ -460,7 +483,7 @@ def _request(request: Any, where: str) -> tuple[dict[str, tuple[Scope, Scope]], 
                     "rolloutlab compares both variants over the same ticks: remove it.",
                 )
             extended = _extended(item.get("extendedScopeParams"), _join(at, "extendedScopeParams"))
-            step = _number(60, lo=1)(item.get("step", 60), _join(at, "step"))
+            step = _step(item.get("step", 60), _join(at, "step"))
             scopes[str(item.get("scopeName") or "default")] = (
                 Scope(item.get("controlScope"), item.get("controlLocation"), extended, step),
                 Scope(item.get("experimentScope"), item.get("experimentLocation"), extended, step),
@@ -497,8 +520,15 @@ def _core_scope(data: Any, path: str) -> Scope:
         data.get("scope"),
         data.get("location"),
         _extended(data.get("extendedScopeParams"), _join(path, "extendedScopeParams")),
-        None if step is None else _number(60, lo=1)(step, _join(path, "step")),
+        None if step is None else _step(step, _join(path, "step")),
     )
+
+
+def _step(value: Any, path: str) -> float:
+    """A scope's step in seconds; a text of digits counts, as Jackson reads it into a Long."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    return _number(60, lo=1)(value, path)
 
 
 def _extended(data: Any, path: str) -> tuple[tuple[str, str], ...]:
