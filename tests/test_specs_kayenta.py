@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+import yaml
 
 from rolloutlab.errors import SpecError
 from rolloutlab.judges import judge
@@ -77,7 +78,7 @@ REQUEST = {
 def test_the_corpus_is_every_upstream_config_each_named_in_sources():
     sources = (FIXTURES / "SOURCES.md").read_text()
     files = sorted(p.name for p in FIXTURES.glob("*.json"))
-    assert len(files) == 13
+    assert len(files) == 14
     assert all(f"`{name}`" in sources for name in files)
     assert all(is_kayenta_config(json.loads((FIXTURES / f).read_text())) for f in files)
 
@@ -183,17 +184,31 @@ def test_scratch_prometheus_config_with_a_request_is_refused_as_kayenta_refuses_
         ("scratch__atlas_canary_config.json", ["atlas"]),
         ("scratch__stackdriver_canary_config.json", ["stackdriver"]),
         ("scratch__newrelic_canary_config.json", ["newrelic"]),
+        ("scratch__newrelic_adhoc_canary.json", ["newrelic"]),
     ],
 )
 @pytest.mark.filterwarnings("ignore:.*judge 'dredd-v1.0'")
 def test_configs_without_a_prometheus_metric_are_refused_naming_their_sources(fixture, sources):
     data = json.loads((FIXTURES / fixture).read_text())
-    names = [m["name"] for m in data["metrics"]]
+    names = [m["name"] for m in data.get("canaryConfig", data)["metrics"]]
     with pytest.raises(SpecError, match="no Prometheus metric") as caught:
         Spec.load(FIXTURES / fixture)
     message = str(caught.value)
     assert all(name in message for name in names)
     assert all(f"query type {s}" in message for s in sources)
+
+
+def test_an_adhoc_request_holds_config_and_request_in_one(tmp_path):
+    # CanaryAnalysisAdhocExecutionRequest {canaryConfig, executionRequest}, what
+    # StandaloneCanaryAnalysisSteps.prepareRequest posts; a request may leave out thresholds
+    # (then the config's scoreThresholds serve)
+    request = yaml.safe_load(CPU_REQUEST.read_text())
+    del request["thresholds"]
+    adhoc = {"canaryConfig": json.loads(CPU_CONFIG.read_text()), "executionRequest": request}
+    (tmp_path / "adhoc.json").write_text(json.dumps(adhoc))
+    spec = Spec.load(tmp_path / "adhoc.json")
+    assert dict(spec.metrics[0].queries)["primary"].endswith("scope='myapp-prod-control-1'})")
+    assert (spec.kayenta.pass_score, spec.interval_s) == (75.0, 1.0)
 
 
 def test_duplicated_metric_name_is_refused_as_kayenta_web_refuses_it():
@@ -373,7 +388,7 @@ def test_other_sources_are_named_in_one_warning_and_the_weights_rescaled():
         (config(prom(effectSize={"measure": "ratio"})), r"effectSize.measure: unknown value"),
         (config(prom(critical="yes")), r"critical: expected true or false"),
         (config(prom(), classifier={"groupWeights": {"g": 60, "h": 60}}), r"more than 100"),
-        (config(prom(), classifier={"groupWeights": {"g": 50}}), r"the weights total 50.*must total 100"),
+        (config(prom(), classifier={"groupWeights": {"g": 50}}), r"groups with metrics \(g\) total 50.*must total 100"),
         (config(prom("a"), prom("b", effectSize={"allowedIncrease": 1.2})), r"metric 'b' has other analysis settings.*allowed_increase 1.2 vs 1.0"),
         ({"name": "cfg", "metrics": [], "classifier": {}}, r"metrics: missing or empty"),
     ],
