@@ -69,10 +69,17 @@ def redact(text: str) -> str:
 
 
 class _RedactRecords(logging.Filter):
-    """Masks secrets in log records: urllib3 logs each request's path at DEBUG, and a
-    Slack webhook's path is its secret."""
+    """Masks secrets in log records. urllib3 logs each request at DEBUG as host and path
+    apart (``"POST /services/T0/B0/... HTTP/1.1"``), and a Slack webhook's path is its
+    secret: the path is masked when the whole URL would be."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) == 8:  # a request line
+            scheme, host, port, method, path, *rest = record.args
+            default = {"http": 80, "https": 443}.get(str(scheme))
+            url = f"{scheme}://{host}{'' if port in (None, default) else f':{port}'}{path}"
+            if redact(url) != url:
+                record.args = (scheme, host, port, method, MASK, *rest)
         message = record.getMessage()
         masked = redact(message)
         if masked != message:

@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
-from urllib.parse import urlsplit
 
 import requests
 
@@ -69,7 +68,6 @@ class SlackNotifier:
 
     def __init__(self, webhook_url: str, *, timeout: float = 5.0) -> None:
         self.webhook_url = remember_secret(webhook_url)
-        remember_secret(urlsplit(webhook_url).path)  # what urllib3 logs at DEBUG
         self.timeout = timeout
         self._session = requests.Session()
         for prefix in ("http://", "https://"):
