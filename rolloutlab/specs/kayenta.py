@@ -220,11 +220,8 @@ def kayenta_spec(
     metrics = config.get("metrics")
     if not isinstance(metrics, list) or not metrics:
         raise _fail(f"{where}: metrics", "missing or empty", "List the metrics to compare.")
-    judge = (
-        (config.get("judge") or {}).get("name")
-        if isinstance(config.get("judge"), Mapping)
-        else None
-    )
+    judge = config.get("judge")
+    judge = judge.get("name") if isinstance(judge, Mapping) else None
     if judge not in (None, NETFLIX_JUDGE):
         _warn(where, f"judge {judge!r} is judged as {NETFLIX_JUDGE} (rolloutlab's Kayenta judge)")
     scopes, schedule = _request(request, where) if request is not None else ({}, {})
@@ -264,7 +261,8 @@ def kayenta_spec(
     if muted:
         _warn(
             where,
-            f"muted metric(s) {', '.join(muted)} are left out, as Kayenta leaves them out of the score",
+            f"muted metric(s) {', '.join(muted)} are left out, as Kayenta leaves them out "
+            "of the score",
         )
     if not kept:
         raise SpecError(
@@ -287,7 +285,8 @@ def kayenta_spec(
         group_weights=_weights(config, kept, len(skipped + muted) > 0, where),
     )
     step = next((s.step_s for pair in scopes.values() for s in pair if s.step_s), None)
-    spec = Spec(name=config.get("name"), judge="kayenta", metrics=tuple(kept), kayenta=kayenta)
+    title = None if config.get("name") is None else str(config["name"])
+    spec = Spec(name=title, judge="kayenta", metrics=tuple(kept), kayenta=kayenta)
     return dataclasses.replace(spec, interval_s=step) if step else spec
 
 
