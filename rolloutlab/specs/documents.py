@@ -87,13 +87,17 @@ def read_documents(path: Path) -> list[Document]:
     else:
         raise SpecError(f"{path}: no such spec file or folder. Check the path.")
     if len(files) == 1:
-        return parse_documents(read_text(files[0]), str(files[0]))
+        return _parse_file(files[0])
     docs, broken = [], []
     for f in files:
         try:
-            docs.extend(parse_documents(read_text(f), str(f)))
+            docs.extend(_parse_file(f))
         except SpecError as exc:
             broken.append(str(exc))
+    if broken and not docs:
+        raise SpecError(
+            f"{path}: none of its {len(files)} file(s) is plain YAML: {' '.join(broken)}"
+        )
     if broken:  # a GitOps folder may hold Helm templates and other files that are not YAML
         warnings.warn(
             f"{path}: skipped {len(broken)} file(s) that are not plain YAML: {' '.join(broken)}",
@@ -101,6 +105,22 @@ def read_documents(path: Path) -> list[Document]:
             stacklevel=3,
         )
     return docs
+
+
+def _parse_file(path: Path) -> list[Document]:
+    """The documents of one file; a Helm chart template (Go template actions that are not
+    YAML) is named as such, with the command that renders it."""
+    text = read_text(path)
+    try:
+        return parse_documents(text, str(path))
+    except SpecError as exc:
+        if "{{" not in text:
+            raise
+        raise SpecError(
+            f"{exc} The file holds template actions ({{{{ ... }}}}): it looks like a Helm "
+            "chart template. Render the chart first (helm template RELEASE CHART > "
+            "rendered.yaml) and give rolloutlab the rendered manifests."
+        ) from None
 
 
 class _TemplateIndex:
@@ -127,6 +147,9 @@ class _TemplateIndex:
 
 
 def _warn_unsupported(skipped: Sequence[str], where: str) -> None:
+    """One warning naming the metrics left out, each once (a template may serve several
+    analysis steps)."""
+    skipped = list(dict.fromkeys(skipped))
     if skipped:
         warnings.warn(
             f"{where}: rolloutlab queries Prometheus only and leaves out {len(skipped)} "
