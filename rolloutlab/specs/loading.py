@@ -140,6 +140,12 @@ def _not_one(docs: Sequence[Document], mains: Sequence[Document], source: str, n
     templates = [d for d in docs if _is_flagger_template(d) or _is_argo_template(d)]
     if mains:
         listed = "; ".join(d.label for d in mains)
+        if len({d.name for d in mains}) < len(mains):  # a kustomize base and its overlays
+            return (
+                f"{source}: {len(mains)} specs to choose from, under one name: {listed}. "
+                "Give the file or folder holding the one you mean; for a kustomize overlay, "
+                "render it first (kustomize build DIR > rendered.yaml) and give the output."
+            )
         return (
             f"{source}: {len(mains)} specs to choose from: {listed}. Pick one with "
             "Spec.load(path, name=...), or give a folder or file holding only one."
