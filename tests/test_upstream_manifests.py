@@ -371,8 +371,20 @@ def test_a_canary_in_a_multi_document_file_with_other_objects() -> None:
         assert spec.iterations == analysis["iterations"] and spec.weight_plan() == ()
         assert spec.threshold == analysis["threshold"]
         assert spec.namespace == canary["metadata"].get("namespace")
-    with pytest.raises(SpecError, match="2 specs to choose from"):
+    # both are named my-app: a name cannot pick, the file can
+    with pytest.raises(SpecError, match="2 specs to choose from, under one name: .*Give the file"):
         Spec.load(repo)
+
+
+def test_a_kustomize_patch_of_a_rollout_says_to_render_the_overlay() -> None:
+    """A strategic-merge patch holds only the fields it changes (here the image, as
+    kustomize overlays write it): no strategy, so the error names kustomize build."""
+    patch = (
+        "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {name: guestbook}\n"
+        "spec:\n  template:\n    spec:\n      containers: [{name: app, image: app:v2}]\n"
+    )
+    with pytest.raises(SpecError, match=r"has no spec.strategy.*kustomize build DIR"):
+        Spec.load(patch)
 
 
 def test_a_helm_chart_template_says_to_render_it_first(tmp_path: Path) -> None:
@@ -654,3 +666,40 @@ def test_flagger_provider_names_the_router(provider: str, router: str) -> None:
         },
     }
     assert Spec.from_dict(canary).router == router
+
+
+def test_argo_metric_fields_take_arguments_and_templates_nest() -> None:
+    """ResolveMetricArgs substitutes {{args.*}} in the whole metric (conditions, count,
+    interval, failureLimit), and an AnalysisTemplate may name other templates
+    (AnalysisTemplateSpec.templates); equality and unreadable conditions."""
+    outer = (
+        "apiVersion: argoproj.io/v1alpha1\nkind: AnalysisTemplate\nmetadata: {name: outer}\n"
+        "spec:\n  templates: [{templateName: errors}, {templateName: outer}]\n"
+        "  args: [{name: limit, value: '2'}, {name: every, value: 30s}, {name: max, value: '5'}]\n"
+        "  metrics:\n"
+        "  - name: errors-total\n    interval: '{{args.every}}'\n    count: '{{args.limit}}'\n"
+        "    failureLimit: '{{args.limit}}'\n"
+        "    successCondition: len(result) == 0 || result[0] == 0\n"
+        "    failureCondition: len(result) > 0 && result[0] > {{args.max}}\n"
+        "    provider: {prometheus: {query: 'sum(errors{svc=\"{{args.service-name}}\"})'}}\n"
+        "  - name: ratio\n    successCondition: result.ok / result.total > 0.9\n"
+        "    provider: {prometheus: {query: 'ok{svc=\"{{args.service-name}}\"}'}}\n"
+    )
+    rollout = _rollout(
+        "        templates: [{templateName: outer}]\n"
+        "        args: [{name: service-name, value: gb-canary}]\n"
+    )
+    spec, warned = _load_text(rollout, outer, _errors_template(METRICS_ONLY))
+    by_name = {m.name: m for m in spec.metrics}
+    assert set(by_name) == {"errors-total", "ratio", "total-5xx-errors", "total-4xx-errors"}
+    total = by_name["errors-total"]
+    assert (total.interval_s, total.count, total.failure_limit) == (30.0, 2, 2)
+    # success only at 0, failure above 5 (between is inconclusive in Argo): a measurement
+    # fails above 5, the failure condition's bound; harm upwards
+    assert (total.threshold_min, total.threshold_max, total.direction) == (0.0, 5.0, "increase")
+    ratio = by_name["ratio"]
+    assert (ratio.threshold_min, ratio.threshold_max, ratio.direction) == (None, None, None)
+    assert "'result.ok / result.total > 0.9'" in warned and "without that bound" in warned
+    legacy = rollout.replace("templates: [{templateName: outer}]", "templateName: outer")
+    with pytest.raises(SpecError, match=r"analysis.templateName: Argo Rollouts reads templates"):
+        _load_text(legacy, outer, _errors_template(METRICS_ONLY))

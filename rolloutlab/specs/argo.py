@@ -132,7 +132,9 @@ def _not_canary(rollout: Mapping[str, Any]) -> str:
     if not strategy:
         return (
             "has no spec.strategy; Argo needs spec.strategy.canary or .blueGreen, and "
-            "rolloutlab judges a canary. Add strategy.canary with its steps."
+            "rolloutlab judges a canary. Add strategy.canary with its steps; if this is a "
+            "kustomize patch (only the fields it changes), render the overlay first "
+            "(kustomize build DIR > rendered.yaml) and give the output."
         )
     return (
         f"has strategy {', '.join(strategy)}; rolloutlab judges a canary split "
