@@ -7,6 +7,7 @@ the file it follows.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import warnings
@@ -389,7 +390,6 @@ def test_other_sources_are_named_in_one_warning_and_the_weights_rescaled():
         (config(prom(critical="yes")), r"critical: expected true or false"),
         (config(prom(), classifier={"groupWeights": {"g": 60, "h": 60}}), r"more than 100"),
         (config(prom(), classifier={"groupWeights": {"g": 50}}), r"groups with metrics \(g\) total 50.*must total 100"),
-        (config(prom("a"), prom("b", effectSize={"allowedIncrease": 1.2})), r"metric 'b' has other analysis settings.*allowed_increase 1.2 vs 1.0"),
         ({"name": "cfg", "metrics": [], "classifier": {}}, r"metrics: missing or empty"),
     ],
 )  # fmt: skip
@@ -483,6 +483,24 @@ def test_direction_increase_lets_a_canary_using_less_cpu_pass(cpu_spec):
     # MannWhitneyClassifier: with direction Increase a Low result is Pass
     verdict = judge(simulated(cpu_shift=(0.0, -0.1)), cpu_spec, judge="kayenta")
     assert (verdict.decision, verdict.metric(CPU).details["label"]) == ("promote", "Pass")
+
+
+def test_each_metric_keeps_its_own_analysis_settings_as_kayenta_reads_them(cpu_spec):
+    # NetflixACAJudge.classifyMetric reads nanStrategy, outliers and effectSize from each
+    # metric's analysisConfigurations: a CPU rise that is High under the default allowed
+    # increase (1.0) passes a metric that allows 1.5 times the control's mean
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ManifestWarning)
+        spec = kayenta_spec(config(prom("a"), prom("b", effectSize={"allowedIncrease": 1.5})))
+    strict, lenient = spec.metrics
+    assert spec.kayenta.allowed_increase == 1.0 and strict.kayenta is None
+    assert lenient.kayenta is not None and lenient.kayenta.allowed_increase == 1.5
+    assert Spec.from_dict(spec.to_dict()).metrics == spec.metrics  # written out, read back
+    rec = simulated(cpu_shift=(0.0, 0.1))
+    own = dataclasses.replace(cpu_spec.metrics[0], kayenta=lenient.kayenta)
+    verdict = judge(rec, dataclasses.replace(cpu_spec, metrics=(own,)), judge="kayenta")
+    assert verdict.metric(CPU).details["label"] == "Pass"
+    assert judge(rec, cpu_spec, judge="kayenta").metric(CPU).details["label"] == "High"
 
 
 def test_rendered_queries_fetch_both_variants_from_a_real_prometheus(backfilled):

@@ -431,7 +431,7 @@ class KayentaJudge(Judge):
         return state
 
     def _judge_metric(self, metric: MetricSpec, table: TickTable, k: int) -> MetricResult:
-        settings = self.spec.kayenta
+        settings = metric.kayenta or self.spec.kayenta
         control = preprocess(step_series(metric, table, self.control, k), settings)
         experiment = preprocess(step_series(metric, table, self.treatment, k), settings)
         direction, critical = metric_config(metric)

@@ -29,9 +29,9 @@ request ``scopes[0].step``                                 ``Spec.interval_s``
 Unset fields keep NetflixACAJudge's defaults (either direction, not critical, NaNs
 removed, outliers kept, effect sizes 1.0, or 0.5 for ``cles``). The score thresholds come
 from Kayenta's execution request; a config's own ``classifier.scoreThresholds`` (which
-Spinnaker's UI stores) serve when no request is given. rolloutlab judges with one set of
-analysis settings for every metric, so metrics whose ``nanStrategy``, ``outliers`` or
-``effectSize`` differ are refused (Kayenta reads them per metric).
+Spinnaker's UI stores) serve when no request is given. Like Kayenta, each metric keeps its
+own ``nanStrategy``, ``outliers`` and ``effectSize`` (``MetricSpec.kayenta`` where they
+differ from the first metric's, which the spec holds).
 
 Scopes: a config names no service; Kayenta takes the control and experiment scopes from
 the execution request. Give rolloutlab the same request, as a document beside the config
@@ -227,7 +227,7 @@ def kayenta_spec(
     scopes, schedule = _request(request, where) if request is not None else ({}, {})
     templates = config.get("templates") or {}
     kept: list[MetricSpec] = []
-    settings: dict[str, tuple[str, dict[str, Any]]] = {}
+    settings: dict[str, dict[str, Any]] = {}
     skipped, muted = [], []
     for i, (raw, name) in enumerate(zip(metrics, _names(metrics, where), strict=True)):
         path = f"{where}: metrics[{i}]"
@@ -245,7 +245,7 @@ def kayenta_spec(
         if canary.pop("muted", False):
             muted.append(name)
             continue
-        settings[name] = (path, own)
+        settings[name] = own
         scope_name = str(raw.get("scopeName") or "default")
         kept.append(
             MetricSpec(
@@ -278,8 +278,10 @@ def kayenta_spec(
             "recording must hold each metric under its name. Add the request (its scopes) "
             "beside the config to fetch them",
         )
+    base, own = _shared(settings)
+    kept = [dataclasses.replace(m, kayenta=own.get(m.name)) for m in kept]
     kayenta = KayentaSettings(
-        **_uniform(settings, where),
+        **base,
         **_thresholds(config, request, where),
         **schedule,
         group_weights=_weights(config, kept, len(skipped + muted) > 0, where),
@@ -378,19 +380,12 @@ def _analysis(data: Any, path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return metric, own
 
 
-def _uniform(settings: Mapping[str, tuple[str, dict[str, Any]]], where: str) -> dict[str, Any]:
-    """The judge settings every kept metric shares; metrics that differ are refused."""
-    (first, (_, base)), *rest = settings.items()
-    for name, (path, own) in rest:
-        differ = [k for k in base if own[k] != base[k]]
-        if differ:
-            shown = ", ".join(f"{k} {own[k]!r} vs {base[k]!r}" for k in differ)
-            raise SpecError(
-                f"{path}: metric {name!r} has other analysis settings than {first!r} "
-                f"({shown}). rolloutlab's Kayenta judge applies one nanStrategy, outliers and "
-                "effectSize to every metric: make them equal, or split the config in two."
-            )
-    return dict(base)
+def _shared(settings: Mapping[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The judge settings of the first metric, for the spec, and each metric's own
+    :class:`KayentaSettings` where they differ (Kayenta reads them per metric)."""
+    base = next(iter(settings.values()))
+    own = {name: KayentaSettings(**s) for name, s in settings.items() if s != base}
+    return base, own
 
 
 def _thresholds(

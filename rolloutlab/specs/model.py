@@ -135,6 +135,8 @@ class MetricSpec:
     success_condition/failure_condition/count/failure_limit/inconclusive_limit: an Argo
       metric's settings as written (the conditions' plain bounds are also set as
       ``threshold_min``/``threshold_max``).
+    kayenta: this metric's own classifier settings (NaN strategy, outliers, effect sizes),
+      as Kayenta reads them per metric; None: the spec's ``kayenta``.
     """
 
     name: str
@@ -159,6 +161,7 @@ class MetricSpec:
     count: int | None = None
     failure_limit: int | None = None
     inconclusive_limit: int | None = None
+    kayenta: KayentaSettings | None = None
 
     def direction_or(self, default: Direction) -> Direction:
         """The direction stated, else the judge's ``default``."""

@@ -68,6 +68,7 @@ _METRIC_FIELDS = (
     _Field("count", "count", _optional(_whole(5, lo=1))),
     _Field("failureLimit", "failure_limit", _optional(_whole(3))),
     _Field("inconclusiveLimit", "inconclusive_limit", _optional(_whole(0))),
+    _Field("kayenta", "kayenta", lambda value, path: _kayenta(value, path, _KAYENTA_METRIC)),
 )
 
 _KAYENTA_FIELDS = (
@@ -86,6 +87,13 @@ _KAYENTA_FIELDS = (
     _Field("nanStrategy", "nan_strategy", _choice(get_args(NanStrategy))),
     _Field("effectSizeMeasure", "effect_size_measure", _choice(get_args(EffectSizeMeasure))),
     _Field("groupWeights", "group_weights", _group_weights),
+)
+#: what a metric may set for itself (Kayenta's per-metric analysisConfigurations)
+_KAYENTA_METRIC: tuple[_Field, ...] = tuple(
+    f
+    for f in _KAYENTA_FIELDS
+    if f.attr
+    not in ("pass_score", "marginal_score", "judgment_interval_s", "lifetime_s", "group_weights")
 )
 
 _SPEC_FIELDS = (
@@ -130,8 +138,8 @@ def _from_rolloutlab(data: Mapping[str, Any]) -> Spec:
     return _build(raw, metrics, kayenta, "")
 
 
-def _kayenta(data: Any, path: str) -> KayentaSettings:
-    raw = _read(data, path, _KAYENTA_FIELDS)
+def _kayenta(data: Any, path: str, fields: tuple[_Field, ...] = _KAYENTA_FIELDS) -> KayentaSettings:
+    raw = _read(data, path, fields)
     if raw.get("effect_size_measure") == "cles":  # Kayenta's neutral CLES is 0.5, not 1.0
         for side in ("allowed_increase", "allowed_decrease", "critical_increase"):
             raw.setdefault(side, 0.5)
@@ -222,6 +230,8 @@ def _build(
 
 def _dump_metric(metric: MetricSpec) -> dict[str, Any]:
     out = _dump(metric, _METRIC_FIELDS)
+    if metric.kayenta is not None:
+        out["kayenta"] = _dump(metric.kayenta, _KAYENTA_METRIC)
     bounds = {"min": metric.threshold_min, "max": metric.threshold_max}
     bounds = {k: v for k, v in bounds.items() if v is not None}
     if bounds:
