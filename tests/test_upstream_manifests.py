@@ -703,3 +703,42 @@ def test_argo_metric_fields_take_arguments_and_templates_nest() -> None:
     legacy = rollout.replace("templates: [{templateName: outer}]", "templateName: outer")
     with pytest.raises(SpecError, match=r"analysis.templateName: Argo Rollouts reads templates"):
         _load_text(legacy, outer, _errors_template(METRICS_ONLY))
+
+
+def test_argo_fields_of_the_wrong_shape_are_named() -> None:
+    """Shapes Argo's CRD would refuse, named with the field and the shape it takes; and
+    failureLimit -1, which Argo documents as never failing the metric."""
+    template = _errors_template(METRICS_ONLY)
+    args = "        args: [{name: service-name, value: gb-canary}]\n"
+    cases = {
+        "        templates: {templateName: errors}\n": r"analysis templates is .*a list of objects",
+        "        templates: [errors]\n": r"analysis templates is \['errors'\]",
+        "        templates: [{templateName: errors}]\n        args: {service-name: x}\n": (
+            r"analysis args is .*\[\{name: service-name, value: my-svc\}\]"
+        ),
+        "        templates: [{templateName: errors}]\n"
+        + args
+        + "        dryRun: {metricName: x}\n": (r"analysis dryRun is"),
+        "        templates: [{templateName: errors}]\n"
+        + args
+        + "        dryRun: [{metricName: '(['}]\n": (
+            r"metricName '\(\[' is not a regular expression"
+        ),
+    }
+    for analysis, message in cases.items():
+        with pytest.raises(SpecError, match=message):
+            _load_text(_rollout(analysis), template)
+    rollout = _rollout("        templates: [{templateName: errors}]\n" + args)
+    for line, message in (
+        ("    interval: 5m\n    count: '{{args.service-name}}'\n", r"count: expected a whole"),
+        ("    interval: 500ms\n", r"interval: 0.5 is out of range"),
+    ):
+        with pytest.raises(SpecError, match=r"metric 'total-5xx-errors' " + message):
+            _load_text(rollout, template.replace("    interval: 5m\n", line))
+    unlimited = template.replace("failureLimit: 3", "failureLimit: -1", 1)
+    spec, warned = _load_text(rollout, unlimited)
+    assert {m.name: m.critical for m in spec.metrics} == {
+        "total-5xx-errors": False,
+        "total-4xx-errors": None,
+    }
+    assert "failureLimit -1: Argo never fails it" in warned and spec.threshold == 4

@@ -14,6 +14,7 @@ from rolloutlab.errors import SpecError
 from rolloutlab.specs.documents import Document, ManifestWarning, _TemplateIndex, _warn_unsupported
 from rolloutlab.specs.model import Direction, KayentaSettings, MetricSpec, Spec
 from rolloutlab.specs.native import _build
+from rolloutlab.specs.schema import check_duration
 
 ARGO_API = "argoproj.io/"
 ARGO_TEMPLATES = ("AnalysisTemplate", "ClusterAnalysisTemplate")
@@ -157,6 +158,16 @@ def _analysis(analysis: Any, where: str) -> Mapping[str, Any]:
     return analysis
 
 
+def _mappings(value: Any, where: str, example: str) -> list[Mapping[str, Any]]:
+    """``value`` as Argo's list of objects (templates, args, dryRun); another shape is an
+    error naming the field and its shape."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise SpecError(f"{where} is {value!r:.120}; Argo reads a list of objects: {example}.")
+    return value
+
+
 def _argo_weight(value: Any, before: Sequence[float], where: str) -> float | None:
     """The step's canary weight; None when it does not change the weight (``setWeight: 0``
     before any traffic, or the weight already set)."""
@@ -178,7 +189,7 @@ def _templates(
     """The templates ``refs`` names, with the templates they name in turn
     (``AnalysisTemplateSpec.templates``), each once."""
     out: list[Document] = []
-    for ref in refs or []:
+    for ref in _mappings(refs, f"{rollout.where}: analysis templates", "[{templateName: NAME}]"):
         kind = ("ClusterAnalysisTemplate",) if ref.get("clusterScope") else ("AnalysisTemplate",)
         namespace = None if ref.get("clusterScope") else rollout.meta.get("namespace")
         template = index.find(kind, ref.get("templateName"), namespace)
@@ -200,14 +211,20 @@ def _argo_metrics(
 ) -> list[MetricSpec]:
     """The metrics of one analysis (a step's or the background one), per template, with
     Argo's ``dryRun`` rules of the analysis and its templates."""
-    given = {a.get("name"): a for a in analysis.get("args") or []}
+    where = f"{rollout.where}: analysis"
+    given = {a.get("name"): a for a in _mappings(analysis.get("args"), f"{where} args", _ARGS)}
     found = []
-    rules = list(analysis.get("dryRun") or [])
+    rules = _mappings(analysis.get("dryRun"), f"{where} dryRun", _DRY_RUN)
     for template in _templates(analysis.get("templates"), rollout, index):
         body = template.data.get("spec") or {}
-        rules += body.get("dryRun") or []
-        args = {a.get("name"): a for a in body.get("args") or []} | given
-        found += [(template, args, m) for m in body.get("metrics") or []]
+        rules += _mappings(body.get("dryRun"), f"{template.where}: spec.dryRun", _DRY_RUN)
+        own = _mappings(body.get("args"), f"{template.where}: spec.args", _ARGS)
+        args = {a.get("name"): a for a in own} | given
+        metrics = _mappings(body.get("metrics"), f"{template.where}: spec.metrics", _METRIC)
+        for i, m in enumerate(metrics):
+            if not m.get("name"):
+                raise SpecError(f"{template.where}: spec.metrics[{i}] has no name; name it.")
+        found += [(template, args, m) for m in metrics]
     dry = _dry_run(rules, [str(m.get("name")) for _, _, m in found], rollout)
     out = []
     for template, args, m in found:
@@ -238,17 +255,25 @@ def _argo_metrics(
     return out
 
 
+_ARGS = "[{name: service-name, value: my-svc}]"
+_DRY_RUN = "[{metricName: NAME}]"
+_METRIC = "[{name: success-rate, provider: {prometheus: {query: ...}}}]"
+
+
 def _dry_run(rules: Sequence[Any], names: Sequence[str], rollout: Document) -> set[str]:
     """The metric names Argo's ``dryRun`` rules select: ``*`` all, else the names the
     ``metricName`` regular expression matches anywhere (utils/analysis/helpers.go
     GetDryRunMetrics); a rule matching none is an error there, and here."""
     dry: set[str] = set()
     for i, rule in enumerate(rules):
-        pattern = str((rule or {}).get("metricName", "")) if isinstance(rule, Mapping) else ""
+        pattern = str(rule.get("metricName") or "")
         try:
             hits = {n for n in names if pattern == "*" or re.search(pattern, n)}
-        except re.error:
-            hits = set()
+        except re.error as exc:
+            raise SpecError(
+                f"{rollout.where}: dryRun[{i}] metricName {pattern!r} is not a regular "
+                f"expression ({exc}). Name a metric, or '*' for all."
+            ) from None
         if not hits:
             raise SpecError(
                 f"{rollout.where}: dryRun[{i}] metricName {pattern!r} matches no metric of the "
@@ -403,7 +428,9 @@ def _argo_metric(
     notes: list[str],
 ) -> MetricSpec:
     """An Argo metric: its conditions' plain bounds become thresholds; a dry-run metric is
-    judged and shown but not critical (it never decides)."""
+    judged and shown but not critical (it never decides), and so is one Argo never fails."""
+    name = str(metric["name"])
+    where = f"{template.where}: metric {name!r}"
     success, failure = metric.get("successCondition"), metric.get("failureCondition")
     low = high = None
     harm: set[str] = set()  # the directions the inequalities call harmful
@@ -427,7 +454,7 @@ def _argo_metric(
             harm.add("increase")
     if unread:
         notes.append(
-            f"{metric['name']} ({template.kind} {template.name}): rolloutlab reads conditions "
+            f"{name} ({template.kind} {template.name}): rolloutlab reads conditions "
             f"that compare the result with a number and not {' or '.join(map(repr, unread))}; "
             "it judges the metric by comparing canary with primary, without that bound"
         )
@@ -435,24 +462,35 @@ def _argo_metric(
         "either" if len(harm) == 2 else cast(Direction, next(iter(harm))) if harm else None
     )
     interval = metric.get("interval")
+    interval_s = ARGO_DEFAULT_INTERVAL_S
+    if interval:
+        interval_s = parse_duration(interval, f"{where} interval")
+        check_duration(interval_s, f"{where} interval")
+    failure_limit = _optional_int(metric.get("failureLimit"), f"{where} failureLimit")
+    never_fails = failure_limit is not None and failure_limit < 0
+    if never_fails:  # -1 disables failing (Metric.FailureLimit in analysis_types.go)
+        notes.append(
+            f"{name} ({template.kind} {template.name}) has failureLimit {failure_limit}: Argo "
+            "never fails it, so rolloutlab judges it as not critical"
+        )
     return MetricSpec(
-        name=str(metric["name"]),
+        name=name,
         kind="gauge",
-        metric=str(metric["name"]),
+        metric=name,
         direction=direction,
-        critical=False if dry_run else None,
+        critical=False if dry_run or never_fails else None,
         threshold_min=low,
         threshold_max=high,
-        interval_s=parse_duration(interval, f"{template.where}: metric {metric['name']!r} interval")
-        if interval
-        else ARGO_DEFAULT_INTERVAL_S,
+        interval_s=interval_s,
         template=f"{template.kind} {template.name}",
         queries=queries,
         success_condition=success,
         failure_condition=failure,
-        count=_optional_int(metric.get("count")),
-        failure_limit=_optional_int(metric.get("failureLimit")),
-        inconclusive_limit=_optional_int(metric.get("inconclusiveLimit")),
+        count=_optional_int(metric.get("count"), f"{where} count"),
+        failure_limit=failure_limit,
+        inconclusive_limit=_optional_int(
+            metric.get("inconclusiveLimit"), f"{where} inconclusiveLimit"
+        ),
     )
 
 
@@ -470,10 +508,14 @@ def _bound(condition: str) -> tuple[str, float] | None:
     return g[4], float(g[5])
 
 
-def _optional_int(value: Any) -> int | None:
-    """Argo's intstr fields (count, failureLimit) as an int; None when unset or templated."""
+def _optional_int(value: Any, where: str) -> int | None:
+    """Argo's intstr fields (count, failureLimit, inconclusiveLimit) as an int, once their
+    arguments are substituted; None when unset."""
+    if value is None:
+        return None
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
+    text = str(value).strip()
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    raise SpecError(f"{where}: expected a whole number, got {value!r}.")
