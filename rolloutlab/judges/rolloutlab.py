@@ -40,8 +40,13 @@ margin. ``spec.alpha`` is split by Bonferroni over the critical metrics (explici
 ``alpha`` first), and inside a metric over its harm sub-tests. Promotion needs *every*
 critical metric's safety test to reject (an intersection-union test), so each runs at
 the metric's full α, on the ticks at the top weight only (a canary that degrades as its
-traffic grows is not promoted on the evidence of its quieter start). Each result's ``p_value`` is its smallest harm p-value times the
-number of sub-tests, to compare with ``details["alpha"]``.
+traffic grows is not promoted on the evidence of its quieter start), and reads each
+safety test's e-value *now*, not its running maximum: a canary shown safe in a healthy
+spell that then regresses in the bake is not promoted on that spell's evidence once its
+own later ticks contradict it (still anytime-valid: rejecting when e_t >= 1/α at the
+tick of promotion is one of the events Ville's inequality bounds by α). Each result's
+``p_value`` is its smallest harm p-value times the number of sub-tests, to compare with
+``details["alpha"]``.
 
 Fail-safe: a tick whose data for a critical metric are missing, NaN, infinite or
 negative is a failed check for that metric (Flagger's rule): it adds no evidence, holds
@@ -109,6 +114,12 @@ GAUGE_MIN_BLOCKS = 4
 RATE_WINDOW = 10
 #: Latency shifts on which score differences are tabulated (to convert both ways).
 _SHIFTS = np.concatenate([np.linspace(-0.6, 0.0, 61)[:-1], np.linspace(0.0, 3.0, 301)])
+
+#: Why a spec without a critical metric never earns promotion.
+NO_CRITICAL = (
+    "no metric is critical, and promotion is earned on the critical metrics: mark one "
+    "critical (or set promotion: plan)"
+)
 
 _OPPOSITE: dict[Alternative, Alternative] = {"greater": "less", "less": "greater"}
 _VERDICTS = {
@@ -276,12 +287,14 @@ class _RatioTests:
         """Per-stream lists the monitors read (min/max over each stream's tests)."""
         harm, n = self._harm, self.n
         rejected = (self.p <= self._alpha).astype(float)
+        # safety: the e-value now, not its running max (module doc)
+        safe_now = (self.log_e >= -np.log(self._alpha)).astype(float)
         every = np.ones_like(harm)
         self.lists = {
             "harm_p": _per_stream(np.minimum, self.p, self._stream, harm, n, 1.0),
             "harm_log_e": _per_stream(np.maximum, self.log_e, self._stream, harm, n, 0.0),
             "rejects_harm": _per_stream(np.maximum, rejected, self._stream, harm, n, 0.0) > 0,
-            "shows_safe": _per_stream(np.minimum, rejected, self._stream, ~harm, n, 1.0) > 0,
+            "shows_safe": _per_stream(np.minimum, safe_now, self._stream, ~harm, n, 1.0) > 0,
             "ci_low": _per_stream(np.maximum, self.low, self._stream, every, n, -math.inf),
             "ci_high": _per_stream(np.minimum, self.high, self._stream, every, n, math.inf),
             "phi": _per_stream(np.maximum, self.phi, self._stream, every, n, 1.0),
@@ -322,7 +335,8 @@ class _ShiftTests:
         )
         self.d, self.v = np.full(n, np.nan), np.ones(n)
         self.nulls = np.zeros((2, n))
-        self.max_log_e = np.zeros((2, n))  # harm, safety
+        self.harm_log_e = np.zeros(n)  # its running max: harm once shown stays shown
+        self.safe_log_e = np.zeros(n)  # at the last tick (see the module doc)
         self.low, self.high = np.full(n, -math.inf), np.full(n, math.inf)
         self._refresh()
 
@@ -333,7 +347,9 @@ class _ShiftTests:
         stepped = np.isfinite(self.d)
         c = self.contrast
         c.step(self.d, self.v, self.nulls, take=(True, safety))
-        np.maximum(self.max_log_e, c.log_e(), out=self.max_log_e)
+        harm, safe = c.log_e()
+        np.maximum(self.harm_log_e, harm, out=self.harm_log_e)
+        self.safe_log_e = safe
         width, estimate = c.half_width(np.asarray(self.alpha)), c.estimate
         np.maximum(self.low, np.where(stepped, estimate - width, -math.inf), out=self.low)
         np.minimum(self.high, np.where(stepped, estimate + width, math.inf), out=self.high)
@@ -344,8 +360,8 @@ class _ShiftTests:
         """Plain lists of what the monitors read (cheap to index)."""
         c = self.contrast
         self.lists = {
-            "harm": self.max_log_e[0].tolist(),
-            "safe": self.max_log_e[1].tolist(),
+            "harm": self.harm_log_e.tolist(),
+            "safe": self.safe_log_e.tolist(),
             "estimate": c.estimate.tolist(),
             "information": c.information.tolist(),
             "overdispersion": np.broadcast_to(c.dispersion.overdispersion, (self.n,)).tolist(),
@@ -490,6 +506,12 @@ class _RatioMonitor(_Monitor):
         self._rate.add(self.information())
         if not (self._sums[1] > 0 and self._sums[3] > 0):
             return self._result("nodata", f"{m.name}: {self.no_data_reason()}")
+        if self._sums[0] + self._sums[2] == 0:
+            return self._result(
+                "inconclusive",
+                f"{m.name}: no {m.metric} counted in either variant yet, so their rate "
+                "ratio, and any evidence on it either way, is undefined",
+            )
         if t["rejects_harm"][i]:
             classification = "fail"
         elif t["shows_safe"][i]:
@@ -537,7 +559,7 @@ class _RatioMonitor(_Monitor):
     def minutes_to_promotion(self, ticks_per_min: float) -> float | None:
         m = self.metric
         ratio = self.ratio()
-        if not (0 < ratio < math.inf):
+        if not (0 < ratio < math.inf) or self._sums[0] + self._sums[2] == 0:
             return None
         gaps = [
             (math.log(b) - math.log(ratio)) * (1 if s == "less" else -1)
@@ -1015,17 +1037,21 @@ class RolloutlabJudge(Judge):
                 f"no promotion evidence after {format_duration(deadline)} of analysis "
                 f"(maxAnalysisTime; onInconclusive: {choice})"
             )
-            missing = self._missing(critical)
+            missing = self._missing(critical) + self._no_primary(weight)
             if choice == "rollback":
                 return "rollback", None, f"rollback: {why}: {missing}"
             if choice == "promote" and not holds:
                 return "promote", None, f"promote: {why}"
-            holds.append(
-                f"{why}: holding for a person to promote or roll back ({missing}); "
-                "harm still rolls back and evidence still promotes"
+            still = (
+                "; nothing more can be learned at this weight"
+                if self._no_primary(weight)
+                else "; harm still rolls back and evidence still promotes"
+                if critical
+                else ""
             )
+            holds.append(f"{why}: holding for a person to promote or roll back ({missing}){still}")
         elif plan_done and not holds:
-            holds.append(self._bake(critical, deadline - elapsed, exposed))
+            holds.append(self._bake(critical, deadline - elapsed, exposed, weight))
         hold = "; ".join(holds) or None
         detail = hold or "; ".join(m.reason for m in metrics[:3])
         return "continue", hold, f"continue: {detail}"
@@ -1054,19 +1080,35 @@ class RolloutlabJudge(Judge):
                 else ""
             )
         if result.unit == "ratio":
-            high = _times(result.ci[1]) if result.ci else "?"
-            return f"at most {_times(1 + tolerance)} the primary's, interval up to {high}"
+            high = f", interval up to {_times(result.ci[1])}" if result.ci else ""
+            return f"at most {_times(1 + tolerance)} the primary's{high}"
         return f"within ±{tolerance:.0%}"
 
     def _missing(self, critical: Sequence[MetricResult]) -> str:
         """Which critical metrics lack promotion evidence, in words."""
         lacking = [m for m in critical if m.classification != "pass"]
+        if not critical:
+            return NO_CRITICAL
         if not lacking:
             return "every critical metric is shown within its bound"
         return "; ".join(f"{m.name} needs {self._bound_text(m)} ({m.reason})" for m in lacking)
 
-    def _bake(self, critical: Sequence[MetricResult], left_s: float, exposed: bool) -> str:
+    def _no_primary(self, weight: float) -> str:
+        """Why no evidence can come when the primary serves no traffic, else ''."""
+        top = weight if not math.isnan(weight) else (self._plan[-1] if self._plan else 0.0)
+        if top < 100.0 - 1e-9:
+            return ""
+        return (
+            "; at 100% the primary serves no traffic, so no evidence either way can come "
+            "from here on: give the plan a top weight below 100 (maxWeight) to earn promotion"
+        )
+
+    def _bake(
+        self, critical: Sequence[MetricResult], left_s: float, exposed: bool, weight: float
+    ) -> str:
         """The bake-phase hold: what evidence is missing and how long it should take."""
+        if not critical:
+            return f"bake: the plan is complete, but {NO_CRITICAL}"
         per_min = 60.0 / self.spec.interval_s
         names = {m.name for m in critical if m.classification != "pass"}
         waits = [
@@ -1075,7 +1117,9 @@ class RolloutlabJudge(Judge):
         if not exposed:
             names.add(f"{self.spec.min_exposure:g} canary requests (minExposure)")
         known = [w for w in waits if w is not None]
-        if not known or any(w is None for w in waits):
+        if self._no_primary(weight):
+            expect = "none can come" + self._no_primary(weight)
+        elif not known or any(w is None for w in waits):
             expect = "no estimate yet of how long it needs"
         elif max(known) == math.inf:
             expect = "not expected at the current estimates"
