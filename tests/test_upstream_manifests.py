@@ -742,3 +742,26 @@ def test_argo_fields_of_the_wrong_shape_are_named() -> None:
         "total-4xx-errors": None,
     }
     assert "failureLimit -1: Argo never fails it" in warned and spec.threshold == 4
+
+
+def test_flagger_fields_of_the_wrong_shape_are_named() -> None:
+    """stefanprodan/gitops-istio's backend Canary and MetricTemplates, each broken the way
+    Flagger's CRD would refuse (MetricTemplateProvider and templateVariables are objects in
+    pkg/apis/flagger/v1beta1/metric.go and canary.go), or holding a Helm value."""
+    repo = FLAGGER_GITOPS / "stefanprodan__gitops-istio"
+    canary = (repo / "apps" / "backend" / "canary.yaml").read_text()
+    metrics = (repo / "istio" / "gateway" / "flagger-metrics.yaml").read_text()
+    variables = canary.replace("templateRef:", "templateVariables: [a]\n        templateRef:", 1)
+    with pytest.raises(SpecError, match=r"metric 'error-rate': templateVariables is \['a'\]"):
+        Spec.load("---\n".join((variables, metrics)))
+    block = (
+        "provider:\n    type: prometheus\n    address: http://flagger-prometheus.istio-system:9090"
+    )
+    provider = metrics.replace(block, "provider: prometheus", 1)
+    assert provider != metrics
+    with pytest.raises(SpecError, match=r"spec.provider is 'prometheus'; Flagger reads a mapping"):
+        Spec.load("---\n".join((canary, provider)))
+    helm = metrics.replace("{{ namespace }}", "{{ .Release.Namespace }}", 1)
+    assert helm != metrics
+    with pytest.raises(SpecError, match=r"cannot render \{\{ .Release.Namespace \}\}.*Helm value"):
+        Spec.load("---\n".join((canary, helm)))

@@ -276,7 +276,14 @@ def _flagger_query(
     namespace = ref.get("namespace") or canary.meta.get("namespace")
     template = index.find((FLAGGER_TEMPLATE,), ref["name"], namespace)
     body = template.data.get("spec") or {}
-    provider = (body.get("provider") or {}).get("type") or "prometheus"
+    provider_spec = body.get("provider") or {}
+    if not isinstance(provider_spec, Mapping):
+        raise SpecError(
+            f"{template.where}: MetricTemplate {template.name} spec.provider is "
+            f"{provider_spec!r:.80}; Flagger reads a mapping: provider: {{type: prometheus, "
+            "address: http://prometheus:9090}."
+        )
+    provider = provider_spec.get("type") or "prometheus"
     if "query" not in body:
         raise SpecError(f"{template.where}: MetricTemplate {template.name} has no spec.query.")
     ns = template.meta.get("namespace") or namespace
@@ -298,8 +305,22 @@ def _flagger_model(canary: Document, raw: Mapping[str, Any]) -> dict[str, Any]:
         "ingress": (body.get("ingressRef") or {}).get("name") or target,
         "route": (body.get("routeRef") or {}).get("name") or target,
         "interval": str(interval),
-        "variables": dict(raw.get("templateVariables") or {}),
+        "variables": _template_variables(
+            raw.get("templateVariables"), f"{canary.where}: metric {raw.get('name')!r}"
+        ),
     }
+
+
+def _template_variables(value: Any, where: str) -> dict[str, Any]:
+    """A metric's ``templateVariables`` (a map of strings in Flagger's CRD)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(
+            f"{where}: templateVariables is {value!r:.80}; Flagger reads a mapping of names to "
+            "values, e.g. templateVariables: {cluster: dev}."
+        )
+    return dict(value)
 
 
 def render_query(query: str, model: Mapping[str, Any], metric: str, where: str) -> str:
@@ -317,9 +338,14 @@ def render_query(query: str, model: Mapping[str, Any], metric: str, where: str) 
             return str(model["variables"][key])
         if head in model and not key and head != "variables":
             return str(model[head])
+        helm = (
+            " It looks like a Helm value: render the chart first (helm template)."
+            if word.startswith(".")
+            else ""
+        )
         raise SpecError(
             f"{where}: metric {metric!r}: cannot render {{{{ {word} }}}}. Flagger's template "
-            f"variables are {', '.join(sorted(model))} (variables.<key>)."
+            f"variables are {', '.join(sorted(model))} (variables.<key>).{helm}"
         )
 
     def action(match: re.Match[str]) -> str:
