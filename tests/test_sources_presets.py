@@ -20,9 +20,10 @@ from conftest import ROUND_TRIP_PRESETS, Backfilled
 from rolloutlab.errors import SpecError
 from rolloutlab.frames import tick_table
 from rolloutlab.judges.flagger import flagger_value, is_mean_duration
-from rolloutlab.judges.spec import MetricSpec
+from rolloutlab.judges.spec import MetricSpec, Spec
 from rolloutlab.sources.presets import PRESETS, flagger_names, get_preset
 from rolloutlab.sources.prometheus import Prometheus
+from rolloutlab.specs.fetch import preset_for
 
 FLAGGER_COMMIT = "15bd6ad555e6c935da55f0ab95977be74c149bd6"
 OBSERVERS = "fluxcd/flagger pkg/metrics/observers/"
@@ -296,3 +297,22 @@ def test_flagger_judge_sees_what_flaggers_query_returns(
         assert ours_ms == math.trunc(round(theirs_ms, 6)), (
             f"{observer} at tick {k}: Flagger {theirs_ms} ms, rolloutlab {ours_ms} ms"
         )
+
+
+@pytest.mark.parametrize(
+    ("provider", "default", "preset"),
+    [
+        ("nginx", None, "nginx"),
+        ("appmesh", "istio", "appmesh"),  # a Canary's provider wins over the mesh provider
+        (None, "contour", "contour"),  # no provider on the Canary: the mesh provider
+        (None, None, "istio"),
+        ("smi", None, "istio"),  # smi:v1alpha3 has no observer of its own: Istio's
+        ("smi", "linkerd", "linkerd"),  # a Linkerd mesh provider overrides the Canary's
+    ],
+)
+def test_the_preset_is_the_observer_flagger_picks(provider, default, preset):
+    # fluxcd/flagger@15bd6ad555e6c935da55f0ab95977be74c149bd6:
+    # pkg/controller/scheduler_metrics.go (runBuiltinMetricChecks: the Canary's provider
+    # over the mesh provider, Linkerd's override) and pkg/metrics/observers/factory.go
+    # (Observer: Istio by default)
+    assert preset_for(Spec(provider=provider), default) == preset

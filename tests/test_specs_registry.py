@@ -10,7 +10,7 @@ from rolloutlab.specs import JUDGE_NAMES, ROUTER_KINDS, Spec
 
 def test_every_name_a_spec_accepts_is_a_registered_judge_and_router():
     assert set(JUDGE_NAMES) == set(JUDGES)
-    assert set(ROUTER_KINDS) <= set(ROUTERS)
+    assert set(ROUTER_KINDS) == set(ROUTERS)
 
 
 def test_the_cli_offers_the_registries():
@@ -27,6 +27,7 @@ def test_smi_versions_are_router_kinds_and_flagger_meshes_map_to_them():
         ("smi:v1alpha2:linkerd", "smi:v1alpha2"),  # Flagger's smi:<version>:<mesh>
         ("smi:v1alpha3", "smi:v1alpha3"),
         ("linkerd", "linkerd"),
+        ("gatewayapi:v1beta1", "gatewayapi:v1beta1"),  # Flagger's gateway_api.go versions
         ("kubernetes", None),
     ]:
         spec = Spec.load(

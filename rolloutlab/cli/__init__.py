@@ -439,7 +439,7 @@ def _fetch(args: argparse.Namespace) -> int:
     )
     names = _names(args.name)
     if args.spec is not None or args.kube is not None:
-        from rolloutlab.specs.fetch import fetch_for_spec
+        from rolloutlab.specs.fetch import fetch_for_spec, preset_for
 
         if args.segment_by:
             raise SpecError("--segment-by works with --preset or --queries, not with --spec yet.")
@@ -451,7 +451,7 @@ def _fetch(args: argparse.Namespace) -> int:
             )
 
         spec = _cluster_spec(args) if args.kube else Spec.load(args.spec, name=args.spec_name)
-        preset = args.preset or _preset_of(spec, settings.preset)
+        preset = args.preset or preset_for(spec, settings.preset)
         try:
             rec = fetch_for_spec(
                 args.url,
@@ -706,6 +706,7 @@ def _run(args: argparse.Namespace) -> int:
     from rolloutlab.control.notify import SlackNotifier
     from rolloutlab.control.routers import router
     from rolloutlab.sources.prometheus import Prometheus
+    from rolloutlab.specs.fetch import preset_for
 
     if args.kube:
         spec = _cluster_spec(args)
@@ -726,7 +727,7 @@ def _run(args: argparse.Namespace) -> int:
             args.judge or spec.judge,
             target=target,
             namespace=namespace,
-            preset=args.preset or _preset_of(spec, settings.preset),
+            preset=args.preset or preset_for(spec, settings.preset),
             mode="auto" if args.auto else "manual",
             notifier=SlackNotifier(webhook) if webhook else None,
         )
@@ -750,14 +751,6 @@ def _from_spec(args: argparse.Namespace, spec) -> tuple[str, str, str]:
             f"{args.spec or args.kube} does not say the {', '.join(missing)}: pass {flags}"
         )
     return chosen["target"], chosen["namespace"], chosen["router"]
-
-
-def _preset_of(spec, default: str | None = None) -> str:
-    """The spec's provider as a preset, else ``default`` (env or config), else istio."""
-    from rolloutlab.sources.presets import PRESETS
-    from rolloutlab.specs.fetch import DEFAULT_PRESET
-
-    return spec.provider if spec.provider in PRESETS else default or DEFAULT_PRESET
 
 
 def connection_options(p: argparse.ArgumentParser) -> None:

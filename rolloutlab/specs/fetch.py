@@ -116,9 +116,19 @@ def template_queries(
     }
 
 
-def preset_for(spec: Spec) -> str:
-    """The query preset of the spec's provider, else :data:`DEFAULT_PRESET`."""
-    return spec.provider if spec.provider in PRESETS else DEFAULT_PRESET
+def preset_for(spec: Spec, default: str | None = None) -> str:
+    """The query preset Flagger's metric observer would use for the spec.
+
+    As Flagger picks it (``pkg/controller/scheduler_metrics.go``, runBuiltinMetricChecks,
+    and ``pkg/metrics/observers/factory.go``): the Canary's provider wins over the global
+    one (``default``, Flagger's mesh provider: the environment or config file here) unless
+    the global one is Linkerd, and a provider without an observer of its own (``smi``,
+    ``crossover``) is read as Istio.
+    """
+    provider = spec.provider or default
+    if spec.provider and default and "linkerd" in default:
+        provider = "linkerd"
+    return provider if provider in PRESETS else DEFAULT_PRESET
 
 
 def _headers(headers: Any) -> dict[str, str]:

@@ -83,6 +83,8 @@ JUDGE_NAMES = ("flagger", "kayenta", "rolloutlab")
 ROUTER_KINDS = (
     "istio",
     "gatewayapi",
+    "gatewayapi:v1",
+    "gatewayapi:v1beta1",
     "smi",
     "smi:v1alpha1",
     "smi:v1alpha2",
