@@ -252,7 +252,7 @@ class FlaggerJudge(Judge):
         if self.follow_recorded_weights and not weight and self.spec.iterations is None:
             return self._record(table, k, weight, "continue", "Progressing", ())
         results = self._run_checks(table, k)
-        if any(r.classification == "fail" for r in results):
+        if any(r.classification == "fail" and r.critical for r in results):
             self.failed_checks += 1
             return self._record(table, k, weight, "continue", "Progressing", results)
         self.passed_checks += 1
@@ -280,7 +280,8 @@ class FlaggerJudge(Judge):
                 continue
             value = flagger_value(metric, table, self.treatment, k)
             ok, reason = check(metric, value, mean=is_mean_duration(metric, table))
-            failed = not ok
+            # a non-critical check (an Argo dry-run metric) is shown but does not fail
+            failed = not ok and metric.critical_or(True)
             results.append(
                 MetricResult(
                     metric.name,
@@ -308,7 +309,7 @@ class FlaggerJudge(Judge):
         phase: Phase,
         results: tuple[MetricResult, ...],
     ) -> TickState:
-        failing = [r.reason for r in results if r.classification == "fail"]
+        failing = [r.reason for r in results if r.classification == "fail" and r.critical]
         hold = None
         if decision == "continue" and failing:  # Flagger returns before stepping the weight
             hold = (
