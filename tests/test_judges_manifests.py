@@ -611,3 +611,28 @@ def test_fetch_uses_the_canarys_ingress_name_as_flagger_does(backfilled, tmp_pat
         argv += ["--start", "2026-01-12T10:01Z", "--end", "2026-01-12T11:00Z"]
         assert main(argv) == code, capsys.readouterr().err
     assert 'ingress="other"' in capsys.readouterr().err
+
+
+def test_an_argo_dry_run_metric_is_judged_and_shown_but_never_decides(backfilled):
+    """Argo's dryRun (docs/features/analysis.md "Dry-Run Mode": a dry-run metric "won't
+    impact the final state of the rollout ... even if it fails"), against a real
+    Prometheus: a condition no tick meets (result[0] >= 1.5 on a success ratio) rolls the
+    Flagger judge back; the same metric in dry-run mode fails on every check, is shown,
+    and the Flagger judge promotes as if it were not there. No judge rolls back on it."""
+    failing = ARGO_TEMPLATE.replace("result[0] >= 0.9", "result[0] >= 1.5")
+    dry = failing.replace("spec:\n", "spec:\n  dryRun: [{metricName: success}]\n", 1)
+    window = {"start": "2026-01-12T10:01Z", "end": "2026-01-12T11:00Z"}
+    plain = Spec.load("---\n".join((ARGO_ROLLOUT, failing)))
+    rec = fetch_for_spec(backfilled.url, plain, **window)
+    assert judge(rec, plain, judge="flagger").decision == "rollback"
+    spec = Spec.load("---\n".join((ARGO_ROLLOUT, dry)))
+    assert spec.metrics[0].queries == plain.metrics[0].queries  # the same data
+    flagger = judge(rec, spec, judge="flagger")
+    (shown,) = flagger.metrics
+    assert (shown.name, shown.classification, shown.critical) == ("success-ratio", "fail", False)
+    assert flagger.decision == "promote"
+    for name in ("rolloutlab", "kayenta"):
+        verdict = judge(rec, spec, judge=name)
+        assert verdict.decision != "rollback" and [m.name for m in verdict.metrics] == [
+            "success-ratio"
+        ]
