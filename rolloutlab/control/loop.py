@@ -23,10 +23,11 @@ failure; ``failure_limit`` consecutive failures roll back. Every write is a sing
 ``router.set_weight`` call (atomic), so stopping at any point leaves the routes as
 the last completed write left them.
 
-People can always take over: a step fetches and notifies outside the lock that router
-writes and manual actions take, so :meth:`Rollout.rollback` or :meth:`Rollout.pause`
-happens at once even while Prometheus or the chat hangs, and the step, once its fetch
-is back, writes only if the rollout is still running and acting.
+People can always take over: a step fetches, judges and notifies outside the lock that
+router writes and manual actions take, so :meth:`Rollout.rollback` or
+:meth:`Rollout.pause` happens at once even while Prometheus or the chat hangs or the
+judge works through hours of ticks, and the step, once it has judged, writes only if
+the rollout is still running and acting.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ Mode = Literal["auto", "manual"]
 Phase = Literal["ready", "progressing", "promoted", "rolled_back"]
 Action = Literal["start", "wait", "advance", "hold", "promote", "rollback"]
 CONTROL, TREATMENT = "primary", "canary"
+#: What a step saw: the states judged and the fetch's warnings, or why it could not see.
+_Seen = tuple[list[TickState], tuple[str, ...]] | str
 _ADVICE = {
     "advance": "advance to {weight}%",
     "hold": "hold at {weight}%",
@@ -373,14 +376,11 @@ class Rollout:
                 last = _ticks_between(self.origin, lagged, self._interval) - 1
                 if last < first:
                     return self._keep(now, TickRecord(now, None, None, None, "wait", None, False))
-            try:  # without the lock: a fetch can take up to the source's timeout
-                fetched: tuple[Recording, tuple[str, ...]] | str = self._fetch(first, last)
-            except Exception as exc:  # whatever the source raised, the step fails safe
-                fetched = _problem("Prometheus", exc)
+            seen = self._see(first, last)  # without the lock: network I/O, then judging
             with self._locked():
                 if self.done:
                     return self._over(now)
-                return self._keep(now, self._tick(now, first, last, fetched))
+                return self._keep(now, self._tick(now, seen))
 
     def run(
         self,
@@ -501,30 +501,38 @@ class Rollout:
             self._begin(now)
         return TickRecord(now, None, current, None, "start", current, self.acting)
 
-    def _tick(
-        self,
-        now: datetime,
-        first: int,
-        last: int,
-        fetched: tuple[Recording, tuple[str, ...]] | str,
-    ) -> TickRecord:
-        """Judge the fetched ticks ``first..last`` (or fail with the fetch's error), then act.
+    def _see(self, first: int, last: int) -> _Seen:
+        """Fetch ticks ``first..last``, keep them and judge them: the states judged and the
+        fetch's warnings, or the error text of a step that could not see.
+
+        Called without the lock: a fetch can take up to the source's timeout, and judging
+        many ticks at once (after an outage, or a clock that jumped) takes a while.
+        Neither touches what manual actions change, and the ticks lie before any write
+        made meanwhile. Whatever the source or the judge raises fails the step safely.
+        """
+        try:
+            recording, notes = self._fetch(first, last)
+            self._append(first, last, recording)
+        except Exception as exc:
+            return _problem("Prometheus", exc)
+        try:
+            return self._judge(first, last), notes
+        except Exception as exc:  # a live loop survives a judge's bug: a failed step
+            return _problem(f"judge {self.judge.name}", exc)
+
+    def _tick(self, now: datetime, seen: _Seen) -> TickRecord:
+        """Act on the ticks judged (or fail with the step's error).
 
         Advances only on ``continue`` with no hold in any tick judged; the hold's reason
-        goes into the record's notes. A judge that raises is a failed step.
+        goes into the record's notes.
         """
         try:
             current = self._observe_weight(now)
         except ActuationError as exc:
             return self._failure(now, None, None, f"router: {exc}")
-        if isinstance(fetched, str):
-            return self._failure(now, None, current, fetched)
-        recording, notes = fetched
-        self._append(first, last, recording)
-        try:
-            states = self._judge(first, last)
-        except Exception as exc:  # a live loop survives a judge's bug: a failed step
-            return self._failure(now, None, current, _problem(f"judge {self.judge.name}", exc))
+        if isinstance(seen, str):
+            return self._failure(now, None, current, seen)
+        states, notes = seen
         state, hold = states[-1], None
         if state.decision == "continue":  # a hold in any tick judged holds the weight
             state = next((s for s in states if s.hold), state)

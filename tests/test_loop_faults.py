@@ -1,0 +1,293 @@
+"""The live loop through the Prometheus fault suite.
+
+Every answer of tests/test_faults_prometheus.py (imported, not copied), and the faults a
+loop meets besides (a server that takes the request and never answers, an HTML error page
+with status 200, a 429 with a Retry-After, series with the wrong variant labels, counter
+resets, a canary that disappears, a clock that jumps), served over real HTTP on 127.0.0.1
+to the real Prometheus client, judged by the real rolloutlab judge, written to a
+LocalRouter. The fault suite's healthy answers are split by the router's weight, as the
+canary's real traffic would be.
+
+For each fault, from a canary at 40% (plan 20, 40, 60; at 60% a healthy tick promotes,
+``promotion: plan``): ``step()`` returns, holds the weight and says why; when the fault
+clears the loop advances again; the same fault at the top weight never promotes and
+rolls back at the documented limit: ``failure_limit`` failed steps in a row for a fetch
+that fails (2 here), the spec's ``threshold`` ticks in a row for data the judge finds
+invalid (3 here). A sample-ratio mismatch holds for good, as the README says ("the judge
+holds for good and says check the traffic routing"): no advance, no rollback.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import test_faults_prometheus as faults
+from fake_prometheus import FakePrometheus, prom_text
+from test_control_loop import OUTAGE, Scripted, in_thread, make, tick, writes
+
+from rolloutlab.control.audit import AuditLog
+from rolloutlab.control.local import LocalRouter
+from rolloutlab.control.loop import Rollout, TickRecord
+from rolloutlab.control.notify import SlackNotifier
+from rolloutlab.judges.spec import Spec
+from rolloutlab.sources.prometheus import Prometheus, Retries
+
+SPEC = Spec(interval_s=60, step_weight=20, max_weight=60, threshold=3, promotion="plan")
+FAILURE_LIMIT = 2
+
+#: How the loop meets a fault: a failed step, a tick the judge holds as invalid data, or a
+#: sample-ratio mismatch (held for good).
+FAILED, INVALID, MISMATCH = "failed step", "invalid data", "sample-ratio mismatch"
+NO_VALID_DATA = "hold: no valid data for request-success-rate"
+SRM = "hold: sample-ratio mismatch"
+
+
+def never(handler: Any, params: dict[str, list[str]]) -> None:
+    """Take the request and answer nothing until the server stops."""
+    handler.server.script.stopping.wait(30)
+
+
+def relabel(names: dict[str, str]) -> faults.Change:
+    """Series carry other ``destination_workload`` values than the preset's."""
+
+    def change(doc: dict[str, Any], metric: str) -> None:
+        for series in doc["data"]["result"]:
+            name = series["metric"]["destination_workload"]
+            series["metric"]["destination_workload"] = names.get(name, name)
+
+    return change
+
+
+def canary_counts(scale: Callable[[float], float], metrics: tuple[str, ...]) -> faults.Change:
+    """The canary's ``metrics`` read ``scale(value)`` at every step."""
+
+    def change(doc: dict[str, Any], metric: str) -> None:
+        for series in faults.canary(doc) if metric in metrics else []:
+            series["values"] = [[t, prom_text(scale(float(v)))] for t, v in series["values"]]
+
+    return change
+
+
+COUNTERS = ("requests", "errors")
+ERROR_PAGE = b"<html><body><h1>Internal Server Error</h1><p>upstream timed out</p></body></html>"
+
+#: (fault, answer, how the loop meets it, text its records carry)
+CASES = [
+    *[(name, answer, FAILED, text) for name, answer, _, _, text, _ in faults.ERRORS],
+    ("accepts and never answers", never, FAILED, "did not answer within 0.5 s in total"),
+    ("HTML error page with 200", faults.status(200, ERROR_PAGE, {"Content-Type": "text/html"}),
+     FAILED, "not a Prometheus API response"),
+    ("429 with Retry-After 1 s", faults.status(429, b"slow down", {"Retry-After": "1"}), FAILED,
+     "did not answer within 0.5 s in total"),
+    ("empty result", faults.data(faults.only(lambda doc, s: False)), FAILED,
+     "no data for variant 'primary'"),
+    ("missing primary series", faults.data(faults.only(lambda doc, s: s in faults.canary(doc))),
+     FAILED, "no data for variant 'primary'"),
+    ("canary disappears", faults.data(faults.only(lambda doc, s: s not in faults.canary(doc))),
+     FAILED, "no data for variant 'canary'"),
+    ("missing steps", faults.data(faults.drop_first_steps), FAILED,
+     "no data for variant 'canary'"),
+    ("unknown variant label", faults.data(relabel({"podinfo": "podinfo-canary"})), FAILED,
+     "no data for variant 'canary'"),
+    ("NaN", faults.data(faults.canary_value(math.nan)), INVALID, NO_VALID_DATA),
+    ("+Inf", faults.data(faults.canary_value(math.inf, "requests")), INVALID, NO_VALID_DATA),
+    ("-Inf", faults.data(faults.canary_value(-math.inf)), INVALID, NO_VALID_DATA),
+    ("negative", faults.data(faults.canary_value(-1.0)), INVALID, NO_VALID_DATA),
+    ("warnings", faults.data(faults.add_warning), INVALID, NO_VALID_DATA),
+    # a reset read by a naive delta: the canary's counters drop
+    ("counter reset as a drop", faults.data(canary_counts(lambda v: -50 * v, COUNTERS)),
+     INVALID, NO_VALID_DATA),
+    # a reset read by increase() over a summed series: the whole counter in one step
+    ("counter reset as a jump", faults.data(canary_counts(lambda v: 1000 * v, COUNTERS)),
+     MISMATCH, SRM),
+    ("swapped variant labels",
+     faults.data(relabel({"podinfo": "podinfo-primary", "podinfo-primary": "podinfo"})),
+     MISMATCH, SRM),
+    ("canary traffic drops to zero",
+     faults.data(canary_counts(lambda v: 0.0, (*COUNTERS, "latency_ms"))), MISMATCH, SRM),
+]  # fmt: skip
+
+
+@pytest.fixture
+def router(tmp_path) -> LocalRouter:
+    return LocalRouter("podinfo", "test", audit=AuditLog(tmp_path / "audit.jsonl"))
+
+
+@pytest.fixture
+def server(router, monkeypatch) -> Iterator[faults.Scripted]:
+    """The fault suite's scripted server, answering healthy data until told otherwise."""
+    monkeypatch.setattr(faults, "healthy", FakePrometheus(router, error_rate=0.001)._answer)
+    with faults.Scripted(faults.data()) as server:
+        yield server
+
+
+def rollout_on(router: LocalRouter, url: str, **options: Any) -> tuple[Rollout, Any]:
+    """The real judge and client (0.5 s in total per query) on ``url``; the canary at 20%."""
+    options.setdefault("source", faults.client(url))
+    rollout, clock = make(router, "rolloutlab", spec=SPEC, failure_limit=FAILURE_LIMIT, **options)
+    assert rollout.step().new_weight == 20
+    return rollout, clock
+
+
+def steps(rollout: Rollout, clock: Any, n: int) -> list[TickRecord]:
+    """The next ``n`` ticks, one step just after each ends."""
+    records = []
+    for _ in range(n):
+        k = max(0, (clock.now - rollout.origin) // timedelta(minutes=1))
+        records.append(tick(rollout, clock, k))
+    return records
+
+
+def said(record: TickRecord) -> str:
+    return (record.error or "") + " ".join(record.notes)
+
+
+def test_healthy_answers_advance_and_promote_at_the_top_so_the_faults_are_a_real_test(
+    router, server
+):
+    rollout, clock = rollout_on(router, server.url)
+    assert [(r.action, r.new_weight) for r in steps(rollout, clock, 3)] == [
+        ("advance", 40),
+        ("advance", 60),
+        ("promote", 0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind", "why"), [pytest.param(*case[1:], id=case[0]) for case in CASES]
+)
+def test_each_fault_holds_says_why_resumes_and_rolls_back_at_the_limit(
+    router, server, answer, kind, why
+):
+    rollout, clock = rollout_on(router, server.url)
+    assert steps(rollout, clock, 1)[0].new_weight == 40
+    limit = {FAILED: FAILURE_LIMIT, INVALID: SPEC.threshold, MISMATCH: 4}[kind]
+    server.answer = answer
+    held = steps(rollout, clock, limit - 1)
+    assert [(r.action, r.new_weight) for r in held] == [("hold", 40)] * (limit - 1)
+    assert all(why in said(r) for r in held), [said(r) for r in held]
+    assert all((r.failures > 0) == (kind == FAILED) for r in held)
+    assert why in rollout.status
+    server.answer = faults.data()
+    resumed = steps(rollout, clock, 1)[0]
+    if kind == MISMATCH:  # invalid for good: held, never blamed nor promoted
+        assert (resumed.action, resumed.new_weight) == ("hold", 40) and why in said(resumed)
+        assert writes(rollout) == [(0, 20), (20, 40)] and rollout.notifier.kinds == []
+        return
+    assert (resumed.action, resumed.new_weight, resumed.failures) == ("advance", 60, 0)
+    server.answer = answer  # at the top weight, where a healthy tick promotes
+    again = steps(rollout, clock, limit)
+    assert [(r.action, r.new_weight) for r in again] == [("hold", 60)] * (limit - 1) + [
+        ("rollback", 0)
+    ]
+    assert all(why in said(r) for r in again[:-1])
+    assert rollout.phase == "rolled_back"
+    assert writes(rollout) == [(0, 20), (20, 40), (40, 60), (60, 0)]
+    last = rollout.notifier.events[-1]
+    if kind == FAILED:  # once per streak, then the rollback saying why
+        assert rollout.notifier.kinds == ["failure", "failure", "rollback"]
+        assert f"{FAILURE_LIMIT} consecutive failures" in last.message and why in last.message
+    else:
+        assert rollout.notifier.kinds == ["rollback"] and again[-1].decision == "rollback"
+        assert "no valid data for request-success-rate since" in last.message
+
+
+def test_a_short_retry_after_is_waited_for_within_the_deadline_and_the_loop_advances(
+    router, server
+):
+    source = Prometheus(server.url, timeout=5, retries=Retries(max_wait_s=2.0))
+    rollout, clock = rollout_on(router, server.url, source=source)
+    server.answer = faults.in_turn(faults.status(429, b"", {"Retry-After": "1"}), faults.data())
+    record = steps(rollout, clock, 1)[0]
+    assert (record.action, record.new_weight, record.failures) == ("advance", 40, 0)
+    # three queries and one retry, a second after the first (the server's clock)
+    assert len(server.seen) == 4 and server.seen[-1] - server.seen[0] >= 0.9
+
+
+def test_a_clock_that_jumps_back_waits_and_one_that_jumps_ahead_judges_every_tick_once(
+    router, server
+):
+    rollout, clock = rollout_on(router, server.url)
+    steps(rollout, clock, 1)  # tick 0: 40%
+    clock.to(clock.now - timedelta(hours=1))
+    record = rollout.step()
+    assert (record.action, record.applied) == ("wait", False) and len(rollout.history) == 2
+    clock.to(clock.now + timedelta(hours=1, minutes=30))  # 30 ticks at once
+    record = rollout.step()
+    assert (record.tick, record.weight, record.action, record.new_weight) == (30, 40, "advance", 60)
+    assert len(rollout.judge.history) == 31  # each tick judged once, in order
+    assert rollout.recording.frame["timestamp"].n_unique() == 31
+    assert steps(rollout, clock, 1)[0].action == "promote"  # on data at the top weight
+
+
+class Slow(Scripted):
+    """Takes its time over tick 0 (until ``go``, at most 5 s): the rolloutlab judge takes
+    about 9 s over the 2,880 ticks that a clock jumping two days ahead brings, and as
+    long after a day's outage in manual mode at a 30 s interval."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy = threading.Event()
+        self.go = threading.Event()
+
+    def observe(self, table, k):
+        self.busy.set()
+        self.go.wait(5)
+        return super().observe(table, k)
+
+
+@pytest.mark.parametrize("action", ["rollback", "pause"])
+def test_a_rollback_or_pause_while_the_step_judges_is_at_once(router, action):
+    judge = Slow()
+    rollout, clock = make(router, judge)
+    rollout.step()  # 20%
+    clock.to(rollout.origin + timedelta(minutes=1, seconds=1.5))
+    thread, records = in_thread(rollout)
+    assert judge.busy.wait(5)
+    began = time.monotonic()
+    getattr(rollout, action)()
+    assert time.monotonic() - began < 1
+    judge.go.set()
+    thread.join(5)
+    if action == "rollback":
+        assert records[0].action == "wait" and records[0].notes == ("rolled_back",)
+        assert writes(rollout) == [(0, 20), (20, 0)]
+    else:  # judged, and only advised
+        assert (records[0].action, records[0].applied, records[0].new_weight) == (
+            "advance",
+            False,
+            40,
+        )
+        assert writes(rollout) == [(0, 20)]
+
+
+@pytest.mark.parametrize("action", ["rollback", "pause"])
+def test_a_rollback_or_pause_while_slack_never_answers_is_at_once(router, caplog, action):
+    caplog.set_level(logging.WARNING, "rolloutlab.control.notify")
+    with FakePrometheus() as webhook:  # a webhook that takes the post and never answers
+        webhook.fault = "hang"
+        rollout, clock = make(router, notifier=SlackNotifier(webhook.url, timeout=3))
+        rollout.step()  # 20%
+        rollout.source.error = OUTAGE  # the step posts its first failure
+        clock.to(rollout.origin + timedelta(minutes=1, seconds=1.5))
+        thread, records = in_thread(rollout)
+        assert webhook.hung.wait(5)
+        acting = threading.Thread(target=getattr(rollout, action))  # a rollback posts too
+        began = time.monotonic()
+        acting.start()
+        while router.weights().canary != 0 and not rollout.paused and time.monotonic() < began + 5:
+            time.sleep(0.01)
+        assert time.monotonic() - began < 1
+        thread.join(10)
+        acting.join(10)
+    assert not thread.is_alive() and not acting.is_alive()
+    assert (records[0].action, records[0].failures) == ("hold", 1)
+    assert "Slack notification failed (no answer within 3 s)" in caplog.text  # its deadline
+    assert writes(rollout) == ([(0, 20), (20, 0)] if action == "rollback" else [(0, 20)])
