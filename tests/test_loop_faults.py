@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import test_faults_prometheus as faults
 from fake_prometheus import FakePrometheus, prom_text
-from test_control_loop import OUTAGE, Scripted, in_thread, make, tick, writes
+from test_control_loop import OUTAGE, FakeSource, Scripted, in_thread, make, tick, writes
 
 from rolloutlab.control.audit import AuditLog
 from rolloutlab.control.local import LocalRouter
@@ -225,6 +225,20 @@ def test_a_clock_that_jumps_back_waits_and_one_that_jumps_ahead_judges_every_tic
     assert len(rollout.judge.history) == 31  # each tick judged once, in order
     assert rollout.recording.frame["timestamp"].n_unique() == 31
     assert steps(rollout, clock, 1)[0].action == "promote"  # on data at the top weight
+
+
+def test_a_source_that_returns_no_recording_is_a_failed_step(router):
+    """Any source may be plugged in: whatever it returns, the step holds rather than raises."""
+
+    class Broken(FakeSource):
+        def fetch(self, *args, **kwargs):
+            return {"data": []}  # a raw answer instead of a Recording
+
+    rollout, clock = make(router, source=Broken(router))
+    rollout.step()  # 20%
+    record = tick(rollout, clock, 0)
+    assert (record.action, record.new_weight, record.failures) == ("hold", 20, 1)
+    assert "unexpected AttributeError" in record.error
 
 
 class Slow(Scripted):
