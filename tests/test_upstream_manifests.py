@@ -678,6 +678,7 @@ def test_argo_metric_fields_take_arguments_and_templates_nest() -> None:
         "  args: [{name: limit, value: '2'}, {name: every, value: 30s}, {name: max, value: '5'}]\n"
         "  metrics:\n"
         "  - name: errors-total\n    interval: '{{args.every}}'\n    count: '{{args.limit}}'\n"
+        "    initialDelay: 2m\n"
         "    failureLimit: '{{args.limit}}'\n"
         "    successCondition: len(result) == 0 || result[0] == 0\n"
         "    failureCondition: len(result) > 0 && result[0] > {{args.max}}\n"
@@ -700,6 +701,7 @@ def test_argo_metric_fields_take_arguments_and_templates_nest() -> None:
     ratio = by_name["ratio"]
     assert (ratio.threshold_min, ratio.threshold_max, ratio.direction) == (None, None, None)
     assert "'result.ok / result.total > 0.9'" in warned and "without that bound" in warned
+    assert "waits initialDelay 2m before its first measurement" in warned
     legacy = rollout.replace("templates: [{templateName: outer}]", "templateName: outer")
     with pytest.raises(SpecError, match=r"analysis.templateName: Argo Rollouts reads templates"):
         _load_text(legacy, outer, _errors_template(METRICS_ONLY))

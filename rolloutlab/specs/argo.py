@@ -244,6 +244,11 @@ def _argo_metrics(
                 "range at each measurement, rolloutlab fetches the query once per tick and "
                 "checks each tick's value"
             )
+        if m.get("initialDelay"):
+            notes.append(
+                f"{label} waits initialDelay {m['initialDelay']} before its first measurement, "
+                "rolloutlab measures from the first tick"
+            )
         access = [str(h.get("key")) for h in prometheus.get("headers") or []]
         access += [f"{k} authentication" for k in prometheus.get("authentication") or {}]
         if access:
