@@ -241,6 +241,22 @@ def test_a_source_that_returns_no_recording_is_a_failed_step(router):
     assert "unexpected AttributeError" in record.error
 
 
+def test_a_judge_that_cannot_explain_its_rollback_still_rolls_back(router, caplog):
+    class Mute(Scripted):
+        def explain(self, state):
+            raise RuntimeError("judge bug in explain")
+
+    rollout, clock = make(router, Mute({0: "rollback"}))
+    rollout.step()  # 20%
+    with caplog.at_level(logging.ERROR, "rolloutlab.control.loop"):
+        record = tick(rollout, clock, 0)
+    assert (record.action, record.new_weight, record.applied) == ("rollback", 0, True)
+    assert rollout.phase == "rolled_back" and router.weights().canary == 0
+    message = rollout.notifier.events[-1].message
+    assert "tick 0: scripted says rollback: judge scripted could not explain it" in message
+    assert "judge bug in explain" in caplog.text  # with its traceback, as a bug
+
+
 class Slow(Scripted):
     """Takes its time over tick 0 (until ``go``, at most 5 s): the rolloutlab judge takes
     about 9 s over the 2,880 ticks that a clock jumping two days ahead brings, and as

@@ -567,10 +567,17 @@ class Rollout:
             if action == "advance":
                 self._write(target, why)
             elif action in ("promote", "rollback"):
-                self._finish(action, f"{why}: {self.judge.explain(state)}")
+                self._finish(action, f"{why}: {self._explain(state)}")
         except ActuationError as exc:
             return self._failure(tick.now, tick, current, f"router: {action} failed: {exc}")
         return tick.record(action, self._timeline[-1][1], applied=True, failures=self.failures)
+
+    def _explain(self, state: TickState) -> str:
+        """The judge's sentence for ``state``; a bug there never stops the decision."""
+        try:
+            return self.judge.explain(state)
+        except Exception as exc:
+            return _problem(f"judge {self.judge.name} could not explain it", exc)
 
     def _failure(
         self, now: datetime, tick: _Tick | None, current: int | None, error: str
