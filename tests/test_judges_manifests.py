@@ -636,3 +636,42 @@ def test_an_argo_dry_run_metric_is_judged_and_shown_but_never_decides(backfilled
         assert verdict.decision != "rollback" and [m.name for m in verdict.metrics] == [
             "success-ratio"
         ]
+
+
+def test_a_gitops_repository_as_it_is_drives_fetch_and_judge(prometheus_binary, tmp_path, capsys):
+    """stefanprodan/gitops-istio copied as it is (tests/fixtures/upstream/flagger/gitops):
+    the backend Canary in apps/backend/ and its MetricTemplates in istio/gateway/, given as
+    the repository folder and the Canary's name. fetch renders the templates for backend and
+    backend-primary, judge reads them; no PromQL typed. The error-rate template's value is
+    Flagger's (100 - success%), computed here from the simulation's counts."""
+    from rolloutlab.sources.openmetrics import to_openmetrics
+    from rolloutlab.sources.promserver import PrometheusServer
+    from rolloutlab.sources.simulate import simulate
+
+    repo = Path(__file__).parent / "fixtures" / "upstream" / "flagger" / "gitops"
+    repo = repo / "stefanprodan__gitops-istio"
+    truth = simulate("healthy", seed=4, duration_min=60)  # 10:01 to 11:00
+    # scraped every 15 s: the templates' rate(...[30s]) needs two samples in 30 s
+    text = to_openmetrics(
+        truth, preset="istio", target="backend", namespace="prod", scrapes_per_step=4
+    )
+    out = tmp_path / "rec.parquet"
+    with PrometheusServer(openmetrics=[text]) as server:
+        argv = ["fetch", "--url", server.url, "--spec", str(repo), "--spec-name", "backend"]
+        window = ["--start", "2026-01-12T10:05Z", "--end", "2026-01-12T11:00Z", "--step", "1m"]
+        assert main([*argv, *window, "-o", str(out)]) == 0
+    rec = load(out)
+    frame = rec.frame
+    for metric in ("error-rate", "latency"):
+        assert set(frame.filter(pl.col("metric") == metric)["variant"]) == {"primary", "canary"}
+    rows = truth.frame.filter(pl.col("variant") == "canary")
+    errors = rows.filter(pl.col("metric") == "errors")["value"].sum()
+    requests = rows.filter(pl.col("metric") == "requests")["value"].sum()
+    measured = frame.filter((pl.col("metric") == "error-rate") & (pl.col("variant") == "canary"))
+    assert measured["value"].mean() == pytest.approx(100 * errors / requests, abs=0.5)
+    capsys.readouterr()
+    spec_args = ["--spec", str(repo), "--spec-name", "backend", "--json"]
+    assert main(["judge", str(out), *spec_args, "--judge", "flagger"]) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert {m["name"] for m in verdict["metrics"]} == {"error-rate", "latency"}
+    assert all("no data" not in m["reason"].lower() for m in verdict["metrics"])
