@@ -30,7 +30,16 @@ from typing import Any
 import pytest
 import test_faults_prometheus as faults
 from fake_prometheus import FakePrometheus, prom_text
-from test_control_loop import OUTAGE, FakeSource, Scripted, in_thread, make, tick, writes
+from test_control_loop import (
+    OUTAGE,
+    FakeSource,
+    Inbox,
+    Scripted,
+    in_thread,
+    make,
+    tick,
+    writes,
+)
 
 from rolloutlab.control.audit import AuditLog
 from rolloutlab.control.local import LocalRouter
@@ -197,6 +206,32 @@ def test_each_fault_holds_says_why_resumes_and_rolls_back_at_the_limit(
     else:
         assert rollout.notifier.kinds == ["rollback"] and again[-1].decision == "rollback"
         assert "no valid data for request-success-rate since" in last.message
+
+
+@pytest.mark.parametrize(
+    ("fault", "why"),
+    [("accepts and never answers", "did not answer within"), ("NaN", NO_VALID_DATA)],
+)
+def test_run_through_a_fault_holds_then_rolls_back_and_returns(router, server, fault, why):
+    """run() in real time (1 s ticks): however the steps fall on the ticks, it holds
+    through the fault, rolls back at the limit and returns."""
+    spec = SPEC.replace(interval_s=1, step_weight=50, max_weight=100)
+    rollout = Rollout(
+        faults.client(server.url),
+        router,
+        spec,
+        target="podinfo",
+        namespace="test",
+        lag_s=0.05,
+        failure_limit=FAILURE_LIMIT,
+        notifier=Inbox(),
+    )
+    server.answer = next(case[1] for case in CASES if case[0] == fault)
+    assert rollout.run(max_ticks=10) == "rolled_back"
+    start, *held, last = rollout.history
+    assert start.new_weight == 50 and held and last.action == "rollback"
+    assert all(r.action == "hold" and why in said(r) for r in held)
+    assert writes(rollout) == [(0, 50), (50, 0)]
 
 
 def test_a_short_retry_after_is_waited_for_within_the_deadline_and_the_loop_advances(
