@@ -767,3 +767,27 @@ def test_flagger_fields_of_the_wrong_shape_are_named() -> None:
     assert helm != metrics
     with pytest.raises(SpecError, match=r"cannot render \{\{ .Release.Namespace \}\}.*Helm value"):
         Spec.load("---\n".join((canary, helm)))
+
+
+def test_flagger_template_credentials_are_named_with_what_to_pass() -> None:
+    """docs/gitbook/usage/metrics.md "Prometheus authentication": a MetricTemplate whose
+    provider reads credentials from a Secret (secretRef). The docs show the provider block
+    alone (no query, which Flagger's CRD requires: refused, naming it); with a query added,
+    rolloutlab says it cannot read the Secret and which options carry credentials."""
+    path = (
+        UPSTREAM / "flagger" / "docs__gitbook__usage__metrics" / "05-metrictemplate-my-metric.yaml"
+    )
+    raw = yaml.safe_load(path.read_text())
+    canary = (
+        "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata: {name: app, namespace: test}\n"
+        "spec:\n  targetRef: {name: app}\n  analysis:\n    stepWeight: 10\n    metrics:\n"
+        "    - name: my-metric\n      templateRef: {name: my-metric, namespace: flagger}\n"
+        "      thresholdRange: {max: 5}\n"
+    )
+    with pytest.raises(SpecError, match=r"MetricTemplate my-metric has no spec.query"):
+        _load_text(canary, path.read_text())
+    query = '  query: sum(rate(errors{app="{{ target }}"}[1m]))\n'
+    spec, warned = _load_text(canary, path.read_text() + query)
+    secret = raw["spec"]["provider"]["secretRef"]["name"]
+    assert f"my-metric (Secret {secret})" in warned and "--bearer-file" in warned
+    assert dict(spec.metrics[0].queries)["canary"] == 'sum(rate(errors{app="app"}[1m]))'

@@ -11,7 +11,13 @@ from typing import Any, cast
 
 from rolloutlab.durations import parse_duration
 from rolloutlab.errors import SpecError
-from rolloutlab.specs.documents import Document, ManifestWarning, _TemplateIndex, _warn_unsupported
+from rolloutlab.specs.documents import (
+    CREDENTIALS_HINT,
+    Document,
+    ManifestWarning,
+    _TemplateIndex,
+    _warn_unsupported,
+)
 from rolloutlab.specs.model import Direction, KayentaSettings, MetricSpec, Spec
 from rolloutlab.specs.native import _build
 from rolloutlab.specs.schema import check_duration
@@ -252,10 +258,7 @@ def _argo_metrics(
         access = [str(h.get("key")) for h in prometheus.get("headers") or []]
         access += [f"{k} authentication" for k in prometheus.get("authentication") or {}]
         if access:
-            notes.append(
-                f"{label} queries Prometheus with {', '.join(access)}: rolloutlab sends only "
-                "the headers and token given with --url (--header, --header-file, --bearer-file)"
-            )
+            notes.append(f"{label} queries Prometheus with {', '.join(access)}: {CREDENTIALS_HINT}")
         out.append(_argo_metric(metric, queries, template, str(m.get("name")) in dry, notes))
     return out
 

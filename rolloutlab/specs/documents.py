@@ -13,6 +13,11 @@ from rolloutlab._yaml import load_yaml, read_text
 from rolloutlab.errors import SpecError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+#: What rolloutlab sends instead of a template's own Prometheus credentials.
+CREDENTIALS_HINT = (
+    "rolloutlab sends only the headers and token given with --url (--header, --header-file, "
+    "--bearer-file)"
+)
 
 
 class ManifestWarning(UserWarning):

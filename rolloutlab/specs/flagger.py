@@ -13,6 +13,7 @@ from rolloutlab.durations import parse_duration
 from rolloutlab.errors import SpecError
 from rolloutlab.sources.presets import flagger_names
 from rolloutlab.specs.documents import (
+    CREDENTIALS_HINT,
     Document,
     ManifestWarning,
     _TemplateIndex,
@@ -233,12 +234,12 @@ def canary_with_templates(canary: Document, templates: Sequence[Document]) -> Sp
     body = canary.data["spec"]
     analysis = body.get("analysis") or body.get("canaryAnalysis")
     index = _TemplateIndex(templates, canary)
-    kept, skipped, same = [], [], []
+    kept, skipped, same, secured = [], [], [], []
     for metric, raw in zip(spec.metrics, analysis.get("metrics") or [], strict=True):
         if metric.template is None or ("templateRef" in raw and not templates):
             kept.append(metric)  # a lone Canary: the recording must hold the metric
             continue
-        query, provider, template = _flagger_query(raw, canary, index)
+        query, provider, template, secret = _flagger_query(raw, canary, index)
         if provider != "prometheus":
             skipped.append(f"{metric.name} ({template}, provider {provider})")
             continue
@@ -254,7 +255,15 @@ def canary_with_templates(canary: Document, templates: Sequence[Document]) -> Sp
         else:
             queries = (("primary", primary), ("canary", canary_query))
         kept.append(dataclasses.replace(metric, queries=queries, template=template))
+        secured += [f"{metric.name} (Secret {secret})"] * bool(secret)
     _warn_unsupported(skipped, canary.where)
+    if secured:
+        warnings.warn(
+            f"{canary.where}: {', '.join(secured)} query Prometheus with the credentials of a "
+            f"Secret (provider.secretRef): {CREDENTIALS_HINT}.",
+            ManifestWarning,
+            stacklevel=3,
+        )
     if same:
         warnings.warn(
             f"{canary.where}: {', '.join(same)}: the query does not use {{{{ target }}}}, so it "
@@ -268,10 +277,11 @@ def canary_with_templates(canary: Document, templates: Sequence[Document]) -> Sp
 
 def _flagger_query(
     raw: Mapping[str, Any], canary: Document, index: _TemplateIndex
-) -> tuple[str, str, str]:
-    """(query, provider type, description) of a template or inline-query metric."""
+) -> tuple[str, str, str, str | None]:
+    """(query, provider type, description, credentials Secret) of a template or
+    inline-query metric."""
     if "templateRef" not in raw:
-        return str(raw["query"]), "prometheus", "inline query"
+        return str(raw["query"]), "prometheus", "inline query", None
     ref = raw["templateRef"]
     namespace = ref.get("namespace") or canary.meta.get("namespace")
     template = index.find((FLAGGER_TEMPLATE,), ref["name"], namespace)
@@ -288,7 +298,9 @@ def _flagger_query(
         raise SpecError(f"{template.where}: MetricTemplate {template.name} has no spec.query.")
     ns = template.meta.get("namespace") or namespace
     described = f"MetricTemplate {ns}/{template.name}" if ns else f"MetricTemplate {template.name}"
-    return str(body["query"]), str(provider), described
+    ref = provider_spec.get("secretRef")
+    secret = ref.get("name") if isinstance(ref, Mapping) else None
+    return str(body["query"]), str(provider), described, secret
 
 
 def _flagger_model(canary: Document, raw: Mapping[str, Any]) -> dict[str, Any]:
