@@ -715,6 +715,7 @@ def test_argo_fields_of_the_wrong_shape_are_named() -> None:
     cases = {
         "        templates: {templateName: errors}\n": r"analysis templates is .*a list of objects",
         "        templates: [errors]\n": r"analysis templates is \['errors'\]",
+        "        templates: [{clusterScope: true}]\n": r"\{'clusterScope': True\} has no templateName",
         "        templates: [{templateName: errors}]\n        args: {service-name: x}\n": (
             r"analysis args is .*\[\{name: service-name, value: my-svc\}\]"
         ),

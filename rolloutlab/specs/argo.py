@@ -113,7 +113,8 @@ def rollout_spec(rollout: Document, templates: Sequence[Document]) -> Spec:
     if notes:
         warnings.warn(f"{where}: {'; '.join(notes)}.", ManifestWarning, stacklevel=3)
     intervals = [m.interval_s for m in metrics] or pauses or [ARGO_DEFAULT_INTERVAL_S]
-    limits = [max(m.failure_limit or 0, 0) for m in metrics if m.critical is not False]
+    # dry-run metrics (and those Argo never fails) do not set the rollback threshold
+    limits = [m.failure_limit or 0 for m in metrics if m.critical is not False]
     routing = canary.get("trafficRouting") or {}
     router = next((ARGO_ROUTERS[k] for k in routing if k in ARGO_ROUTERS), None)
     raw = {
@@ -195,7 +196,10 @@ def _templates(
     """The templates ``refs`` names, with the templates they name in turn
     (``AnalysisTemplateSpec.templates``), each once."""
     out: list[Document] = []
-    for ref in _mappings(refs, f"{rollout.where}: analysis templates", "[{templateName: NAME}]"):
+    where = f"{rollout.where}: analysis templates"
+    for ref in _mappings(refs, where, "[{templateName: NAME}]"):
+        if not ref.get("templateName"):
+            raise SpecError(f"{where}: {dict(ref)!r:.120} has no templateName; name the template.")
         kind = ("ClusterAnalysisTemplate",) if ref.get("clusterScope") else ("AnalysisTemplate",)
         namespace = None if ref.get("clusterScope") else rollout.meta.get("namespace")
         template = index.find(kind, ref.get("templateName"), namespace)
