@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 import test_faults_prometheus as faults
 from fake_prometheus import FakePrometheus, prom_text
+from kube_emulator import NS, audit_log, kube, virtual_service  # noqa: F401 (fixtures)
 from test_control_loop import (
     OUTAGE,
     FakeSource,
@@ -45,9 +46,11 @@ from rolloutlab.control.audit import AuditLog
 from rolloutlab.control.local import LocalRouter
 from rolloutlab.control.loop import Rollout, TickRecord
 from rolloutlab.control.notify import SlackNotifier
+from rolloutlab.control.routers import IstioRouter, Router
 from rolloutlab.judges.spec import Spec
 from rolloutlab.sources.prometheus import Prometheus, Retries
 
+VS = "networking.istio.io/v1beta1/virtualservices"
 SPEC = Spec(interval_s=60, step_weight=20, max_weight=60, threshold=3, promotion="plan")
 FAILURE_LIMIT = 2
 
@@ -125,8 +128,15 @@ CASES = [
 
 
 @pytest.fixture
-def router(tmp_path) -> LocalRouter:
-    return LocalRouter("podinfo", "test", audit=AuditLog(tmp_path / "audit.jsonl"))
+def router(request, tmp_path) -> Router:
+    """A LocalRouter, or (parametrized ``"istio"``) a Flagger-shaped Istio VirtualService
+    on the kmock emulator, written through the real kubernetes client."""
+    if getattr(request, "param", "local") == "local":
+        return LocalRouter("podinfo", NS, audit=AuditLog(tmp_path / "audit.jsonl"))
+    request.getfixturevalue("audit_log")
+    emulator = request.getfixturevalue("kube")
+    emulator.seed(VS, virtual_service())
+    return IstioRouter("podinfo", NS, client=emulator.client())
 
 
 @pytest.fixture
@@ -137,9 +147,17 @@ def server(router, monkeypatch) -> Iterator[faults.Scripted]:
         yield server
 
 
-def rollout_on(router: LocalRouter, url: str, **options: Any) -> tuple[Rollout, Any]:
-    """The real judge and client (0.5 s in total per query) on ``url``; the canary at 20%."""
-    options.setdefault("source", faults.client(url))
+def client(url: str) -> Prometheus:
+    """The fault suite's client (0.5 s in total per query), running the three queries at
+    once as the default client does."""
+    prom = faults.client(url)
+    prom.max_workers = 3
+    return prom
+
+
+def rollout_on(router: Router, url: str, **options: Any) -> tuple[Rollout, Any]:
+    """The real judge and client on ``url``; the canary at 20%."""
+    options.setdefault("source", client(url))
     rollout, clock = make(router, "rolloutlab", spec=SPEC, failure_limit=FAILURE_LIMIT, **options)
     assert rollout.step().new_weight == 20
     return rollout, clock
@@ -169,9 +187,16 @@ def test_healthy_answers_advance_and_promote_at_the_top_so_the_faults_are_a_real
     ]
 
 
-@pytest.mark.parametrize(
-    ("answer", "kind", "why"), [pytest.param(*case[1:], id=case[0]) for case in CASES]
-)
+#: every fault on a LocalRouter, a few on an Istio VirtualService on the kmock emulator
+ON_ISTIO = ("accepts and never answers", "NaN", "swapped variant labels")
+FAULTS = [pytest.param("local", *case[1:], id=case[0]) for case in CASES] + [
+    pytest.param("istio", *case[1:], id=f"{case[0]} (istio)")
+    for case in CASES
+    if case[0] in ON_ISTIO
+]
+
+
+@pytest.mark.parametrize(("router", "answer", "kind", "why"), FAULTS, indirect=["router"])
 def test_each_fault_holds_says_why_resumes_and_rolls_back_at_the_limit(
     router, server, answer, kind, why
 ):
@@ -217,7 +242,7 @@ def test_run_through_a_fault_holds_then_rolls_back_and_returns(router, server, f
     through the fault, rolls back at the limit and returns."""
     spec = SPEC.replace(interval_s=1, step_weight=50, max_weight=100)
     rollout = Rollout(
-        faults.client(server.url),
+        client(server.url),
         router,
         spec,
         target="podinfo",
