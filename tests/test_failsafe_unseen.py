@@ -38,14 +38,10 @@ def decisions(recordings, spec: Spec = COMMON) -> list[str]:
     return [judge(rec, spec).decision for rec in recordings]
 
 
-def between(lo_min: float, hi_min: float = math.inf) -> pl.Expr:
+def between(lo_min: float, hi_min: float = 10**6) -> pl.Expr:
+    """Rows of the steps ending after minute ``lo_min`` and up to ``hi_min``."""
     t = pl.col("timestamp")
-    hi = (
-        START + timedelta(minutes=hi_min)
-        if math.isfinite(hi_min)
-        else datetime.max.replace(tzinfo=UTC)
-    )
-    return (t > START + timedelta(minutes=lo_min)) & (t <= hi)
+    return (t > START + timedelta(minutes=lo_min)) & (t <= START + timedelta(minutes=hi_min))
 
 
 def edited(rec: Recording, frame: pl.DataFrame) -> Recording:
