@@ -87,6 +87,12 @@ def canary_counts(scale: Callable[[float], float], metrics: tuple[str, ...]) -> 
     return change
 
 
+def an_hour_old(doc: dict[str, Any], metric: str) -> None:
+    """A caching proxy answers with the points of an hour before the range asked."""
+    for series in doc["data"]["result"]:
+        series["values"] = [[t - 3600, value] for t, value in series["values"]]
+
+
 COUNTERS = ("requests", "errors")
 ERROR_PAGE = b"<html><body><h1>Internal Server Error</h1><p>upstream timed out</p></body></html>"
 
@@ -113,6 +119,7 @@ CASES = [
     ("-Inf", faults.data(faults.canary_value(-math.inf)), INVALID, NO_VALID_DATA),
     ("negative", faults.data(faults.canary_value(-1.0)), INVALID, NO_VALID_DATA),
     ("warnings", faults.data(faults.add_warning), INVALID, NO_VALID_DATA),
+    ("stale answer from a cache", faults.data(an_hour_old), INVALID, NO_VALID_DATA),
     # a reset read by a naive delta: the canary's counters drop
     ("counter reset as a drop", faults.data(canary_counts(lambda v: -50 * v, COUNTERS)),
      INVALID, NO_VALID_DATA),
