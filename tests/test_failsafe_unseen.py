@@ -78,6 +78,15 @@ def test_variants_on_different_bucket_layouts_are_compared_on_the_edges_they_sha
     assert "compared on the 4 edges all of them report" in verdict.details["notes"][0]
 
 
+def test_flaggers_canary_only_checks_ignore_the_primarys_bucket_layout():
+    # Flagger reads the canary's own p99: cutting its buckets to the primary's coarser
+    # edges would change what Flagger sees, so only the comparing judge cuts them.
+    rec = rollout(9, latency_shift=(0, 0.2))
+    as_is, cut = (judge(r, COMMON, judge="flagger") for r in (rec, coarse(rec, "primary")))
+    assert [t.metrics for t in cut.ticks] == [t.metrics for t in as_is.ticks]
+    assert cut.reason == as_is.reason and "notes" not in cut.details
+
+
 # -- a canary that regresses during the bake -------------------------------------------
 
 

@@ -73,8 +73,10 @@ def judge(
         instance = cls(spec, control=control, treatment=treatment, **options)
     except TypeError as exc:
         raise SpecError(f"judge {name!r}: {exc}. Check the options passed to judge().") from None
-    frame, bucket_notes = common_buckets(recording.frame, (control, treatment))
-    notes += bucket_notes
+    frame = recording.frame
+    if cls.compares_buckets:
+        frame, bucket_notes = common_buckets(frame, (control, treatment))
+        notes += bucket_notes
     table = tick_table(frame, spec.interval_s, variants=(control, treatment))
     until = _instant(at)
     for k, end in enumerate(table.ends):

@@ -21,6 +21,10 @@ class Judge(ABC):
     """Base of the flagger, kayenta and rolloutlab judges."""
 
     name: ClassVar[str]
+    #: Whether the judge compares the variants' histogram buckets with each other: the
+    #: driver then cuts them to the edges both report (:func:`~rolloutlab.judges.common_buckets`).
+    #: Flagger's and Kayenta's read each variant's own quantile, so they leave them be.
+    compares_buckets: ClassVar[bool] = False
 
     def __init__(self, spec: Spec, *, control: str, treatment: str) -> None:
         self.spec = spec

@@ -881,6 +881,7 @@ class RolloutlabJudge(Judge):
     """Anytime-valid canary judge: see the module docstring for the tests and the rules."""
 
     name = "rolloutlab"
+    compares_buckets = True  # the latency test scores canary and primary requests alike
 
     def __init__(self, spec: Spec, *, control: str, treatment: str) -> None:
         super().__init__(spec, control=control, treatment=treatment)
