@@ -792,3 +792,20 @@ def test_flagger_template_credentials_are_named_with_what_to_pass() -> None:
     secret = raw["spec"]["provider"]["secretRef"]["name"]
     assert f"my-metric (Secret {secret})" in warned and "--bearer-file" in warned
     assert dict(spec.metrics[0].queries)["canary"] == 'sum(rate(errors{app="app"}[1m]))'
+
+
+def test_a_canary_without_namespace_finds_its_template_but_needs_one_to_render() -> None:
+    """A kustomize base often leaves the namespace to kustomization.yaml: the Canary and
+    its templateRefs without one still find the one MetricTemplate of that name, but
+    Flagger renders {{ namespace }} from where the Canary runs, which the file does not say."""
+    repo = FLAGGER_GITOPS / "stefanprodan__gitops-istio"
+    canary = (repo / "apps" / "backend" / "canary.yaml").read_text()
+    unplaced = canary.replace("  namespace: prod\n", "").replace("namespace: istio-system", "")
+    assert "namespace" not in unplaced
+    metrics = (repo / "istio" / "gateway" / "flagger-metrics.yaml").read_text()
+    with pytest.raises(SpecError, match=r"uses \{\{ namespace \}\} and the Canary has no"):
+        Spec.load("---\n".join((unplaced, metrics)))
+    # a template that does not render the namespace loads from the same manifests
+    spec = Spec.load("---\n".join((unplaced, metrics.replace("{{ namespace }}", "prod"))))
+    assert [len(m.queries) for m in spec.metrics] == [2, 2] and spec.namespace is None
+    assert all("prod" in q for m in spec.metrics for _, q in m.queries)

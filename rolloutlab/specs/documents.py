@@ -129,7 +129,9 @@ def _parse_file(path: Path) -> list[Document]:
 
 
 class _TemplateIndex:
-    """Templates by (namespace, name); a template with no namespace matches any."""
+    """Templates by (namespace, name); a template with no namespace matches any, and so
+    does an owner (Canary, Rollout) with none when one template has the name (kustomize's
+    ``namespace:`` or ``kubectl apply -n`` places it)."""
 
     def __init__(self, templates: Iterable[Document], owner: Document) -> None:
         self.templates = list(templates)
@@ -141,6 +143,8 @@ class _TemplateIndex:
         loose = [d for d in same if not d.meta.get("namespace")]
         if exact or loose:
             return (exact or loose)[0]
+        if namespace is None and len(same) == 1:
+            return same[0]  # an owner without namespace is applied where its template is
         where = f"{namespace}/{name}" if namespace else name
         elsewhere = sorted(f"{d.meta.get('namespace')}/{d.name}" for d in same)
         hint = f" (found only {', '.join(elsewhere)}: check the namespace)" if elsewhere else ""

@@ -348,6 +348,12 @@ def render_query(query: str, model: Mapping[str, Any], metric: str, where: str) 
                     f"templateVariables have no {key!r}. Add templateVariables: {{{key}: ...}}."
                 )
             return str(model["variables"][key])
+        if head == "namespace" and not key and not model["namespace"]:
+            raise SpecError(
+                f"{where}: metric {metric!r} uses {{{{ namespace }}}} and the Canary has no "
+                "metadata.namespace (Flagger renders the namespace it runs in). Add "
+                "metadata.namespace to the Canary."
+            )
         if head in model and not key and head != "variables":
             return str(model[head])
         helm = (
