@@ -24,7 +24,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -36,6 +36,7 @@ from test_control_loop import (
     FakeSource,
     Inbox,
     Scripted,
+    fast,
     in_thread,
     make,
     tick,
@@ -292,6 +293,47 @@ def test_a_clock_that_jumps_back_waits_and_one_that_jumps_ahead_judges_every_tic
     assert len(rollout.judge.history) == 31  # each tick judged once, in order
     assert rollout.recording.frame["timestamp"].n_unique() == 31
     assert steps(rollout, clock, 1)[0].action == "promote"  # on data at the top weight
+
+
+class Shifted:
+    """The real clock, set ``offset`` wrong."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+def test_run_catches_up_with_a_clock_set_back_and_then_right_again(router):
+    """A clock set an hour back (a bad NTP step) and put right a moment later: run() goes
+    on stepping within an interval of the fix, rather than sleeping the wrong hour away
+    with the canary unwatched."""
+    clock = Shifted()
+    rollout = fast(router, Scripted(), clock=clock)
+    seen: list[TickRecord] = []
+    ticked = threading.Event()
+
+    def on_tick(record: TickRecord) -> None:
+        seen.append(record)
+        ticked.set()
+        if record.tick == 0:
+            clock.offset = -timedelta(hours=1)  # before run() works out its next wait
+
+    runner = threading.Thread(target=rollout.run, kwargs={"on_tick": on_tick})
+    runner.start()
+    try:
+        while not seen or seen[-1].tick != 0:
+            assert ticked.wait(5)
+            ticked.clear()
+        time.sleep(1.5)  # an hour behind: nothing to judge
+        assert seen[-1].tick == 0
+        clock.offset = timedelta(0)
+        assert ticked.wait(5), "run() slept on after the clock was put right"
+        assert seen[-1].tick >= 1  # the ticks since, judged (in order: the judge checks)
+    finally:
+        rollout.stop()
+        runner.join(5)
 
 
 def test_a_source_that_returns_no_recording_is_a_failed_step(router):

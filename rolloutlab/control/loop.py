@@ -405,7 +405,10 @@ class Rollout:
                             "halt", f"no decision after {steps} ticks; weights left as they are"
                         )
                     break
-                if self._stop.wait(max(0.0, (self._due() - self.clock()).total_seconds())):
+                # at most an interval at a time: a clock set back and then put right again
+                # is caught up with within an interval, not after the time it was off by
+                wait_s = (self._due() - self.clock()).total_seconds()
+                if self._stop.wait(min(max(0.0, wait_s), self._interval.total_seconds())):
                     break
                 before = len(self.history)
                 record = self.step()
