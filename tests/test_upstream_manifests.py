@@ -649,12 +649,17 @@ def test_argo_field_ref_arguments_known_only_in_the_cluster() -> None:
 
 @pytest.mark.parametrize(
     ("provider", "router"),
-    [("gatewayapi:v1", "gatewayapi"), ("smi:v1alpha2:linkerd", "smi:v1alpha2"), ("istio", "istio")],
+    [
+        ("gatewayapi:v1", "gatewayapi:v1"),
+        ("gatewayapi:v1beta1", "gatewayapi:v1beta1"),
+        ("smi:v1alpha2:linkerd", "smi:v1alpha2"),
+        ("istio", "istio"),
+    ],
 )
 def test_flagger_provider_names_the_router(provider: str, router: str) -> None:
-    """fluxcd/flagger pkg/router/factory.go: gatewayapi:v1 is the Gateway API (v1 HTTPRoute)
-    router and smi:v1alpha2:<mesh> the SMI v1alpha2 one (the provider values listed in
-    artifacts/flagger/crd.yaml)."""
+    """fluxcd/flagger pkg/router/factory.go: gatewayapi:v1 and :v1beta1 are the Gateway API
+    routers of those HTTPRoute versions and smi:v1alpha2:<mesh> the SMI v1alpha2 one (the
+    provider values listed in artifacts/flagger/crd.yaml)."""
     canary = {
         "apiVersion": "flagger.app/v1beta1",
         "kind": "Canary",

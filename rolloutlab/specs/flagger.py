@@ -67,10 +67,8 @@ _FLAGGER_IGNORED_ANALYSIS = (
 
 def router_kind(provider: str | None) -> str | None:
     """The router kind of a Flagger provider (``smi:v1alpha2:linkerd`` is
-    ``smi:v1alpha2``, the mesh is Flagger's; ``gatewayapi:v1`` is ``gatewayapi``, whose
-    HTTPRoute is v1), None when rolloutlab has no router for it."""
+    ``smi:v1alpha2``, the mesh is Flagger's), None when rolloutlab has no router for it."""
     kind = ":".join(provider.split(":")[:2]) if provider else None
-    kind = "gatewayapi" if kind == "gatewayapi:v1" else kind
     return kind if kind in ROUTER_KINDS else None
 
 
