@@ -198,11 +198,12 @@ def _templates(
     out: list[Document] = []
     where = f"{rollout.where}: analysis templates"
     for ref in _mappings(refs, where, "[{templateName: NAME}]"):
-        if not ref.get("templateName"):
+        name = ref.get("templateName")
+        if not name:
             raise SpecError(f"{where}: {dict(ref)!r:.120} has no templateName; name the template.")
         kind = ("ClusterAnalysisTemplate",) if ref.get("clusterScope") else ("AnalysisTemplate",)
         namespace = None if ref.get("clusterScope") else rollout.meta.get("namespace")
-        template = index.find(kind, ref.get("templateName"), namespace)
+        template = index.find(kind, str(name), namespace)
         key = f"{template.kind} {template.name}"
         if key in seen or any(f"{t.kind} {t.name}" == key for t in out):
             continue
@@ -222,14 +223,14 @@ def _argo_metrics(
     """The metrics of one analysis (a step's or the background one), per template, with
     Argo's ``dryRun`` rules of the analysis and its templates."""
     where = f"{rollout.where}: analysis"
-    given = {a.get("name"): a for a in _mappings(analysis.get("args"), f"{where} args", _ARGS)}
+    given = {str(a.get("name")): a for a in _mappings(analysis.get("args"), f"{where} args", _ARGS)}
     found = []
     rules = _mappings(analysis.get("dryRun"), f"{where} dryRun", _DRY_RUN)
     for template in _templates(analysis.get("templates"), rollout, index):
         body = template.data.get("spec") or {}
         rules += _mappings(body.get("dryRun"), f"{template.where}: spec.dryRun", _DRY_RUN)
         own = _mappings(body.get("args"), f"{template.where}: spec.args", _ARGS)
-        args = {a.get("name"): a for a in own} | given
+        args = {str(a.get("name")): a for a in own} | given
         metrics = _mappings(body.get("metrics"), f"{template.where}: spec.metrics", _METRIC)
         for i, m in enumerate(metrics):
             if not m.get("name"):
