@@ -13,6 +13,7 @@ and pause steps) and docs/features/analysis.md (templateName / clusterScope, arg
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from pathlib import Path
@@ -814,3 +815,15 @@ def test_a_canary_without_namespace_finds_its_template_but_needs_one_to_render()
     spec = Spec.load("---\n".join((unplaced, metrics.replace("{{ namespace }}", "prod"))))
     assert [len(m.queries) for m in spec.metrics] == [2, 2] and spec.namespace is None
     assert all("prod" in q for m in spec.metrics for _, q in m.queries)
+
+
+def test_a_kubectl_json_list_of_the_same_objects_loads_the_same(tmp_path: Path) -> None:
+    """What `kubectl get rollout,analysistemplate -o json` writes: a JSON List of the objects
+    (here aws-samples/amazon-eks-argo-rollouts examples/canary, every document of the folder)."""
+    folder = ARGO_GITOPS / "aws-samples__amazon-eks-argo-rollouts" / "examples" / "canary"
+    items = [d for f in sorted(folder.glob("*.yaml")) for d in _docs(f)]
+    listed = tmp_path / "objects.json"
+    listed.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert Spec.load(listed) == Spec.load(folder)
