@@ -7,9 +7,7 @@ are only imported when asked for.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
+from rolloutlab._lazy import lazy_names
 from rolloutlab.errors import (
     ActuationError,
     DataError,
@@ -63,14 +61,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rolloutlab' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

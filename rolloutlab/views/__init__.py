@@ -8,8 +8,7 @@ chart as PNG or SVG. The names load on first use, so terminal output
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from rolloutlab._lazy import lazy_names
 
 _LAZY = {
     **dict.fromkeys(
@@ -24,14 +23,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rolloutlab.views' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*__all__, *globals()})
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
