@@ -5,8 +5,9 @@ loop meets besides (a server that takes the request and never answers, an HTML e
 with status 200, a 429 with a Retry-After, series with the wrong variant labels, counter
 resets, a canary that disappears, a clock that jumps), served over real HTTP on 127.0.0.1
 to the real Prometheus client, judged by the real rolloutlab judge, written to a
-LocalRouter. The fault suite's healthy answers are split by the router's weight, as the
-canary's real traffic would be.
+LocalRouter (a few also to an Istio VirtualService on the kmock emulator). The fault
+suite's healthy answers are split by the router's weight, as the canary's real traffic
+would be.
 
 For each fault, from a canary at 40% (plan 20, 40, 60; at 60% a healthy tick promotes,
 ``promotion: plan``): ``step()`` returns, holds the weight and says why; when the fault
@@ -15,6 +16,10 @@ rolls back at the documented limit: ``failure_limit`` failed steps in a row for 
 that fails (2 here), the spec's ``threshold`` ticks in a row for data the judge finds
 invalid (3 here). A sample-ratio mismatch holds for good, as the README says ("the judge
 holds for good and says check the traffic routing"): no advance, no rollback.
+
+Then: run() in real time through a fault; clocks that jump back, ahead, or run ahead of
+Prometheus; and rollback or pause at once while the judge works through many ticks or
+while the Slack webhook never answers.
 """
 
 from __future__ import annotations
@@ -115,12 +120,12 @@ CASES = [
      "no data for variant 'canary'"),
     ("unknown variant label", faults.data(relabel({"podinfo": "podinfo-canary"})), FAILED,
      "no data for variant 'canary'"),
+    ("stale answer from a cache", faults.data(an_hour_old), FAILED, "no data for ticks"),
     ("NaN", faults.data(faults.canary_value(math.nan)), INVALID, NO_VALID_DATA),
     ("+Inf", faults.data(faults.canary_value(math.inf, "requests")), INVALID, NO_VALID_DATA),
     ("-Inf", faults.data(faults.canary_value(-math.inf)), INVALID, NO_VALID_DATA),
     ("negative", faults.data(faults.canary_value(-1.0)), INVALID, NO_VALID_DATA),
     ("warnings", faults.data(faults.add_warning), INVALID, NO_VALID_DATA),
-    ("stale answer from a cache", faults.data(an_hour_old), INVALID, NO_VALID_DATA),
     # a reset read by a naive delta: the canary's counters drop
     ("counter reset as a drop", faults.data(canary_counts(lambda v: -50 * v, COUNTERS)),
      INVALID, NO_VALID_DATA),
@@ -364,6 +369,34 @@ def test_a_judge_that_cannot_explain_its_rollback_still_rolls_back(router, caplo
     message = rollout.notifier.events[-1].message
     assert "tick 0: scripted says rollback: judge scripted could not explain it" in message
     assert "judge bug in explain" in caplog.text  # with its traceback, as a bug
+
+
+def test_a_clock_ahead_of_prometheus_judges_each_tick_once_it_is_in_never_as_missing(
+    router, server
+):
+    """Prometheus has points only up to its own clock, 5 min behind the loop's (a clock set
+    ahead, or remote-write ingestion that slow): the ticks it has not got yet are left
+    for later, not judged as no data (which rolled a healthy canary back)."""
+    rollout, clock = rollout_on(router, server.url)
+    steps(rollout, clock, 1)  # tick 0: 40%
+    behind = timedelta(minutes=5)
+
+    def up_to_its_clock(doc: dict[str, Any], metric: str) -> None:
+        for series in doc["data"]["result"]:
+            now = (clock.now - behind).timestamp()
+            series["values"] = [[t, value] for t, value in series["values"] if t <= now]
+
+    server.answer = faults.data(up_to_its_clock)
+    clock.to(clock.now + behind)
+    first, *later = [rollout.step()] + steps(rollout, clock, 3)
+    assert (first.action, first.failures) == ("hold", 1)  # all it asked for is still to come
+    assert [(r.tick, r.action, r.new_weight) for r in later] == [
+        (1, "advance", 60),
+        (2, "hold", 60),  # tick 2 was still at 40%: no promotion on it
+        (3, "hold", 60),
+    ]
+    assert all("no data for any variant yet" in said(r) for r in later)
+    assert not any("no valid data" in (state.hold or "") for state in rollout.judge.history)
 
 
 class Slow(Scripted):

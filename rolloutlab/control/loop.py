@@ -12,7 +12,10 @@ One :meth:`Rollout.step` is one tick of the analysis:
 
 Ticks lie on the epoch-aligned grid of the spec's interval (the grid Prometheus
 evaluates ``query_range`` on), starting at the first boundary after the canary got
-traffic; a step runs ``lag_s`` after a boundary so that the last scrape is in.
+traffic; a step runs ``lag_s`` after a boundary so that the last scrape is in. Ticks
+at the end of the range with no data for any variant are not there yet (Prometheus'
+clock behind the loop's, or slow ingestion): they are judged at a later step, once
+they are in, never read as missing data; an answer with no data at all is a failed step.
 
 The weight advances only when the judge says ``continue`` with no hold; a hold from
 the judge (invalid data, a sample-ratio mismatch, the bake phase: ``TickState.hold``)
@@ -515,11 +518,21 @@ class Rollout:
         """
         try:
             recording, notes = self._fetch(first, last)
-            self._append(first, last, recording)
+            newest = self._append(first, last, recording)
         except Exception as exc:
             return _problem("Prometheus", exc)
+        if newest is None:
+            return (
+                f"Prometheus: no data for ticks {first}..{last} in its answer "
+                f"({self._tick_end(first):%H:%M:%S} to {self._tick_end(last):%H:%M:%S} UTC)"
+            )
+        if newest < last:  # not there yet: judged once they are, never read as no data
+            notes += (
+                f"ticks {newest + 1}..{last}: no data for any variant yet (Prometheus' clock "
+                "behind this one, or slow ingestion); judged when they come in",
+            )
         try:
-            return self._judge(first, last), notes
+            return self._judge(first, newest), notes
         except Exception as exc:  # a live loop survives a judge's bug: a failed step
             return _problem(f"judge {self.judge.name}", exc)
 
@@ -631,10 +644,10 @@ class Rollout:
                 )
         return recording, tuple(str(w.message) for w in caught)
 
-    def _append(self, first: int, last: int, recording: Recording) -> None:
+    def _append(self, first: int, last: int, recording: Recording) -> int | None:
         """Keep ticks ``first..last`` of ``recording`` (replacing those kept by an earlier
         step that did not judge them all), with the canary weight in force at each tick's
-        end."""
+        end. Returns the last of them with any data (None: none has)."""
         start, end = self._tick_end(first), self._tick_end(last)
         rows = recording.frame.filter(
             pl.col("timestamp").is_between(start, end) & (pl.col("metric") != "weight")
@@ -657,6 +670,11 @@ class Rollout:
         if not self._meta:
             skip = ("start", "end", "created_at", "audit", "missing_steps")
             self._meta = {k: v for k, v in recording.meta.items() if k not in skip}
+        newest = rows["timestamp"].max()
+        if not isinstance(newest, datetime):  # no rows
+            return None
+        assert self.origin is not None
+        return _ticks_between(self.origin, newest, self._interval) - 1
 
     def _judge(self, first: int, last: int) -> list[TickState]:
         """Feed the judge ticks ``first..last`` in order, up to its first decision.
