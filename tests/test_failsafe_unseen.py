@@ -107,15 +107,22 @@ def test_a_canary_that_regresses_during_the_bake_is_not_promoted_on_earlier_evid
 # -- plans Flagger users write ------------------------------------------------------
 
 
-def test_a_plan_to_100_percent_never_promotes_and_says_why():
-    # At 100% the primary serves nothing: no comparison, so no evidence either way.
+def test_a_plan_to_100_percent_bakes_at_its_last_weight_below_it():
+    # At 100% the primary serves nothing to compare with: no evidence either way. Doubled
+    # errors at 100% were held (34 of 40), with all traffic on the bad canary; now the
+    # judge bakes at 90% (the loop holds there) and decides on the evidence.
     spec = Spec(interval_s=60, max_weight=100)
-    for seed in range(6):
-        for ratio in (1.0, 2.0):
-            verdict = judge(rollout(seed, max_weight=100, error_ratio=(1, ratio)), spec)
-            assert verdict.decision != "promote"
-            if verdict.decision == "continue":
-                assert "at 100% the primary serves no traffic" in verdict.reason
+    healthy = [judge(rollout(s, max_weight=90), spec) for s in range(8)]
+    assert sum(v.decision == "promote" for v in healthy) >= 6
+    assert "rollback" not in [v.decision for v in healthy]
+    bad = decisions((rollout(s, max_weight=90, error_ratio=(1, 2)) for s in range(8)), spec)
+    assert bad == ["rollback"] * 8
+    baking = judge(rollout(0, minutes=12, max_weight=90), spec)
+    assert baking.decision == "continue" and "bake at 90% (at 100% the primary" in baking.reason
+    # a recording whose weights did reach 100% (Flagger's plan ran) never promotes there
+    for seed in range(4):
+        verdict = judge(rollout(seed, max_weight=100, error_ratio=(1, 2)), spec)
+        assert verdict.decision != "promote"
 
 
 def test_without_a_critical_metric_the_judge_never_promotes_and_says_why():

@@ -877,6 +877,16 @@ _MONITORS: dict[str, type[_Monitor]] = {
 }
 
 
+def evidence_plan(spec: Spec) -> tuple[float, ...]:
+    """The weights stepped through before the bake: the spec's plan, less its weights of
+    100% when promotion needs evidence. At 100% the primary serves nothing to compare
+    with, so the canary bakes at the plan's last weight below it and is promoted from
+    there (a plan of 100% alone keeps it, and is held)."""
+    plan = spec.weight_plan()
+    below = tuple(w for w in plan if w < 100.0 - 1e-9)
+    return below if spec.promotion == "evidence" and below else plan
+
+
 class RolloutlabJudge(Judge):
     """Anytime-valid canary judge: see the module docstring for the tests and the rules."""
 
@@ -904,7 +914,7 @@ class RolloutlabJudge(Judge):
         self.judged = 0  # ticks with the canary serving (not idle)
         self.started: datetime | None = None
         self.bad: dict[str, tuple[datetime, int, str]] = {}  # since, ticks, last problem
-        self._plan = spec.weight_plan()
+        self._plan = evidence_plan(spec)
 
     def observe(self, table: TickTable, k: int) -> TickState:
         """Judge tick ``k``; after a terminal decision, later ticks change nothing."""
@@ -1127,8 +1137,13 @@ class RolloutlabJudge(Judge):
         else:
             expect = f"expected in about {max(1, round(max(known)))} min at the current traffic"
         left = format_duration(max(0.0, round(left_s)))
+        top = (
+            f" at {self._plan[-1]:g}% (at 100% the primary serves nothing to compare with)"
+            if self._plan != self.spec.weight_plan()
+            else ""
+        )
         return (
-            f"bake: the plan is complete; waiting for promotion evidence on "
+            f"bake{top}: the plan is complete; waiting for promotion evidence on "
             f"{', '.join(sorted(names))} ({expect}); "
             + (
                 f"{self.spec.on_inconclusive} in {left} without it"
