@@ -360,6 +360,40 @@ class TickTable:
         return self.rows.get(metric, {}).get(variant, np.zeros(len(self), dtype=bool))
 
 
+def common_buckets(frame: pl.DataFrame, variants: Sequence[str]) -> tuple[pl.DataFrame, list[str]]:
+    """The frame with each histogram that all ``variants`` report cut to the bucket edges
+    they all report, and a note per histogram cut.
+
+    A tick table puts every variant on the union of their edges, where a variant that
+    lacks an edge counts 0 at it: its requests below that edge move above it and its
+    total grows, so a canary on a different layout (new client buckets) looks slower or
+    faster than it is (a 20% slower canary was promoted against a coarser primary).
+    Cumulative counts at the shared edges are exact for both, so merging onto them is.
+    """
+    wanted = set(variants)
+    rows = frame.filter((pl.col("kind") == "bucket") & pl.col("variant").is_in(list(wanted)))
+    layouts = rows.group_by("metric", "le").agg(pl.col("variant").n_unique().alias("n"))
+    layouts = layouts.filter(pl.col("n").max().over("metric") == len(wanted))
+    partial = layouts.filter(pl.col("n") < len(wanted))
+    if partial.is_empty():
+        return frame, []
+    notes = []
+    for metric in sorted(partial["metric"].unique()):
+        edges = layouts.filter(pl.col("metric") == metric)
+        shared = int((edges["n"] == len(wanted)).sum())
+        notes.append(
+            f"{metric}: the variants report different bucket edges, so they are compared on "
+            f"the {shared} edges all of them report ({edges.height - shared} dropped)"
+        )
+    drop = partial.select("metric", "le", pl.lit(True).alias("_drop"))
+    frame = (
+        frame.join(drop, on=["metric", "le"], how="left")
+        .filter(pl.col("_drop").is_null() | (pl.col("kind") != "bucket"))
+        .drop("_drop")
+    )
+    return frame, notes
+
+
 def tick_table(
     frame: pl.DataFrame,
     interval_s: float,

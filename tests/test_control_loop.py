@@ -32,8 +32,10 @@ from rolloutlab.judges.spec import MetricSpec, Spec, default_metrics
 from rolloutlab.judges.verdict import MetricResult, TickState
 from rolloutlab.sources.prometheus import Prometheus
 from rolloutlab.sources.recording import Recording
+from rolloutlab.sources.simulate import simulate
 
 SPEC = Spec(interval_s=60, step_weight=20, max_weight=60)  # plan 20, 40, 60
+PLAN_OF_SPEC = {"interval_s": 60, "step_weight": 20, "max_weight": 60}
 SPLIT = ("primary", "canary")
 T0 = datetime(2026, 1, 12, 10, 0, 30, tzinfo=UTC)  # 30 s before a minute boundary
 
@@ -513,6 +515,44 @@ def test_a_sample_ratio_mismatch_holds_the_weight_and_clear_harm_still_rolls_bac
     assert rollout.phase == "rolled_back"
     assert [r.action for r in more if r.action != "wait"][-1] == "rollback"
     assert "errors/requests" in rollout.verdict().reason
+
+
+class Replayed:
+    """Serves a simulated rollout (Flagger's plan of SPEC, 1,000 req/min) on the loop's
+    clock: the rows of each fetched window, the simulation's minute 1 at the origin."""
+
+    def __init__(self, recording: Recording, origin: datetime) -> None:
+        shift = origin - recording.start + timedelta(minutes=1)
+        self.frame = recording.frame.with_columns(pl.col("timestamp") + shift)
+
+    def fetch(self, preset, *, start, end, step, target, namespace) -> Recording:
+        t = pl.col("timestamp")
+        return Recording(self.frame.filter((t >= start) & (t <= end)), {"source": "replayed"})
+
+
+@pytest.mark.parametrize(
+    ("slower", "phase", "why"),
+    [(0.2, "rolled_back", "canary latency +"), (0.0, "promoted", "promote: every critical")],
+)
+def test_a_canary_on_other_bucket_edges_is_judged_on_the_shared_edges_live(
+    router, slower, phase, why
+):
+    """As judge() does (frames.common_buckets): on the union of both layouts the canary,
+    which reports fewer edges, counted 0 at the ones it lacks, so its fast requests moved
+    up: a healthy canary on a client library's coarse buckets was rolled back ("latency
+    overall +107%"). Now a 20% slower one is rolled back for that, a healthy one promoted."""
+    coarse = (10.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, float("inf"))
+    rec = simulate("healthy", seed=3, step_s=60, latency_shift=(0, slower), **PLAN_OF_SPEC)
+    hist = (pl.col("metric") == "latency_ms") & (pl.col("variant") == "canary")
+    rec = Recording(rec.frame.filter(~(hist & ~pl.col("le").is_in(coarse))), rec.meta)
+    rollout, clock = make(router, "rolloutlab")
+    rollout.step()
+    rollout.source = Replayed(rec, rollout.origin)
+    for k in range(90):
+        tick(rollout, clock, k)
+        if rollout.phase != "progressing":
+            break
+    assert rollout.phase == phase and why in rollout.verdict().reason, rollout.verdict().reason
 
 
 class Stuck(Inbox):

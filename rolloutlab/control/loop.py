@@ -682,11 +682,11 @@ class Rollout:
         ``_next_tick`` follows each tick judged, so the next step fetches again, and
         judges, the tick the judge raised on or the ticks after its decision.
         """
+        frame = self._frame
+        if self.judge.compares_buckets:  # a canary on other bucket edges, as judge() does
+            frame, _ = frames.common_buckets(frame, (CONTROL, TREATMENT))
         table = frames.tick_table(
-            self._frame,
-            self._interval.total_seconds(),
-            variants=(CONTROL, TREATMENT),
-            origin=self.origin,
+            frame, self._interval.total_seconds(), variants=(CONTROL, TREATMENT), origin=self.origin
         )
         states: list[TickState] = []
         for k in range(first, last + 1):

@@ -7,13 +7,10 @@ feeds them to a judge from :data:`JUDGES` until the first terminal decision.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import polars as pl
 
 from rolloutlab import frames
 from rolloutlab.errors import SpecError
@@ -75,7 +72,7 @@ def judge(
         raise SpecError(f"judge {name!r}: {exc}. Check the options passed to judge().") from None
     frame = recording.frame
     if cls.compares_buckets:
-        frame, bucket_notes = common_buckets(frame, (control, treatment))
+        frame, bucket_notes = frames.common_buckets(frame, (control, treatment))
         notes += bucket_notes
     table = tick_table(frame, spec.interval_s, variants=(control, treatment))
     until = _instant(at)
@@ -105,40 +102,6 @@ def _fit_interval(spec: Spec, recording: Recording) -> tuple[Spec, list[str]]:
         f"(judged every {format_duration(step)})"
     )
     return replace(spec, interval_s=float(step)), [note]
-
-
-def common_buckets(frame: pl.DataFrame, variants: Sequence[str]) -> tuple[pl.DataFrame, list[str]]:
-    """The frame with each histogram that all ``variants`` report cut to the bucket edges
-    they all report, and a note per histogram cut.
-
-    A tick table puts every variant on the union of their edges, where a variant that
-    lacks an edge counts 0 at it: its requests below that edge move above it and its
-    total grows, so a canary on a different layout (new client buckets) looks slower or
-    faster than it is (a 20% slower canary was promoted against a coarser primary).
-    Cumulative counts at the shared edges are exact for both, so merging onto them is.
-    """
-    wanted = set(variants)
-    rows = frame.filter((pl.col("kind") == "bucket") & pl.col("variant").is_in(list(wanted)))
-    layouts = rows.group_by("metric", "le").agg(pl.col("variant").n_unique().alias("n"))
-    layouts = layouts.filter(pl.col("n").max().over("metric") == len(wanted))
-    partial = layouts.filter(pl.col("n") < len(wanted))
-    if partial.is_empty():
-        return frame, []
-    notes = []
-    for metric in sorted(partial["metric"].unique()):
-        edges = layouts.filter(pl.col("metric") == metric)
-        shared = int((edges["n"] == len(wanted)).sum())
-        notes.append(
-            f"{metric}: the variants report different bucket edges, so they are compared on "
-            f"the {shared} edges all of them report ({edges.height - shared} dropped)"
-        )
-    drop = partial.select("metric", "le", pl.lit(True).alias("_drop"))
-    frame = (
-        frame.join(drop, on=["metric", "le"], how="left")
-        .filter(pl.col("_drop").is_null() | (pl.col("kind") != "bucket"))
-        .drop("_drop")
-    )
-    return frame, notes
 
 
 def roles(recording: Recording, spec: Spec) -> tuple[str, str]:

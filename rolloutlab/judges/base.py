@@ -22,7 +22,7 @@ class Judge(ABC):
 
     name: ClassVar[str]
     #: Whether the judge compares the variants' histogram buckets with each other: the
-    #: driver then cuts them to the edges both report (:func:`~rolloutlab.judges.common_buckets`).
+    #: driver then cuts them to the edges both report (:func:`~rolloutlab.frames.common_buckets`).
     #: Flagger's and Kayenta's read each variant's own quantile, so they leave them be.
     compares_buckets: ClassVar[bool] = False
 
