@@ -234,6 +234,16 @@ def test_a_short_retry_after_is_honoured_then_the_answer_used():
     assert server.seen[1] - server.seen[0] >= 0.9  # the server's own clock: it was waited for
 
 
+def test_a_retry_after_beyond_the_calls_deadline_is_not_waited_for():
+    # a 2 s wait within a 1 s call would overrun the total deadline (it took 2.04 s)
+    answer = in_turn(status(429, b"slow down", {"Retry-After": "2"}), data())
+    with Scripted(answer) as server:
+        prom = Prometheus(server.url, timeout=1, retries=Retries(max_wait_s=5.0))
+        with pytest.raises(QueryError, match="429"):
+            prom.query_range(QUERY, START, END, "60s")
+    assert len(server.seen) == 1
+
+
 def test_an_injected_session_carries_the_requests_and_stays_open():
     import requests
 

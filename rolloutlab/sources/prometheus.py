@@ -260,9 +260,9 @@ class Retries:
 
 
 class _BoundedRetry(Retry):
-    """urllib3's Retry, except that a ``Retry-After`` beyond ``retry_after_max`` (or one
-    that cannot be read) ends the retries: no waiting that long, no retrying sooner than
-    the server asked."""
+    """urllib3's Retry, except that a ``Retry-After`` beyond ``retry_after_max``, beyond
+    the time left to the call's :class:`Deadline` (or one that cannot be read) ends the
+    retries: no waiting that long, no retrying sooner than the server asked."""
 
     def increment(
         self,
@@ -279,7 +279,8 @@ class _BoundedRetry(Retry):
                 wait = self.new(retry_after_max=math.inf).parse_retry_after(asked)
             except urllib3.exceptions.InvalidHeader:
                 wait = math.inf
-            if wait > self.retry_after_max:
+            deadline = Deadline.current()
+            if wait > min(self.retry_after_max, deadline.left() if deadline else math.inf):
                 # a pool always passes itself; urllib3 raises with an optional _pool too
                 raise urllib3.exceptions.MaxRetryError(_pool, url, None)  # type: ignore[arg-type]
         return super().increment(method, url, response, error, _pool, _stacktrace)
