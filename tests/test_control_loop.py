@@ -301,7 +301,14 @@ def test_a_hold_from_the_judge_holds_and_says_why_without_counting_a_failure(rou
     assert (record.tick, record.action, record.failures, record.new_weight) == (3, "hold", 0, 40)
     assert record.notes == ("hold: sample-ratio mismatch",)
     assert tick(rollout, clock, 4).action == "advance"
-    assert router.weights().canary == 60 and rollout.notifier.kinds == ["failure"]
+    assert router.weights().canary == 60
+    # each hold is said once, when it starts: people hear of a rollout that waits
+    assert rollout.notifier.kinds == ["halt", "failure", "halt"]
+    halts = [e.message for e in rollout.notifier.events if e.kind == "halt"]
+    assert halts == [
+        "holding at 20%: invalid data: no canary requests",
+        "holding at 40%: sample-ratio mismatch",
+    ]
 
 
 def test_bad_data_from_the_source_is_a_failed_step(router):
@@ -717,7 +724,7 @@ def test_live_bad_canary_is_rolled_back(prometheus_binary):
     assert rollout.history[0].action == "start"
     # up the plan while the evidence builds, held once it is complete (no promotion)
     assert {r.action for r in rollout.history[1:-1]} <= {"advance", "hold"}
-    assert inbox.kinds == ["rollback"]
+    assert inbox.kinds[-1] == "rollback" and set(inbox.kinds[:-1]) <= {"halt"}  # the bake
     rec = rollout.recording
     assert rec.meta["audit"][-1]["to"] == {"primary": 100, "canary": 0}
     assert {"requests", "errors", "latency_ms", "weight"} <= set(rec.metrics)
@@ -735,7 +742,7 @@ def test_live_healthy_canary_is_promoted(prometheus_binary):
     weights = [r.new_weight for r in rollout.history]
     assert weights[: len(demo.spec.weight_plan())] == [10, 20, 30, 40, 50]
     assert weights[-1] == 0 and rollout.history[-1].action == "promote"
-    assert inbox.kinds == ["promote"]
+    assert inbox.kinds[-1] == "promote" and set(inbox.kinds[:-1]) <= {"halt"}  # the bake
     assert [a["to"]["canary"] for a in rollout.recording.meta["audit"]] == [10, 20, 30, 40, 50, 0]
 
 

@@ -109,7 +109,7 @@ CASES = [
     ("HTML error page with 200", faults.status(200, ERROR_PAGE, {"Content-Type": "text/html"}),
      FAILED, "not a Prometheus API response"),
     ("429 with Retry-After 1 s", faults.status(429, b"slow down", {"Retry-After": "1"}), FAILED,
-     "did not answer within 0.5 s in total"),
+     "(HTTP 429): slow down"),  # a wait beyond the 0.5 s deadline is not waited for
     ("empty result", faults.data(faults.only(lambda doc, s: False)), FAILED,
      "no data for variant 'primary'"),
     ("missing primary series", faults.data(faults.only(lambda doc, s: s in faults.canary(doc))),
@@ -226,7 +226,9 @@ def test_each_fault_holds_says_why_resumes_and_rolls_back_at_the_limit(
     resumed = steps(rollout, clock, 1)[0]
     if kind == MISMATCH:  # invalid for good: held, never blamed nor promoted
         assert (resumed.action, resumed.new_weight) == ("hold", 40) and why in said(resumed)
-        assert writes(rollout) == [(0, 20), (20, 40)] and rollout.notifier.kinds == []
+        assert writes(rollout) == [(0, 20), (20, 40)] and rollout.notifier.kinds == ["halt"]
+        said_once = rollout.notifier.events[0].message  # said once, when the hold began
+        assert why.removeprefix("hold: ") in said_once
         return
     assert (resumed.action, resumed.new_weight, resumed.failures) == ("advance", 60, 0)
     server.answer = answer  # at the top weight, where a healthy tick promotes
@@ -242,7 +244,10 @@ def test_each_fault_holds_says_why_resumes_and_rolls_back_at_the_limit(
         assert rollout.notifier.kinds == ["failure", "failure", "rollback"]
         assert f"{FAILURE_LIMIT} consecutive failures" in last.message and why in last.message
     else:
-        assert rollout.notifier.kinds == ["rollback"] and again[-1].decision == "rollback"
+        # each hold said once when it began, then the rollback saying why
+        assert rollout.notifier.kinds == ["halt", "halt", "rollback"]
+        assert again[-1].decision == "rollback"
+        assert all(why.removeprefix("hold: ") in e.message for e in rollout.notifier.events[:2])
         assert "no valid data for request-success-rate since" in last.message
 
 

@@ -236,6 +236,7 @@ class Rollout:
         self._audit: list[dict[str, Any]] = []
         self._timeline: list[tuple[datetime, int]] = []  # (since, canary weight), known to us
         self._outbox: list[Event] = []  # events to send once the lock is released
+        self._hold_topic: str | None = None  # what the judge's current hold is about
         self._lock = threading.RLock()  # state and router writes; never held for a fetch
         self._stepping = threading.Lock()  # one step at a time
         self._stop = threading.Event()
@@ -564,10 +565,20 @@ class Rollout:
         self.failures = 0
         if state.decision != "continue":
             return self._act(tick, state, state.decision, 0, current)
+        self._say_hold(hold, current)
         advance_to = None if hold else self.next_weight(current)
         if advance_to is None:
             return self._act(tick, state, "hold", current, current)
         return self._act(tick, state, "advance", advance_to, current)
+
+    def _say_hold(self, hold: str | None, weight: int) -> None:
+        """Notify a judge's hold once, when it starts or its cause changes (its first
+        words: the bake, invalid data, a sample-ratio mismatch, a person asked for at the
+        deadline): a rollout held for good must not wait in silence."""
+        topic = " ".join(hold.split()[:3]) if hold else None
+        if topic is not None and topic != self._hold_topic:
+            self._notify("halt", f"holding at {weight}%: {hold}")
+        self._hold_topic = topic
 
     def _act(
         self, tick: _Tick, state: TickState, action: Action, target: int, current: int
