@@ -103,9 +103,9 @@ import numpy as np
 from scipy import stats as sps
 
 from rolloutlab.judges import judge
-from rolloutlab.judges.spec import KayentaSettings, MetricSpec, Spec, default_metrics
 from rolloutlab.sources.recording import Recording
 from rolloutlab.sources.simulate import Scenario, simulate
+from rolloutlab.specs import KayentaSettings, MetricSpec, Spec, default_metrics
 
 HOURS3 = 180.0
 STEP_S = 60  # the recording's step, whatever the plan

@@ -24,8 +24,8 @@ from statsmodels.stats.meta_analysis import combine_effects
 from statsmodels.stats.multitest import multipletests
 
 from rolloutlab.experiments import ExperimentSpec, experiment
-from rolloutlab.judges.spec import MetricSpec
 from rolloutlab.sources.recording import Recording
+from rolloutlab.specs import MetricSpec
 from rolloutlab.stats.sequential import asymptotic_rho2
 
 SEGMENTS = 10

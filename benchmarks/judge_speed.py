@@ -26,9 +26,9 @@ from rolloutlab.experiments import ExperimentSpec, experiment
 from rolloutlab.frames import tick_table
 from rolloutlab.judges import judge
 from rolloutlab.judges.rolloutlab import RolloutlabJudge
-from rolloutlab.judges.spec import MetricSpec, Spec, default_metrics
 from rolloutlab.sources.recording import Recording
 from rolloutlab.sources.simulate import simulate
+from rolloutlab.specs import MetricSpec, Spec, default_metrics
 
 N_RATIO, N_LATENCY, N_GAUGE = 37, 7, 3  # + the 2 defaults + cpu = 50 metrics
 

@@ -126,8 +126,8 @@ def test_run_exposes_a_live_rollouts_decision(tmp_path):
     from rolloutlab.control.audit import AuditLog
     from rolloutlab.control.local import LocalRouter
     from rolloutlab.control.loop import Rollout
-    from rolloutlab.judges.spec import Spec
     from rolloutlab.sources.prometheus import Prometheus
+    from rolloutlab.specs import Spec
 
     router = LocalRouter("podinfo", "test", audit=AuditLog(tmp_path / "audit.jsonl"))
     clock = Clock(T0 + timedelta(seconds=30))

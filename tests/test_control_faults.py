@@ -29,7 +29,7 @@ from rolloutlab.control.deployments import DeploymentCanary
 from rolloutlab.control.loop import Rollout
 from rolloutlab.control.routers import IstioRouter, Weights
 from rolloutlab.errors import ActuationError, ValidationFailed
-from rolloutlab.judges.spec import Spec
+from rolloutlab.specs import Spec
 
 pytestmark = pytest.mark.timeout(60)
 

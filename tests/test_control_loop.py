@@ -28,11 +28,11 @@ from rolloutlab.control.notify import Event
 from rolloutlab.errors import ActuationError, ConnectionFailed, DataError, SpecError
 from rolloutlab.judges.base import Judge
 from rolloutlab.judges.rolloutlab import RolloutlabJudge
-from rolloutlab.judges.spec import MetricSpec, Spec, default_metrics
 from rolloutlab.judges.verdict import MetricResult, TickState
 from rolloutlab.sources.prometheus import Prometheus
 from rolloutlab.sources.recording import Recording
 from rolloutlab.sources.simulate import simulate
+from rolloutlab.specs import MetricSpec, Spec, default_metrics
 
 SPEC = Spec(interval_s=60, step_weight=20, max_weight=60)  # plan 20, 40, 60
 PLAN_OF_SPEC = {"interval_s": 60, "step_weight": 20, "max_weight": 60}

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rolloutlab import specs
 from rolloutlab.durations import format_duration, parse_duration
 from rolloutlab.errors import SpecError
-from rolloutlab.judges import spec
 
 
 @pytest.mark.parametrize(
@@ -28,7 +28,7 @@ from rolloutlab.judges import spec
 )
 def test_durations(value, seconds):
     assert parse_duration(value) == seconds
-    assert spec.parse_duration is parse_duration  # the spec reads durations the same way
+    assert specs.parse_duration is parse_duration  # the spec reads durations the same way
 
 
 def test_zero_only_when_allowed():

@@ -15,9 +15,9 @@ from statsmodels.stats.multitest import multipletests
 
 from rolloutlab.errors import SpecError
 from rolloutlab.experiments.analysis import ExperimentSpec, experiment
-from rolloutlab.judges.spec import MetricSpec
 from rolloutlab.sources.recording import Recording
 from rolloutlab.sources.simulate import simulate
+from rolloutlab.specs import MetricSpec
 from rolloutlab.stats import two_proportions
 
 START = datetime(2026, 1, 12, tzinfo=UTC)

@@ -20,9 +20,9 @@ import polars as pl
 import pytest
 
 from rolloutlab.judges import judge
-from rolloutlab.judges.spec import MetricSpec, Spec, default_metrics
 from rolloutlab.sources.recording import Recording
 from rolloutlab.sources.simulate import ISTIO_BUCKETS_MS, simulate
+from rolloutlab.specs import MetricSpec, Spec, default_metrics
 
 START = datetime(2026, 1, 12, 10, tzinfo=UTC)
 COMMON = Spec(interval_s=60)  # Flagger's common plan: 10% a minute up to 50%

@@ -25,9 +25,9 @@ from fake_prometheus import FakePrometheus, prom_text
 
 from rolloutlab.errors import ConnectionFailed, EmptyResult, QueryError, SourceError, SpecError
 from rolloutlab.judges import judge
-from rolloutlab.judges.spec import MetricSpec, Spec
 from rolloutlab.sources.prometheus import Prometheus, Retries, Timeout
 from rolloutlab.sources.promjson import PartialDataWarning
+from rolloutlab.specs import MetricSpec, Spec
 
 START = datetime(2026, 1, 12, 10, tzinfo=UTC)
 END = START + timedelta(minutes=10)

@@ -10,9 +10,9 @@ import pytest
 import rolloutlab.judges as judges
 from rolloutlab.errors import SpecError
 from rolloutlab.judges import JUDGES, Spec, Verdict, judge, judge_class
-from rolloutlab.judges.spec import JUDGE_NAMES
 from rolloutlab.sources.promjson import load_query_range_json
 from rolloutlab.sources.simulate import simulate
+from rolloutlab.specs import JUDGE_NAMES
 
 START = datetime(2026, 1, 12, 10, 0, tzinfo=UTC)
 FLAGGER_YAML = """

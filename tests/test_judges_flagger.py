@@ -16,9 +16,9 @@ import pytest
 from rolloutlab.frames import SCHEMA, tick_table
 from rolloutlab.judges import judge
 from rolloutlab.judges.flagger import FlaggerJudge, histogram_quantile
-from rolloutlab.judges.spec import MetricSpec, Spec
 from rolloutlab.sources.recording import Recording
 from rolloutlab.sources.simulate import simulate
+from rolloutlab.specs import MetricSpec, Spec
 
 START = datetime(2026, 1, 12, 10, 0, tzinfo=UTC)
 EDGES = (25.0, 50.0, 100.0, 250.0, 500.0, math.inf)

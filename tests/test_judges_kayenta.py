@@ -29,8 +29,8 @@ from rolloutlab.judges.kayenta import (
     score,
     score_class,
 )
-from rolloutlab.judges.spec import KayentaSettings, Spec
 from rolloutlab.sources.simulate import simulate
+from rolloutlab.specs import KayentaSettings, Spec
 
 # -- ClassifierSuite data ------------------------------------------------------------------
 

@@ -21,9 +21,9 @@ from rolloutlab.errors import SpecError
 from rolloutlab.frames import TickTable
 from rolloutlab.judges import judge
 from rolloutlab.judges.rolloutlab import RolloutlabJudge, _RatioTests, error_budget
-from rolloutlab.judges.spec import MetricSpec, Spec, default_metrics
 from rolloutlab.sources.recording import Recording
 from rolloutlab.sources.simulate import simulate
+from rolloutlab.specs import MetricSpec, Spec, default_metrics
 from rolloutlab.stats import PoissonRatioSequential
 
 #: request-success-rate with a 10% tolerated margin (the default tolerates none)

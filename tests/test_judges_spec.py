@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rolloutlab.errors import SpecError
-from rolloutlab.judges.spec import (
+from rolloutlab.specs import (
     JUDGE_NAMES,
     KayentaSettings,
     MetricSpec,

@@ -53,8 +53,8 @@ from rolloutlab.control.local import LocalRouter
 from rolloutlab.control.loop import Rollout, TickRecord
 from rolloutlab.control.notify import SlackNotifier
 from rolloutlab.control.routers import IstioRouter, Router
-from rolloutlab.judges.spec import Spec
 from rolloutlab.sources.prometheus import Prometheus, Retries
+from rolloutlab.specs import Spec
 
 VS = "networking.istio.io/v1beta1/virtualservices"
 SPEC = Spec(interval_s=60, step_weight=20, max_weight=60, threshold=3, promotion="plan")

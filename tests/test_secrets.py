@@ -30,8 +30,8 @@ from rolloutlab.control.audit import AuditLog
 from rolloutlab.control.local import LocalRouter
 from rolloutlab.control.loop import Rollout
 from rolloutlab.control.notify import SlackNotifier
-from rolloutlab.judges.spec import Spec
 from rolloutlab.sources.prometheus import Prometheus
+from rolloutlab.specs import Spec
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,9 +20,9 @@ from conftest import ROUND_TRIP_PRESETS, Backfilled
 from rolloutlab.errors import SpecError
 from rolloutlab.frames import tick_table
 from rolloutlab.judges.flagger import flagger_value, is_mean_duration
-from rolloutlab.judges.spec import MetricSpec, Spec
 from rolloutlab.sources.presets import PRESETS, flagger_names, get_preset
 from rolloutlab.sources.prometheus import Prometheus
+from rolloutlab.specs import MetricSpec, Spec
 from rolloutlab.specs.fetch import preset_for
 
 FLAGGER_COMMIT = "15bd6ad555e6c935da55f0ab95977be74c149bd6"

@@ -24,8 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rolloutlab.errors import SpecError
-from rolloutlab.judges.spec import Spec
-from rolloutlab.specs import ManifestWarning
+from rolloutlab.specs import ManifestWarning, Spec
 from rolloutlab.specs.flagger import render_query
 
 UPSTREAM = Path(__file__).parent / "fixtures" / "upstream"

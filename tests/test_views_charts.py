@@ -15,11 +15,11 @@ import pytest
 import scipy.stats
 
 from rolloutlab.judges import judge
-from rolloutlab.judges.spec import MetricSpec, Spec
 from rolloutlab.judges.verdict import MetricResult, TickState, Verdict
 from rolloutlab.postmortem import replay
 from rolloutlab.sources.recording import Recording
 from rolloutlab.sources.simulate import simulate
+from rolloutlab.specs import MetricSpec, Spec
 from rolloutlab.views import charts, palette
 
 T0 = datetime(2026, 1, 12, 10, 0, tzinfo=UTC)

@@ -48,10 +48,10 @@ from rolloutlab.control.routers import (
 )
 from rolloutlab.errors import SourceError, SpecError
 from rolloutlab.judges.base import Judge
-from rolloutlab.judges.spec import Spec, default_metrics
 from rolloutlab.sources.prometheus import Prometheus
 from rolloutlab.sources.promserver import PrometheusServer
 from rolloutlab.sources.simulate import ISTIO_BUCKETS_MS
+from rolloutlab.specs import Spec, default_metrics
 
 _MULTIPLIER = re.compile(r"^\s*(?:(?P<x>[0-9.]+)\s*[x×]|(?P<pct>[+-][0-9.]+)\s*%)\s*$")
 

@@ -55,10 +55,10 @@ from rolloutlab.control.notify import Event, EventKind, Notifier
 from rolloutlab.control.routers import Change, Router
 from rolloutlab.errors import ActuationError, RolloutlabError, SpecError
 from rolloutlab.judges.base import Judge
-from rolloutlab.judges.spec import Spec
 from rolloutlab.judges.verdict import Decision, TickState, Verdict
 from rolloutlab.sources.gauges import with_gauges
 from rolloutlab.sources.recording import Recording
+from rolloutlab.specs import Spec
 from rolloutlab.specs.fetch import template_queries
 
 log = logging.getLogger(__name__)

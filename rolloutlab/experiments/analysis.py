@@ -50,9 +50,9 @@ from scipy.stats import chi2, norm
 
 from rolloutlab import _html, frames
 from rolloutlab.errors import SpecError
-from rolloutlab.judges.spec import MetricSpec, Spec
 from rolloutlab.judges.verdict import _jsonable
 from rolloutlab.sources.recording import Recording
+from rolloutlab.specs import MetricSpec, Spec
 from rolloutlab.stats import adjust, srm
 from rolloutlab.stats.arrays import (
     always_valid_p,

@@ -26,8 +26,8 @@ from statsmodels.stats.power import NormalIndPower
 
 from rolloutlab import _html, frames
 from rolloutlab.errors import DataError, SpecError
-from rolloutlab.judges.spec import MetricSpec
 from rolloutlab.sources.recording import Recording, load
+from rolloutlab.specs import MetricSpec
 from rolloutlab.stats.arrays import batch_means_variance, cs_half_width
 from rolloutlab.stats.sequential import asymptotic_rho2
 

@@ -18,9 +18,9 @@ from rolloutlab.frames import tick_table
 from rolloutlab.judges.base import Judge
 from rolloutlab.judges.flagger import FlaggerJudge
 from rolloutlab.judges.kayenta import KayentaJudge
-from rolloutlab.judges.spec import KayentaSettings, MetricSpec, Spec, format_duration
 from rolloutlab.judges.verdict import MetricResult, TickState, Verdict
 from rolloutlab.sources.recording import Recording
+from rolloutlab.specs import KayentaSettings, MetricSpec, Spec, format_duration
 
 #: Judge name -> class, or "module:Class" for a judge imported on first use.
 JUDGES: dict[str, type[Judge] | str] = {

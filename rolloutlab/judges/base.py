@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import ClassVar
 
 from rolloutlab.frames import TickTable
-from rolloutlab.judges.spec import Spec
 from rolloutlab.judges.verdict import TickState, Verdict
+from rolloutlab.specs import Spec
 
 
 class Judge(ABC):

@@ -39,9 +39,9 @@ import numpy as np
 
 from rolloutlab.frames import TickTable
 from rolloutlab.judges.base import Judge
-from rolloutlab.judges.spec import MetricSpec, Spec
 from rolloutlab.judges.verdict import Decision, MetricResult, TickState
 from rolloutlab.sources.presets import LATENCY_SUM
+from rolloutlab.specs import MetricSpec, Spec
 from rolloutlab.specs.flagger import FLAGGER_KUBERNETES_PROVIDER, FLAGGER_TEMPLATE
 
 Phase = Literal["Progressing", "Promoting", "Failed"]

@@ -49,9 +49,9 @@ from rolloutlab.errors import RolloutlabError
 from rolloutlab.frames import TickTable
 from rolloutlab.judges.base import Judge
 from rolloutlab.judges.flagger import histogram_quantile
-from rolloutlab.judges.spec import Direction, KayentaSettings, MetricSpec
 from rolloutlab.judges.verdict import Classification as Outcome
 from rolloutlab.judges.verdict import Decision, MetricResult, TickState
+from rolloutlab.specs.model import Direction, KayentaSettings, MetricSpec
 from rolloutlab.stats import mann_whitney
 
 Label = Literal["Pass", "High", "Low", "Nodata", "NodataFailMetric", "Error"]

@@ -72,8 +72,8 @@ import numpy as np
 from rolloutlab.errors import SpecError
 from rolloutlab.frames import TickTable
 from rolloutlab.judges.base import Judge
-from rolloutlab.judges.spec import MetricSpec, Spec, format_duration
 from rolloutlab.judges.verdict import Decision, MetricResult, TickState
+from rolloutlab.specs import MetricSpec, Spec, format_duration
 from rolloutlab.stats import PoissonRatioBatch, TickContrast, welch_on_blocks
 from rolloutlab.stats.power import minutes_to_evidence
 from rolloutlab.stats.sequential import DEFAULT_GRID, Alternative
