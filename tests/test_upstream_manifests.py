@@ -683,7 +683,7 @@ def test_argo_metric_fields_take_arguments_and_templates_nest() -> None:
         "  args: [{name: limit, value: '2'}, {name: every, value: 30s}, {name: max, value: '5'}]\n"
         "  metrics:\n"
         "  - name: errors-total\n    interval: '{{args.every}}'\n    count: '{{args.limit}}'\n"
-        "    initialDelay: 2m\n"
+        "    initialDelay: 2m\n    consecutiveSuccessLimit: 3\n"
         "    failureLimit: '{{args.limit}}'\n"
         "    successCondition: len(result) == 0 || result[0] == 0\n"
         "    failureCondition: len(result) > 0 && result[0] > {{args.max}}\n"
@@ -707,6 +707,7 @@ def test_argo_metric_fields_take_arguments_and_templates_nest() -> None:
     assert (ratio.threshold_min, ratio.threshold_max, ratio.direction) == (None, None, None)
     assert "'result.ok / result.total > 0.9'" in warned and "without that bound" in warned
     assert "waits initialDelay 2m before its first measurement" in warned
+    assert "consecutiveSuccessLimit 3 successes in a row" in warned  # analysis_types.go
     legacy = rollout.replace("templates: [{templateName: outer}]", "templateName: outer")
     with pytest.raises(SpecError, match=r"analysis.templateName: Argo Rollouts reads templates"):
         _load_text(legacy, outer, _errors_template(METRICS_ONLY))

@@ -260,6 +260,12 @@ def _argo_metrics(
                 f"{label} waits initialDelay {m['initialDelay']} before its first measurement, "
                 "rolloutlab measures from the first tick"
             )
+        if m.get("consecutiveSuccessLimit"):
+            notes.append(
+                f"{label} passes early after consecutiveSuccessLimit "
+                f"{m['consecutiveSuccessLimit']} successes in a row in Argo; rolloutlab's "
+                "judges promote by their own rules"
+            )
         access = [str(h.get("key")) for h in prometheus.get("headers") or []]
         access += [f"{k} authentication" for k in prometheus.get("authentication") or {}]
         if access:
