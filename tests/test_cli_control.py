@@ -230,3 +230,25 @@ def test_weight_splits_by_subsets(kube, kubeconfig, audit_log, capsys):
         ("stable", 90),
         ("canary", 10),
     ]
+
+
+def test_run_fills_the_pod_template_hashes_of_argo_templates(
+    kube, kubeconfig, tmp_path, capsys, monkeypatch
+):
+    """As fetch does: an Argo template selecting pods by rollouts-pod-template-hash needs
+    both hashes; without them run is refused naming the option, with them the loop's
+    queries carry them (the loop itself is stubbed: it is tested in test_control_loop)."""
+    from rolloutlab import cli
+    from test_judges_manifests import HASH_ROLLOUT
+
+    kube.seed(VS, virtual_service(100, 0))
+    (tmp_path / "rollout.yaml").write_text(HASH_ROLLOUT)
+    argv = ["run", "--url", "http://127.0.0.1:1", "--router", "istio", "--spec"]
+    argv += [str(tmp_path / "rollout.yaml")]
+    assert main(argv) == 2
+    assert "needs the canary and stable hash. Pass them" in capsys.readouterr().err
+    driven = []
+    monkeypatch.setattr(cli, "_drive", lambda rollout: driven.append(rollout) or 0)
+    assert main([*argv, "--pod-template-hash", "stable=6c8b,canary=5f7c"]) == 0
+    queries = dict(driven[0].gauges["error-ratio"])
+    assert '"5f7c"' in queries["canary"] and '"6c8b"' in queries["primary"]

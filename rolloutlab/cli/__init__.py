@@ -140,11 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _spec_name_option(p)
     _kube_spec_options(p, namespace=False)
-    p.add_argument(
-        "--pod-template-hash",
-        metavar="stable=HASH,canary=HASH",
-        help="the ReplicaSets' hashes, for Argo templates that select pods by them",
-    )
+    _pod_template_hash_option(p)
     p.add_argument(
         "--name",
         action="append",
@@ -251,6 +247,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _spec_name_option(p)
     _kube_spec_options(p, namespace=False, kube=False)
+    _pod_template_hash_option(p)
     p.add_argument("--judge", choices=JUDGE_NAMES, help="default: the spec's, else rolloutlab")
     p.add_argument(
         "--auto",
@@ -730,6 +727,7 @@ def _run(args: argparse.Namespace) -> int:
             preset=args.preset or preset_for(spec, settings.preset),
             mode="auto" if args.auto else "manual",
             notifier=SlackNotifier(webhook) if webhook else None,
+            pod_template_hashes=_pairs(args.pod_template_hash, "--pod-template-hash"),
         )
         from rolloutlab.cli.watch import exported, rollout_state
 
@@ -907,6 +905,14 @@ def _bundled(folder: Path, name: str):
     if path.exists():
         return load(path)
     return simulate(name, seed=BUNDLED_SEED)
+
+
+def _pod_template_hash_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pod-template-hash",
+        metavar="stable=HASH,canary=HASH",
+        help="the ReplicaSets' hashes, for Argo templates that select pods by them",
+    )
 
 
 def _pairs(
