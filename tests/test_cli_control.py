@@ -238,8 +238,9 @@ def test_run_fills_the_pod_template_hashes_of_argo_templates(
     """As fetch does: an Argo template selecting pods by rollouts-pod-template-hash needs
     both hashes; without them run is refused naming the option, with them the loop's
     queries carry them (the loop itself is stubbed: it is tested in test_control_loop)."""
-    from rolloutlab import cli
     from test_judges_manifests import HASH_ROLLOUT
+
+    from rolloutlab import cli
 
     kube.seed(VS, virtual_service(100, 0))
     (tmp_path / "rollout.yaml").write_text(HASH_ROLLOUT)
