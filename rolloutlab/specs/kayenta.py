@@ -73,7 +73,6 @@ again (Kayenta's substitutor would).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -85,6 +84,7 @@ from rolloutlab.specs.documents import Document, ManifestWarning, _warn_unsuppor
 from rolloutlab.specs.model import KayentaSettings, MetricSpec, Spec
 from rolloutlab.specs.schema import (
     _choice,
+    _closest,
     _fail,
     _flag,
     _group_weights,
@@ -316,8 +316,8 @@ def _unknown(data: Mapping[str, Any], known: Sequence[str], path: str) -> None:
     """Warn of keys Kayenta ignores (a typo there silently changes the analysis)."""
     for key in data:
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            close = _closest(str(key), known)
+            hint = f" (did you mean {close!r}?)" if close else ""
             _warn(path, f"unknown key {key!r}{hint} is ignored, as Kayenta ignores it")
 
 

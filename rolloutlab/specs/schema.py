@@ -48,15 +48,21 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _closest(word: str, options: Sequence[str]) -> str | None:
+    """The option a typo most likely meant, if one is close to ``word``."""
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return close[0] if close else None
+
+
 def _field_for(key: str, fields: Sequence[_Field], path: str) -> _Field:
     for f in fields:
         if key in f.names():
             return f
     known = [f.key for f in fields]
-    close = difflib.get_close_matches(key, [n for f in fields for n in f.names()], n=1)
+    close = _closest(key, [n for f in fields for n in f.names()])
     hint = ""
     if close:
-        hint = f"Did you mean '{next(f.key for f in fields if close[0] in f.names())}'? "
+        hint = f"Did you mean '{next(f.key for f in fields if close in f.names())}'? "
     raise _fail(
         _join(path, str(key)), "unknown field", f"{hint}Known fields here: {', '.join(known)}."
     )
@@ -152,8 +158,8 @@ def _flag(value: Any, path: str) -> bool:
 def _choice(options: Sequence[str]) -> Parser:
     def parse(value: Any, path: str) -> str:
         if value not in options:
-            close = difflib.get_close_matches(str(value), options, n=1)
-            hint = f"Did you mean '{close[0]}'? " if close else ""
+            close = _closest(str(value), options)
+            hint = f"Did you mean '{close}'? " if close else ""
             raise _fail(path, f"unknown value {_show(value)}", f"{hint}Choose one of {options}.")
         return value
 
