@@ -532,3 +532,18 @@ def test_fetching_without_a_request_says_the_scopes_are_missing():
     spec = quiet_load(CPU_CONFIG)
     with pytest.raises(SpecError, match="no execution request gives its scopes"):
         template_queries(spec)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"passScore": 90}, r"metrics\[0\].kayenta.passScore: unknown field. Known fields here: confidence"),
+        ({"alowedIncrease": 1.2}, r"Did you mean 'allowedIncrease'\?"),
+        ({"allowedIncrease": -1}, r"kayenta.allowedIncrease: -1 is out of range"),
+    ],
+)  # fmt: skip
+def test_a_metrics_own_kayenta_settings_are_checked_like_the_specs(settings, message):
+    # the scores and the schedule belong to the whole analysis, not to one metric
+    metric = {"name": "cpu", "kind": "gauge", "kayenta": settings}
+    with pytest.raises(SpecError, match=message):
+        Spec.from_dict({"judge": "kayenta", "metrics": [metric]})
